@@ -1,0 +1,65 @@
+//! The questions expansion and safety checks ask about a cluster.
+
+use crate::lang::Quantity;
+use crate::steps::{ReclaimPolicy, WorkloadRef};
+
+/// What drplan needs to know about a workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadFacts {
+    pub replicas: u32,
+    /// StatefulSet volume claim templates.
+    pub claim_templates: Vec<ClaimTemplateFacts>,
+    /// Claims named in the pod template's volumes.
+    pub pod_claims: Vec<PodClaim>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimTemplateFacts {
+    pub name: String,
+    pub size: Option<Quantity>,
+    pub storage_class: Option<String>,
+}
+
+/// A pod-template volume backed by a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodClaim {
+    pub volume: String,
+    pub claim: String,
+}
+
+/// What drplan needs to know about a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimFacts {
+    /// Actual capacity when bound, else the request.
+    pub size: Option<Quantity>,
+    pub storage_class: Option<String>,
+    pub volume_name: Option<String>,
+}
+
+/// What drplan needs to know about a PersistentVolume.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VolumeFacts {
+    pub name: String,
+    pub reclaim_policy: Option<ReclaimPolicy>,
+    pub zone: Option<String>,
+    pub driver: Option<String>,
+    pub capacity: Option<Quantity>,
+}
+
+/// Read-only questions about the clusters of a plan, by cluster name.
+///
+/// Implemented from manifests now and from the live API later; everything that
+/// expands or checks plans goes through this trait only.
+pub trait ClusterFacts {
+    fn workload(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts>;
+    fn claim(&self, cluster: &str, namespace: &str, name: &str) -> Option<ClaimFacts>;
+    fn volume(&self, cluster: &str, name: &str) -> Option<VolumeFacts>;
+    /// Workloads whose pods use the claim (pod volumes or StatefulSet claim templates).
+    fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef>;
+
+    /// The PV a claim is bound to.
+    fn volume_of_claim(&self, cluster: &str, namespace: &str, claim: &str) -> Option<VolumeFacts> {
+        let name = self.claim(cluster, namespace, claim)?.volume_name?;
+        self.volume(cluster, &name)
+    }
+}

@@ -1,0 +1,284 @@
+//! An in-memory index of cluster objects that answers [`ClusterFacts`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpec};
+
+use super::facts::*;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::lang::de::from_node;
+use crate::lang::yaml::{self, Limits, Node};
+use crate::lang::Quantity;
+use crate::steps::{ReclaimPolicy, WorkloadKind, WorkloadRef};
+
+type Key = (String, String);
+
+/// Objects of one cluster, indexed by namespace and name.
+#[derive(Default, Debug)]
+pub struct Inventory {
+    pub statefulsets: HashMap<Key, StatefulSet>,
+    pub deployments: HashMap<Key, Deployment>,
+    pub claims: HashMap<Key, PersistentVolumeClaim>,
+    pub volumes: HashMap<String, PersistentVolume>,
+    /// Objects of kinds drplan does not index, counted for reports.
+    pub other_objects: usize,
+}
+
+fn key(namespace: Option<&String>, name: Option<&String>) -> Key {
+    (namespace.cloned().unwrap_or_else(|| "default".into()), name.cloned().unwrap_or_default())
+}
+
+impl Inventory {
+    /// Adds one object (or every item of a `List`) from a decoded manifest document.
+    pub fn add_document(&mut self, doc: &Node) -> Result<(), crate::lang::de::DeError> {
+        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
+        match kind {
+            "List" => {
+                if let Some(crate::lang::yaml::Value::Seq(items)) = doc.get("items").map(|n| &n.value) {
+                    for item in items {
+                        self.add_document(item)?;
+                    }
+                }
+            }
+            "StatefulSet" => {
+                let o: StatefulSet = from_node(doc)?;
+                self.statefulsets.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
+            }
+            "Deployment" => {
+                let o: Deployment = from_node(doc)?;
+                self.deployments.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
+            }
+            "PersistentVolumeClaim" => {
+                let o: PersistentVolumeClaim = from_node(doc)?;
+                self.claims.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
+            }
+            "PersistentVolume" => {
+                let o: PersistentVolume = from_node(doc)?;
+                self.volumes.insert(o.metadata.name.clone().unwrap_or_default(), o);
+            }
+            _ => self.other_objects += 1,
+        }
+        Ok(())
+    }
+
+    /// Loads every `*.yaml`/`*.yml`/`*.json` file under `dir` (recursively).
+    pub fn from_dir(dir: &Path) -> Result<Inventory, Diagnostics> {
+        let mut inventory = Inventory::default();
+        let mut diags = Diagnostics::default();
+        for path in manifest_files(dir).map_err(|d| Diagnostics(vec![d]))? {
+            inventory.add_file(&path, &mut diags);
+        }
+        if diags.has_errors() { Err(diags) } else { Ok(inventory) }
+    }
+
+    fn add_file(&mut self, path: &Path, diags: &mut Diagnostics) {
+        let file = match yaml::read_file(path, Limits::MANIFEST) {
+            Ok(file) => file,
+            Err(d) => return diags.push(d),
+        };
+        for doc in &file.documents {
+            if let Err(e) = self.add_document(doc) {
+                let span = e.span.unwrap_or(doc.span);
+                diags.push(
+                    Diagnostic::error("drplan::manifest::invalid", format!("invalid manifest: {}", e.message))
+                        .in_file(&file.source)
+                        .with_label(span, "here"),
+                );
+            }
+        }
+    }
+}
+
+fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            Diagnostic::error("drplan::input::io", format!("{}: cannot read directory: {e}", dir.display()))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(ext, "yaml" | "yml" | "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<Quantity> {
+    q.and_then(|q| q.0.parse().ok())
+}
+
+fn pod_claims(spec: Option<&PodSpec>) -> Vec<PodClaim> {
+    spec.and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let claim = v.persistent_volume_claim.as_ref()?;
+            Some(PodClaim { volume: v.name.clone(), claim: claim.claim_name.clone() })
+        })
+        .collect()
+}
+
+impl Inventory {
+    fn workload_facts(&self, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts> {
+        let k = (namespace.to_string(), workload.name.clone());
+        match workload.kind {
+            WorkloadKind::StatefulSet => {
+                let sts = self.statefulsets.get(&k)?;
+                let spec = sts.spec.as_ref()?;
+                let claim_templates = spec
+                    .volume_claim_templates
+                    .iter()
+                    .flatten()
+                    .map(|t| {
+                        let tspec = t.spec.as_ref();
+                        ClaimTemplateFacts {
+                            name: t.metadata.name.clone().unwrap_or_default(),
+                            size: quantity(tspec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"))),
+                            storage_class: tspec.and_then(|s| s.storage_class_name.clone()),
+                        }
+                    })
+                    .collect();
+                Some(WorkloadFacts {
+                    replicas: spec.replicas.unwrap_or(1).max(0) as u32,
+                    claim_templates,
+                    pod_claims: pod_claims(spec.template.spec.as_ref()),
+                })
+            }
+            WorkloadKind::Deployment => {
+                let dep = self.deployments.get(&k)?;
+                let spec = dep.spec.as_ref()?;
+                Some(WorkloadFacts {
+                    replicas: spec.replicas.unwrap_or(1).max(0) as u32,
+                    claim_templates: Vec::new(),
+                    pod_claims: pod_claims(spec.template.spec.as_ref()),
+                })
+            }
+        }
+    }
+
+    fn claim_facts(&self, namespace: &str, name: &str) -> Option<ClaimFacts> {
+        let pvc = self.claims.get(&(namespace.to_string(), name.to_string()))?;
+        let spec = pvc.spec.as_ref();
+        let capacity = quantity(pvc.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage")));
+        let request = quantity(spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")));
+        Some(ClaimFacts {
+            size: capacity.or(request),
+            storage_class: spec.and_then(|s| s.storage_class_name.clone()),
+            volume_name: spec.and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()),
+        })
+    }
+
+    fn volume_facts(&self, name: &str) -> Option<VolumeFacts> {
+        let pv = self.volumes.get(name)?;
+        let spec = pv.spec.as_ref();
+        let reclaim_policy = spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()).and_then(|p| match p {
+            "Retain" => Some(ReclaimPolicy::Retain),
+            "Delete" => Some(ReclaimPolicy::Delete),
+            _ => None,
+        });
+        Some(VolumeFacts {
+            name: name.to_string(),
+            reclaim_policy,
+            zone: spec.and_then(zone_of).or_else(|| {
+                pv.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
+            }),
+            driver: spec.and_then(|s| s.csi.as_ref()).map(|c| c.driver.clone()),
+            capacity: quantity(spec.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
+        })
+    }
+
+    fn users_of(&self, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
+        let mut users = Vec::new();
+        for ((ns, name), sts) in &self.statefulsets {
+            if ns != namespace {
+                continue;
+            }
+            let w = WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.clone() };
+            let Some(facts) = self.workload_facts(ns, &w) else { continue };
+            let _ = sts;
+            let from_template = facts.claim_templates.iter().any(|t| {
+                claim.strip_prefix(&format!("{}-{}-", t.name, name)).is_some_and(|o| o.parse::<u32>().is_ok())
+            });
+            if from_template || facts.pod_claims.iter().any(|p| p.claim == claim) {
+                users.push(w);
+            }
+        }
+        for (ns, name) in self.deployments.keys() {
+            if ns != namespace {
+                continue;
+            }
+            let w = WorkloadRef { kind: WorkloadKind::Deployment, name: name.clone() };
+            if self.workload_facts(ns, &w).is_some_and(|f| f.pod_claims.iter().any(|p| p.claim == claim)) {
+                users.push(w);
+            }
+        }
+        users.sort();
+        users
+    }
+}
+
+/// The zone a PV is pinned to by its node affinity.
+fn zone_of(spec: &k8s_openapi::api::core::v1::PersistentVolumeSpec) -> Option<String> {
+    let terms = &spec.node_affinity.as_ref()?.required.as_ref()?.node_selector_terms;
+    terms.iter().flat_map(|t| t.match_expressions.iter().flatten()).find_map(|e| {
+        let zonal_key = e.key.ends_with("/zone") || e.key == "failure-domain.beta.kubernetes.io/zone";
+        (zonal_key && e.operator == "In").then(|| e.values.as_ref()?.first().cloned()).flatten()
+    })
+}
+
+/// Inventories of every cluster of a plan: per-cluster subdirectories, or one shared.
+#[derive(Default, Debug)]
+pub struct ClusterInventories {
+    pub by_cluster: BTreeMap<String, Inventory>,
+    pub shared: Option<Inventory>,
+}
+
+impl ClusterInventories {
+    /// Loads `DIR/<cluster>/` for each named cluster that has a subdirectory;
+    /// otherwise `DIR` itself describes every cluster.
+    pub fn from_dir(dir: &Path, clusters: &[String]) -> Result<ClusterInventories, Diagnostics> {
+        if !dir.is_dir() {
+            return Err(Diagnostics(vec![Diagnostic::error(
+                "drplan::input::io",
+                format!("{}: not a directory of manifests", dir.display()),
+            )]));
+        }
+        let mut by_cluster = BTreeMap::new();
+        for cluster in clusters {
+            let sub = dir.join(cluster);
+            if sub.is_dir() {
+                by_cluster.insert(cluster.clone(), Inventory::from_dir(&sub)?);
+            }
+        }
+        let shared = if by_cluster.is_empty() { Some(Inventory::from_dir(dir)?) } else { None };
+        Ok(ClusterInventories { by_cluster, shared })
+    }
+
+    fn get(&self, cluster: &str) -> Option<&Inventory> {
+        self.by_cluster.get(cluster).or(self.shared.as_ref())
+    }
+}
+
+impl ClusterFacts for ClusterInventories {
+    fn workload(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts> {
+        self.get(cluster)?.workload_facts(namespace, workload)
+    }
+    fn claim(&self, cluster: &str, namespace: &str, name: &str) -> Option<ClaimFacts> {
+        self.get(cluster)?.claim_facts(namespace, name)
+    }
+    fn volume(&self, cluster: &str, name: &str) -> Option<VolumeFacts> {
+        self.get(cluster)?.volume_facts(name)
+    }
+    fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
+        self.get(cluster).map(|i| i.users_of(namespace, claim)).unwrap_or_default()
+    }
+}

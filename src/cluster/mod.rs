@@ -1,0 +1,11 @@
+//! Cluster access: what drplan knows about a cluster, and where that knowledge comes from.
+//!
+//! Expansion and checks ask questions through [`ClusterFacts`]; [`Inventory`]
+//! answers them from objects, loaded here from manifest dumps (`--cluster-from DIR`)
+//! and, for live runs, from one list per kind and namespace of the API server.
+
+mod facts;
+mod inventory;
+
+pub use facts::*;
+pub use inventory::*;

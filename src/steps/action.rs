@@ -1,0 +1,520 @@
+//! The explicit step kinds (actions) and their parameters.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::refs::*;
+use crate::lang::{Duration, Quantity, Spanned};
+
+/// One concrete action. Intents expand into these; plans may also write them directly.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Scale a workload (usually to 0), remembering its current replicas for `scaleBack`.
+    Scale(ScaleParams),
+    /// Scale a workload back to the replicas recorded by the `scale` step before it.
+    ScaleBack(WorkloadParams),
+    /// Take a CSI VolumeSnapshot of a claim.
+    SnapshotPvc(SnapshotPvcParams),
+    /// Wait for a condition, failing after `timeout`.
+    Wait(WaitParams),
+    /// Set the reclaim policy of the PersistentVolume bound to a claim.
+    SetReclaimPolicy(ReclaimParams),
+    /// Delete a claim (refused unless a ready snapshot of it was taken earlier in the run).
+    DeletePvc(DeletePvcParams),
+    /// Recreate a claim under the same name from a VolumeSnapshot, optionally bigger.
+    RestorePvc(RestorePvcParams),
+    /// Create a static PersistentVolume for an existing disk and a claim bound to it.
+    BindStaticPv(StaticPvParams),
+    /// Expand a claim in place.
+    ResizePvc(ResizePvcParams),
+    /// Capture an object's manifest into the run's checkpoint.
+    SaveObject(ObjectParams),
+    /// Delete an object (refused unless it was saved earlier in the run).
+    DeleteObject(ObjectParams),
+    /// Recreate an object from the manifest saved earlier in the run.
+    RestoreObject(ObjectParams),
+    /// Point a workload's pod volume at another claim.
+    SetWorkloadClaim(SetWorkloadClaimParams),
+    /// Run a command in a pod's container (for example `etcdctl`).
+    Exec(ExecParams),
+    /// Create an EBS snapshot of a volume.
+    EbsSnapshot(EbsSnapshotParams),
+    /// Copy an EBS snapshot to another region.
+    EbsCopySnapshot(EbsCopySnapshotParams),
+    /// Create an EBS volume from a snapshot in one availability zone.
+    EbsCreateVolume(EbsCreateVolumeParams),
+    /// Delete the replication configuration of an EFS file system.
+    EfsDeleteReplication(EfsFileSystemParams),
+    /// Create an EFS replication configuration to another region or file system.
+    EfsCreateReplication(EfsCreateReplicationParams),
+    /// Set EFS replication overwrite protection on a file system.
+    EfsSetOverwriteProtection(EfsProtectionParams),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScaleParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub workload: WorkloadRef,
+    /// Target replicas; 0 to quiesce.
+    #[serde(default)]
+    pub replicas: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub workload: WorkloadRef,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SnapshotPvcParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub claim: Spanned<String>,
+    /// VolumeSnapshotClass to use.
+    pub snapshot_class: String,
+    /// Name of the VolumeSnapshot; `{claim}` and `{run}` are substituted.
+    #[serde(default = "default_snapshot_name")]
+    pub snapshot_name: String,
+}
+
+pub fn default_snapshot_name() -> String {
+    "{claim}-dr-{run}".to_string()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WaitParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The condition to wait for.
+    #[serde(rename = "for")]
+    pub condition: WaitCondition,
+    /// How long to wait before the step fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+/// Conditions a `wait` step can wait for.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WaitCondition {
+    /// The VolumeSnapshot taken of this claim in this run reports `readyToUse: true`.
+    SnapshotReady { claim: Spanned<String> },
+    /// No pod of the workload exists any more.
+    PodsGone { workload: WorkloadRef },
+    /// All replicas of the workload are ready.
+    PodsReady { workload: WorkloadRef },
+    /// The claim is Bound.
+    PvcBound { claim: String },
+    /// The EFS file system has no replication configuration (it is writable).
+    EfsReplicationDeleted { region: String, file_system_id: String },
+    /// The EFS replication to this destination has caught up.
+    EfsReplicationSynced { region: String, file_system_id: String },
+    /// The EBS snapshot is `completed`.
+    EbsSnapshotCompleted { region: String, snapshot: SnapshotSource },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReclaimParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The claim whose bound PersistentVolume is changed.
+    pub claim: String,
+    pub policy: ReclaimPolicy,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeletePvcParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub claim: Spanned<String>,
+    /// Delete even without a ready snapshot of the claim taken in this run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_data_loss: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestorePvcParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the claim to create (the same name as the deleted one).
+    pub claim: Spanned<String>,
+    /// VolumeSnapshot to restore from; `{claim}` and `{run}` are substituted.
+    pub snapshot: String,
+    /// Requested size; must not be smaller than the snapshot's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Spanned<Quantity>>,
+    /// StorageClass of the new claim; defaults to the old claim's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StaticPvParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the PersistentVolume to create.
+    pub pv_name: String,
+    pub volume: VolumeSpec,
+    /// The claim to create, bound to the PV (by `volumeName` and the PV's `claimRef`).
+    pub claim: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+/// A disk that exists outside Kubernetes, as a CSI volume.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// CSI driver, e.g. `ebs.csi.aws.com` or `disk.csi.azure.com`.
+    pub driver: String,
+    /// The driver's volume handle (EBS volume id, Azure disk resource id, ...).
+    pub volume_handle: String,
+    pub size: Spanned<Quantity>,
+    /// Zone the disk lives in; required for zonal disks (written as node affinity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Whether the disk is zonal. Defaults to true for known block-storage drivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zonal: Option<bool>,
+    /// Node label holding the zone; defaults to `topology.kubernetes.io/zone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+}
+
+/// CSI drivers whose volumes live in one zone.
+pub const ZONAL_DRIVERS: &[&str] =
+    &["ebs.csi.aws.com", "disk.csi.azure.com", "pd.csi.storage.gke.io", "cinder.csi.openstack.org"];
+
+impl VolumeSpec {
+    pub fn is_zonal(&self) -> bool {
+        self.zonal.unwrap_or_else(|| ZONAL_DRIVERS.contains(&self.driver.as_str()))
+    }
+
+    pub fn zone_label(&self) -> &str {
+        self.zone_label.as_deref().unwrap_or("topology.kubernetes.io/zone")
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResizePvcParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub claim: Spanned<String>,
+    pub size: Spanned<Quantity>,
+    /// What to do when the provider refuses with `VolumeModificationRateExceeded`.
+    #[serde(default)]
+    pub on_rate_limit: RateLimitFallback,
+}
+
+/// Fallbacks for a resize the provider refuses because of its modification rate limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RateLimitFallback {
+    /// Stop and report the provider's error (and when it says to retry).
+    #[default]
+    Fail,
+    /// Snapshot the claim and restore it to a new, bigger volume instead.
+    RestoreBigger,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    pub object: ObjectRef,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetWorkloadClaimParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub workload: WorkloadRef,
+    /// Name of the volume in the pod template.
+    pub volume: String,
+    /// Claim the volume should use.
+    pub claim: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The command and its arguments (no shell is involved).
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EbsSnapshotParams {
+    pub region: String,
+    pub volume_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EbsCopySnapshotParams {
+    pub source_region: String,
+    /// Destination region.
+    pub region: String,
+    pub snapshot: SnapshotSource,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EbsCreateVolumeParams {
+    pub region: String,
+    pub availability_zone: String,
+    pub snapshot: SnapshotSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Spanned<Quantity>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EfsFileSystemParams {
+    pub region: String,
+    pub file_system_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EfsCreateReplicationParams {
+    pub region: String,
+    pub source_file_system_id: String,
+    pub destination_region: String,
+    /// Replicate into this existing file system (failback); omit to create a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_file_system_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EfsProtectionParams {
+    pub region: String,
+    pub file_system_id: String,
+    pub protection: OverwriteProtection,
+}
+
+impl Action {
+    /// The name of the kind as written in plans.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Action::Scale(_) => "scale",
+            Action::ScaleBack(_) => "scaleBack",
+            Action::SnapshotPvc(_) => "snapshotPvc",
+            Action::Wait(_) => "wait",
+            Action::SetReclaimPolicy(_) => "setReclaimPolicy",
+            Action::DeletePvc(_) => "deletePvc",
+            Action::RestorePvc(_) => "restorePvc",
+            Action::BindStaticPv(_) => "bindStaticPv",
+            Action::ResizePvc(_) => "resizePvc",
+            Action::SaveObject(_) => "saveObject",
+            Action::DeleteObject(_) => "deleteObject",
+            Action::RestoreObject(_) => "restoreObject",
+            Action::SetWorkloadClaim(_) => "setWorkloadClaim",
+            Action::Exec(_) => "exec",
+            Action::EbsSnapshot(_) => "ebsSnapshot",
+            Action::EbsCopySnapshot(_) => "ebsCopySnapshot",
+            Action::EbsCreateVolume(_) => "ebsCreateVolume",
+            Action::EfsDeleteReplication(_) => "efsDeleteReplication",
+            Action::EfsCreateReplication(_) => "efsCreateReplication",
+            Action::EfsSetOverwriteProtection(_) => "efsSetOverwriteProtection",
+        }
+    }
+
+    /// The cluster this step acts on, when it is a Kubernetes step that names one.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Action::Scale(p) => p.cluster.as_deref(),
+            Action::ScaleBack(p) => p.cluster.as_deref(),
+            Action::SnapshotPvc(p) => p.cluster.as_deref(),
+            Action::Wait(p) => p.cluster.as_deref(),
+            Action::SetReclaimPolicy(p) => p.cluster.as_deref(),
+            Action::DeletePvc(p) => p.cluster.as_deref(),
+            Action::RestorePvc(p) => p.cluster.as_deref(),
+            Action::BindStaticPv(p) => p.cluster.as_deref(),
+            Action::ResizePvc(p) => p.cluster.as_deref(),
+            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.cluster.as_deref(),
+            Action::SetWorkloadClaim(p) => p.cluster.as_deref(),
+            Action::Exec(p) => p.cluster.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The namespace written on the step, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Action::Scale(p) => p.namespace.as_deref(),
+            Action::ScaleBack(p) => p.namespace.as_deref(),
+            Action::SnapshotPvc(p) => p.namespace.as_deref(),
+            Action::Wait(p) => p.namespace.as_deref(),
+            Action::SetReclaimPolicy(p) => p.namespace.as_deref(),
+            Action::DeletePvc(p) => p.namespace.as_deref(),
+            Action::RestorePvc(p) => p.namespace.as_deref(),
+            Action::BindStaticPv(p) => p.namespace.as_deref(),
+            Action::ResizePvc(p) => p.namespace.as_deref(),
+            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.object.namespace.as_deref(),
+            Action::SetWorkloadClaim(p) => p.namespace.as_deref(),
+            Action::Exec(p) => p.namespace.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the step destroys something that cannot be recreated without a backup.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Action::DeletePvc(_) | Action::DeleteObject(_) | Action::EfsDeleteReplication(_))
+    }
+
+    /// A typical duration, used to find the critical path before anything has run.
+    pub fn estimate(&self) -> std::time::Duration {
+        let secs = match self {
+            Action::Scale(_) | Action::ScaleBack(_) => 5,
+            Action::SnapshotPvc(_) => 5,
+            Action::Wait(p) => match p.condition {
+                WaitCondition::SnapshotReady { .. } => 120,
+                WaitCondition::PodsGone { .. } => 30,
+                WaitCondition::PodsReady { .. } => 90,
+                WaitCondition::PvcBound { .. } => 30,
+                WaitCondition::EfsReplicationDeleted { .. } => 300,
+                WaitCondition::EfsReplicationSynced { .. } => 1800,
+                WaitCondition::EbsSnapshotCompleted { .. } => 600,
+            },
+            Action::SetReclaimPolicy(_) => 2,
+            Action::DeletePvc(_) => 10,
+            Action::RestorePvc(_) => 10,
+            Action::BindStaticPv(_) => 10,
+            Action::ResizePvc(_) => 60,
+            Action::SaveObject(_) | Action::DeleteObject(_) | Action::RestoreObject(_) => 2,
+            Action::SetWorkloadClaim(_) => 5,
+            Action::Exec(p) => p.timeout.as_ref().map(|t| t.as_secs() / 2).unwrap_or(60),
+            Action::EbsSnapshot(_) => 10,
+            Action::EbsCopySnapshot(_) => 900,
+            Action::EbsCreateVolume(_) => 60,
+            Action::EfsDeleteReplication(_) => 30,
+            Action::EfsCreateReplication(_) => 30,
+            Action::EfsSetOverwriteProtection(_) => 5,
+        };
+        std::time::Duration::from_secs(secs)
+    }
+
+    /// A one-line, human description for graphs and plans.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Scale(p) => format!("scale {} to {}", p.workload, p.replicas),
+            Action::ScaleBack(p) => format!("scale {} back to its original replicas", p.workload),
+            Action::SnapshotPvc(p) => format!("snapshot PVC {} ({})", p.claim.value, p.snapshot_class),
+            Action::Wait(p) => format!("wait until {}", describe_condition(&p.condition)),
+            Action::SetReclaimPolicy(p) => format!("set reclaim policy of PV of {} to {}", p.claim, p.policy),
+            Action::DeletePvc(p) => format!("delete PVC {}", p.claim.value),
+            Action::RestorePvc(p) => match &p.size {
+                Some(size) => format!("restore PVC {} from snapshot at {}", p.claim.value, size.value),
+                None => format!("restore PVC {} from snapshot", p.claim.value),
+            },
+            Action::BindStaticPv(p) => format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim),
+            Action::ResizePvc(p) => format!("resize PVC {} to {}", p.claim.value, p.size.value),
+            Action::SaveObject(p) => format!("save {}", p.object),
+            Action::DeleteObject(p) => format!("delete {}", p.object),
+            Action::RestoreObject(p) => format!("restore {}", p.object),
+            Action::SetWorkloadClaim(p) => format!("point volume {} of {} at claim {}", p.volume, p.workload, p.claim),
+            Action::Exec(p) => format!("exec in pod {}: {}", p.pod, p.command.join(" ")),
+            Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
+            Action::EbsCopySnapshot(p) => format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region),
+            Action::EbsCreateVolume(p) => format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone),
+            Action::EfsDeleteReplication(p) => format!("delete EFS replication of {} in {}", p.file_system_id, p.region),
+            Action::EfsCreateReplication(p) => format!(
+                "replicate EFS {} ({}) to {} in {}",
+                p.source_file_system_id,
+                p.region,
+                p.destination_file_system_id.as_deref().unwrap_or("a new file system"),
+                p.destination_region
+            ),
+            Action::EfsSetOverwriteProtection(p) => format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection),
+        }
+    }
+
+    /// Ids of earlier steps whose outputs this step reads (implicit dependencies).
+    pub fn output_references(&self) -> Vec<&str> {
+        fn from(s: &SnapshotSource) -> Option<&str> {
+            match s {
+                SnapshotSource::FromStep(id) => Some(id.as_str()),
+                SnapshotSource::Id(_) => None,
+            }
+        }
+        match self {
+            Action::EbsCopySnapshot(p) => from(&p.snapshot).into_iter().collect(),
+            Action::EbsCreateVolume(p) => from(&p.snapshot).into_iter().collect(),
+            Action::Wait(WaitParams { condition: WaitCondition::EbsSnapshotCompleted { snapshot, .. }, .. }) => {
+                from(snapshot).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn describe_source(source: &SnapshotSource) -> String {
+    match source {
+        SnapshotSource::Id(id) => id.clone(),
+        SnapshotSource::FromStep(step) => format!("the snapshot of step {step}"),
+    }
+}
+
+fn describe_condition(condition: &WaitCondition) -> String {
+    match condition {
+        WaitCondition::SnapshotReady { claim } => format!("the snapshot of {} is readyToUse", claim.value),
+        WaitCondition::PodsGone { workload } => format!("all pods of {workload} are gone"),
+        WaitCondition::PodsReady { workload } => format!("all pods of {workload} are ready"),
+        WaitCondition::PvcBound { claim } => format!("PVC {claim} is Bound"),
+        WaitCondition::EfsReplicationDeleted { file_system_id, .. } => format!("{file_system_id} has no replication (writable)"),
+        WaitCondition::EfsReplicationSynced { file_system_id, .. } => format!("replication into {file_system_id} has caught up"),
+        WaitCondition::EbsSnapshotCompleted { snapshot, .. } => format!("EBS snapshot {} is completed", describe_source(snapshot)),
+    }
+}
