@@ -13,11 +13,7 @@ use crate::graph::{self, BuildOptions, StepGraph, render::Format};
 use crate::lang::{self, LoadedPlan};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "dr",
-    version,
-    about = "Declarative, reviewable, resumable disaster recovery for Kubernetes"
-)]
+#[command(name = "dr", version, about = "Declarative, reviewable, resumable disaster recovery for Kubernetes")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,15 +48,8 @@ pub enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate {
-            plans,
-            cluster_from,
-        } => validate(&plans, cluster_from.as_deref()),
-        Command::Graph {
-            plan,
-            cluster_from,
-            format,
-        } => graph_command(&plan, cluster_from.as_deref(), format),
+        Command::Validate { plans, cluster_from } => validate(&plans, cluster_from.as_deref()),
+        Command::Graph { plan, cluster_from, format } => graph_command(&plan, cluster_from.as_deref(), format),
         Command::Schema => {
             print!("{}", lang::schema::plan_schema_json());
             0
@@ -88,12 +77,7 @@ pub fn load_and_build(
     };
     let facts = match cluster_from {
         Some(dir) => {
-            let names: Vec<String> = loaded
-                .plan
-                .clusters
-                .iter()
-                .map(|c| c.name.value.clone())
-                .collect();
+            let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
             match ClusterInventories::from_dir(dir, &names) {
                 Ok(facts) => Some(facts),
                 Err(more) => {
@@ -104,10 +88,7 @@ pub fn load_and_build(
         }
         None => None,
     };
-    let options = BuildOptions {
-        facts: facts.as_ref().map(|f| f as _),
-        intents_only,
-    };
+    let options = BuildOptions { facts: facts.as_ref().map(|f| f as _), intents_only };
     let (graph, more) = graph::build(&loaded, options);
     diags.extend(more);
     (graph.map(|g| (loaded, g)), diags.sorted())
@@ -123,12 +104,7 @@ fn validate(plans: &[PathBuf], cluster_from: Option<&Path>) -> i32 {
             (Some((_, graph)), 0) => println!("{}: valid ({} steps)", path.display(), graph.len()),
             _ => {
                 failed += 1;
-                println!(
-                    "{}: {} problem{}",
-                    path.display(),
-                    errors.max(1),
-                    if errors == 1 { "" } else { "s" }
-                );
+                println!("{}: {} problem{}", path.display(), errors.max(1), if errors == 1 { "" } else { "s" });
             }
         }
     }

@@ -34,9 +34,7 @@ impl Ctx<'_> {
         message: impl Into<String>,
         label: &str,
     ) -> &mut Diagnostic {
-        let diag = Diagnostic::error(code, message)
-            .in_file(&self.loaded.source)
-            .with_label(span, label);
+        let diag = Diagnostic::error(code, message).in_file(&self.loaded.source).with_label(span, label);
         self.diags.push(diag);
         self.diags.0.last_mut().expect("just pushed")
     }
@@ -47,16 +45,9 @@ impl Ctx<'_> {
 /// Returns the graph when it could be built (even with check errors, so `dr graph`
 /// can still show it) and every problem found.
 pub fn build(loaded: &LoadedPlan, options: BuildOptions<'_>) -> (Option<StepGraph>, Diagnostics) {
-    let mut ctx = Ctx {
-        loaded,
-        facts: options.facts,
-        diags: Diagnostics::default(),
-    };
+    let mut ctx = Ctx { loaded, facts: options.facts, diags: Diagnostics::default() };
     let entries = unique_entries(&mut ctx);
-    let mut graph = StepGraph {
-        plan_name: loaded.plan.name().to_string(),
-        ..StepGraph::default()
-    };
+    let mut graph = StepGraph { plan_name: loaded.plan.name().to_string(), ..StepGraph::default() };
     let mut fragments: HashMap<&str, Fragment> = HashMap::new();
     for entry in &entries {
         let Some(fragment) = expand_entry(&mut ctx, entry, options.intents_only) else {
@@ -81,18 +72,12 @@ fn unique_entries<'a>(ctx: &mut Ctx<'a>) -> Vec<&'a StepEntry> {
     let mut unique = Vec::new();
     for entry in &ctx.loaded.plan.steps {
         if let Some(first) = first_seen.get(entry.id.value.as_str()) {
-            let first = *first;
-            ctx.error(
-                "drplan::plan::duplicate_id",
-                entry.id.span,
-                format!("duplicate step id `{}`", entry.id.value),
-                "used again here",
-            )
-            .labels
-            .push(crate::diag::Label {
-                span: first,
-                message: "first used here".into(),
-            });
+            // The first use goes into the help, not a second label: the rendered
+            // location then points at the duplicate itself.
+            let (line, _) = ctx.loaded.source.position_of(first.start as usize);
+            let message = format!("duplicate step id `{}`", entry.id.value);
+            ctx.error("drplan::plan::duplicate_id", entry.id.span, message, "used again here").help =
+                Some(format!("the id is first used on line {line}; step ids must be unique"));
             continue;
         }
         first_seen.insert(&entry.id.value, entry.id.span);
@@ -103,36 +88,21 @@ fn unique_entries<'a>(ctx: &mut Ctx<'a>) -> Vec<&'a StepEntry> {
 
 /// Adds a fragment's steps and internal edges; returns it with graph indices.
 fn place_fragment(graph: &mut StepGraph, fragment: Fragment) -> Fragment {
-    let indices: Vec<NodeIndex> = fragment
-        .steps
-        .iter()
-        .map(|s| graph.add_step(s.clone()))
-        .collect();
+    let indices: Vec<NodeIndex> = fragment.steps.iter().map(|s| graph.add_step(s.clone())).collect();
     for &(from, to) in &fragment.edges {
-        graph
-            .graph
-            .update_edge(indices[from], indices[to], Edge { written_at: None });
+        graph.graph.update_edge(indices[from], indices[to], Edge { written_at: None });
     }
     Fragment {
         steps: Vec::new(),
         edges: Vec::new(),
-        entries: fragment
-            .entries
-            .iter()
-            .map(|&i| indices[i].index())
-            .collect(),
+        entries: fragment.entries.iter().map(|&i| indices[i].index()).collect(),
         exits: fragment.exits.iter().map(|&i| indices[i].index()).collect(),
         before_during: fragment.before_during.map(|i| indices[i].index()),
         after_during: fragment.after_during.map(|i| indices[i].index()),
     }
 }
 
-fn link_entry(
-    ctx: &mut Ctx<'_>,
-    graph: &mut StepGraph,
-    fragments: &HashMap<&str, Fragment>,
-    entry: &StepEntry,
-) {
+fn link_entry(ctx: &mut Ctx<'_>, graph: &mut StepGraph, fragments: &HashMap<&str, Fragment>, entry: &StepEntry) {
     let Some(this) = fragments.get(entry.id.value.as_str()) else {
         return;
     };
@@ -179,9 +149,8 @@ fn resolve_ref<'f>(
         return None; // already reported where that entry is written
     }
     let known: Vec<&str> = fragments.keys().copied().collect();
-    let hint = crate::lang::de::closest(&id.value, &known)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default();
+    let hint =
+        crate::lang::de::closest(&id.value, &known).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
     ctx.error(
         "drplan::plan::unknown_step",
         id.span,
@@ -194,13 +163,7 @@ fn resolve_ref<'f>(
 fn connect(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {
     for &f in from {
         for &t in to {
-            graph.graph.update_edge(
-                NodeIndex::new(f),
-                NodeIndex::new(t),
-                Edge {
-                    written_at: Some(span),
-                },
-            );
+            graph.graph.update_edge(NodeIndex::new(f), NodeIndex::new(t), Edge { written_at: Some(span) });
         }
     }
 }
@@ -208,38 +171,26 @@ fn connect(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {
 /// Reports every dependency cycle with the chain of steps that forms it.
 fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
     for component in tarjan_scc(&graph.graph) {
-        let self_loop =
-            component.len() == 1 && graph.graph.contains_edge(component[0], component[0]);
+        let self_loop = component.len() == 1 && graph.graph.contains_edge(component[0], component[0]);
         if component.len() < 2 && !self_loop {
             continue;
         }
         let cycle = cycle_within(graph, &component);
-        let names: Vec<&str> = cycle
-            .iter()
-            .chain(cycle.first())
-            .map(|&n| graph.step(n).id.as_str())
-            .collect();
+        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&n| graph.step(n).id.as_str()).collect();
         let mut spans = Vec::new();
         for pair in cycle.iter().zip(cycle.iter().cycle().skip(1)) {
             if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1) {
                 if let Some(span) = graph.graph[edge].written_at {
                     spans.push((
                         span,
-                        format!(
-                            "`{}` waits for `{}`",
-                            graph.step(*pair.1).entry,
-                            graph.step(*pair.0).entry
-                        ),
+                        format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry),
                     ));
                 }
             }
         }
         spans.sort_by_key(|(s, _)| s.start);
         spans.dedup_by_key(|(s, _)| *s);
-        let primary = spans
-            .first()
-            .map(|(s, _)| *s)
-            .unwrap_or(graph.step(cycle[0]).origin);
+        let primary = spans.first().map(|(s, _)| *s).unwrap_or(graph.step(cycle[0]).origin);
         let diag = ctx.error(
             "drplan::plan::cycle",
             primary,
@@ -251,13 +202,9 @@ fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
             diag.labels.push(crate::diag::Label { span, message });
         }
         if diag.labels.is_empty() {
-            diag.labels.push(crate::diag::Label {
-                span: primary,
-                message: "part of the cycle".into(),
-            });
+            diag.labels.push(crate::diag::Label { span: primary, message: "part of the cycle".into() });
         }
-        diag.help =
-            Some("remove one of these `after:` references so the steps can run in order".into());
+        diag.help = Some("remove one of these `after:` references so the steps can run in order".into());
     }
 }
 

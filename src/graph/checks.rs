@@ -20,17 +20,9 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
             Action::ResizePvc(p) => check_resize(ctx, graph, index, p),
             Action::BindStaticPv(p) => check_zone_affinity(ctx, p),
             Action::ScaleBack(p) => check_scale_recorded(ctx, graph, index, p),
-            Action::DeleteObject(p) | Action::RestoreObject(p) => {
-                check_saved(ctx, graph, index, action, p)
-            }
-            Action::Wait(WaitParams {
-                condition: WaitCondition::SnapshotReady { claim },
-                ..
-            }) => {
-                let taken = graph
-                    .ancestors(index)
-                    .into_iter()
-                    .any(|a| snapshot_of(graph, a, index, &claim.value));
+            Action::DeleteObject(p) | Action::RestoreObject(p) => check_saved(ctx, graph, index, action, p),
+            Action::Wait(WaitParams { condition: WaitCondition::SnapshotReady { claim }, .. }) => {
+                let taken = graph.ancestors(index).into_iter().any(|a| snapshot_of(graph, a, index, &claim.value));
                 if !taken {
                     let message = format!(
                         "step `{}` waits for a snapshot of `{}` that no earlier step takes",
@@ -42,9 +34,7 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
                         message,
                         "no snapshotPvc of this claim before it",
                     )
-                    .help = Some(
-                        "add a `snapshotPvc` step for this claim to the step's `after:`".into(),
-                    );
+                    .help = Some("add a `snapshotPvc` step for this claim to the step's `after:`".into());
                 }
             }
             _ => {}
@@ -61,12 +51,7 @@ fn snapshot_of(graph: &StepGraph, candidate: NodeIndex, at: NodeIndex, claim: &s
 }
 
 /// A PVC may only be deleted after a snapshot of it, taken in this run, is ready.
-fn check_snapshot_before_delete(
-    ctx: &mut Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    p: &DeletePvcParams,
-) {
+fn check_snapshot_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
     if p.accept_data_loss || ctx.loaded.plan.accept_data_loss {
         return;
     }
@@ -93,12 +78,7 @@ fn check_snapshot_before_delete(
 
 /// Workloads that use a claim: from cluster facts, else StatefulSets named in the plan
 /// whose claim naming (`<template>-<sts>-<ordinal>`) matches.
-fn claim_users(
-    ctx: &Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    claim: &str,
-) -> Vec<WorkloadRef> {
+fn claim_users(ctx: &Ctx<'_>, graph: &StepGraph, index: NodeIndex, claim: &str) -> Vec<WorkloadRef> {
     let here = graph.step(index);
     if let Some(facts) = ctx.facts {
         if facts.claim(&here.cluster, &here.namespace, claim).is_some() {
@@ -109,9 +89,7 @@ fn claim_users(
         .steps()
         .filter(|(_, s)| s.cluster == here.cluster && s.namespace == here.namespace)
         .filter_map(|(_, s)| match s.action() {
-            Some(Action::Scale(p)) if p.workload.kind == WorkloadKind::StatefulSet => {
-                Some(p.workload.clone())
-            }
+            Some(Action::Scale(p)) if p.workload.kind == WorkloadKind::StatefulSet => Some(p.workload.clone()),
             _ => None,
         })
         .filter(|w| {
@@ -126,12 +104,7 @@ fn claim_users(
 }
 
 /// A PVC may only be deleted after every workload using it was scaled to zero.
-fn check_quiesced_before_delete(
-    ctx: &mut Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    p: &DeletePvcParams,
-) {
+fn check_quiesced_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
     let here = graph.step(index);
     let ancestors = graph.ancestors(index);
     for user in claim_users(ctx, graph, index, &p.claim.value) {
@@ -146,54 +119,28 @@ fn check_quiesced_before_delete(
                 "step `{}` deletes PVC `{}` before {user}, which uses it, is scaled to zero",
                 here.id, p.claim.value
             );
-            ctx.error(
-                "drplan::safety::delete_while_in_use",
-                p.claim.span,
-                message,
-                "claim still in use",
-            )
-            .help = Some(format!(
-                "add a step scaling {user} to 0 to this step's `after:` (and wait for its pods to be gone)"
-            ));
+            ctx.error("drplan::safety::delete_while_in_use", p.claim.span, message, "claim still in use").help = Some(
+                format!("add a step scaling {user} to 0 to this step's `after:` (and wait for its pods to be gone)"),
+            );
         }
     }
 }
 
 /// Source size of a claim: from facts, or the claim template of its StatefulSet.
-fn source_size(
-    ctx: &Ctx<'_>,
-    cluster: &str,
-    namespace: &str,
-    claim: &str,
-) -> Option<crate::lang::Quantity> {
+fn source_size(ctx: &Ctx<'_>, cluster: &str, namespace: &str, claim: &str) -> Option<crate::lang::Quantity> {
     let facts = ctx.facts?;
     if let Some(size) = facts.claim(cluster, namespace, claim).and_then(|c| c.size) {
         return Some(size);
     }
-    facts
-        .claim_users(cluster, namespace, claim)
-        .iter()
-        .find_map(|w| {
-            let workload = facts.workload(cluster, namespace, w)?;
-            workload
-                .claim_templates
-                .into_iter()
-                .find(|t| claim.starts_with(&format!("{}-{}-", t.name, w.name)))?
-                .size
-        })
+    facts.claim_users(cluster, namespace, claim).iter().find_map(|w| {
+        let workload = facts.workload(cluster, namespace, w)?;
+        workload.claim_templates.into_iter().find(|t| claim.starts_with(&format!("{}-{}-", t.name, w.name)))?.size
+    })
 }
 
-fn check_restore_size(
-    ctx: &mut Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    p: &RestorePvcParams,
-) {
+fn check_restore_size(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &RestorePvcParams) {
     let here = graph.step(index);
-    let (Some(size), Some(source)) = (
-        &p.size,
-        source_size(ctx, &here.cluster, &here.namespace, &p.claim.value),
-    ) else {
+    let (Some(size), Some(source)) = (&p.size, source_size(ctx, &here.cluster, &here.namespace, &p.claim.value)) else {
         return;
     };
     if size.value < source {
@@ -201,13 +148,8 @@ fn check_restore_size(
             "step `{}` restores PVC `{}` at {}, smaller than its source ({source}); a volume cannot be restored smaller than its snapshot",
             here.id, p.claim.value, size.value
         );
-        ctx.error(
-            "drplan::safety::restore_smaller",
-            size.span,
-            message,
-            "smaller than the source",
-        )
-        .help = Some(format!("use at least {source}"));
+        ctx.error("drplan::safety::restore_smaller", size.span, message, "smaller than the source").help =
+            Some(format!("use at least {source}"));
     }
 }
 
@@ -221,12 +163,7 @@ fn check_resize(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &Resi
             "step `{}` would shrink PVC `{}` from {current} to {}; claims can only grow",
             here.id, p.claim.value, p.size.value
         );
-        ctx.error(
-            "drplan::safety::resize_smaller",
-            p.size.span,
-            message,
-            "smaller than the current size",
-        );
+        ctx.error("drplan::safety::resize_smaller", p.size.span, message, "smaller than the current size");
     }
 }
 
@@ -237,18 +174,13 @@ fn check_zone_affinity(ctx: &mut Ctx<'_>, p: &StaticPvParams) {
             "static PV `{}` for a zonal `{}` disk has no `zone`: pods could be scheduled where the disk cannot attach",
             p.pv_name, p.volume.driver
         );
-        ctx.error("drplan::safety::missing_zone", p.volume.span, message, "no zone for a zonal disk")
-            .help = Some("add `zone:` (written as the PV's node affinity), or `zonal: false` for a zone-redundant disk".into());
+        ctx.error("drplan::safety::missing_zone", p.volume.span, message, "no zone for a zonal disk").help =
+            Some("add `zone:` (written as the PV's node affinity), or `zonal: false` for a zone-redundant disk".into());
     }
 }
 
 /// `scaleBack` restores replicas recorded by an earlier `scale` of the same workload.
-fn check_scale_recorded(
-    ctx: &mut Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    p: &WorkloadParams,
-) {
+fn check_scale_recorded(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &WorkloadParams) {
     let here = graph.step(index);
     let recorded = graph.ancestors(index).into_iter().any(|a| {
         let s = graph.step(a);
@@ -261,45 +193,21 @@ fn check_scale_recorded(
             "step `{}` scales {} back, but no earlier step scaled it and recorded its replicas",
             here.id, p.workload
         );
-        ctx.error(
-            "drplan::safety::scale_back_unrecorded",
-            here.origin,
-            message,
-            "nothing to scale back to",
-        );
+        ctx.error("drplan::safety::scale_back_unrecorded", here.origin, message, "nothing to scale back to");
     }
 }
 
 /// Objects are deleted and restored only after they were saved in this run.
-fn check_saved(
-    ctx: &mut Ctx<'_>,
-    graph: &StepGraph,
-    index: NodeIndex,
-    action: &Action,
-    p: &ObjectParams,
-) {
+fn check_saved(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, action: &Action, p: &ObjectParams) {
     let here = graph.step(index);
     let saved = graph.ancestors(index).into_iter().any(|a| {
         let s = graph.step(a);
-        s.cluster == here.cluster
-            && matches!(s.action(), Some(Action::SaveObject(sp)) if sp.object == p.object)
+        s.cluster == here.cluster && matches!(s.action(), Some(Action::SaveObject(sp)) if sp.object == p.object)
     });
     if !saved {
-        let verb = if matches!(action, Action::DeleteObject(_)) {
-            "deletes"
-        } else {
-            "restores"
-        };
-        let message = format!(
-            "step `{}` {verb} {} without saving it earlier in this run",
-            here.id, p.object
-        );
-        ctx.error(
-            "drplan::safety::object_not_saved",
-            here.origin,
-            message,
-            "no saveObject before this step",
-        )
-        .help = Some("add a `saveObject` step for the same object to this step's `after:`".into());
+        let verb = if matches!(action, Action::DeleteObject(_)) { "deletes" } else { "restores" };
+        let message = format!("step `{}` {verb} {} without saving it earlier in this run", here.id, p.object);
+        ctx.error("drplan::safety::object_not_saved", here.origin, message, "no saveObject before this step").help =
+            Some("add a `saveObject` step for the same object to this step's `after:`".into());
     }
 }

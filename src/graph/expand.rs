@@ -32,11 +32,7 @@ struct Scope<'e> {
 
 impl Fragment {
     fn push(&mut self, scope: &Scope<'_>, sub: &str, action: Action) -> usize {
-        let id = if sub.is_empty() {
-            scope.entry.id.value.clone()
-        } else {
-            format!("{}/{sub}", scope.entry.id.value)
-        };
+        let id = if sub.is_empty() { scope.entry.id.value.clone() } else { format!("{}/{sub}", scope.entry.id.value) };
         self.steps.push(Step {
             id,
             kind: StepKind::Action(action),
@@ -67,11 +63,7 @@ impl Fragment {
 }
 
 /// Expands one entry; `None` when it cannot be placed (already reported).
-pub(super) fn expand_entry(
-    ctx: &mut Ctx<'_>,
-    entry: &StepEntry,
-    intents_only: bool,
-) -> Option<Fragment> {
+pub(super) fn expand_entry(ctx: &mut Ctx<'_>, entry: &StepEntry, intents_only: bool) -> Option<Fragment> {
     let (cluster_name, namespace) = match &entry.body {
         EntryBody::Action(a) => (a.cluster(), a.namespace()),
         EntryBody::Intent(i) => (i.cluster(), intent_namespace(i)),
@@ -81,20 +73,9 @@ pub(super) fn expand_entry(
         EntryBody::Intent(i) => !matches!(i, Intent::EfsFailover(_) | Intent::EfsFailback(_)),
     };
     let cluster = resolve_cluster(ctx, entry, cluster_name, needs_cluster)?;
-    let default_ns = ctx
-        .loaded
-        .plan
-        .cluster(&cluster)
-        .and_then(|c| c.namespace.clone());
-    let namespace = namespace
-        .map(str::to_string)
-        .or(default_ns)
-        .unwrap_or_else(|| "default".into());
-    let scope = Scope {
-        entry,
-        cluster,
-        namespace,
-    };
+    let default_ns = ctx.loaded.plan.cluster(&cluster).and_then(|c| c.namespace.clone());
+    let namespace = namespace.map(str::to_string).or(default_ns).unwrap_or_else(|| "default".into());
+    let scope = Scope { entry, cluster, namespace };
     let mut fragment = Fragment::default();
     match &entry.body {
         EntryBody::Action(action) => {
@@ -110,9 +91,7 @@ pub(super) fn expand_entry(
                 namespace: scope.namespace.clone(),
             });
         }
-        EntryBody::Intent(Intent::RestoreClaims(p)) => {
-            restore_claims(ctx, &scope, p, &mut fragment)?
-        }
+        EntryBody::Intent(Intent::RestoreClaims(p)) => restore_claims(ctx, &scope, p, &mut fragment)?,
         EntryBody::Intent(Intent::RebindVolume(p)) => rebind_volume(&scope, p, &mut fragment),
         EntryBody::Intent(Intent::EfsFailover(p)) => efs_failover(&scope, p, &mut fragment),
         EntryBody::Intent(Intent::EfsFailback(p)) => efs_failback(&scope, p, &mut fragment),
@@ -155,51 +134,29 @@ fn is_kubernetes_action(action: &Action) -> bool {
     )
 }
 
-fn resolve_cluster(
-    ctx: &mut Ctx<'_>,
-    entry: &StepEntry,
-    named: Option<&str>,
-    needed: bool,
-) -> Option<String> {
+fn resolve_cluster(ctx: &mut Ctx<'_>, entry: &StepEntry, named: Option<&str>, needed: bool) -> Option<String> {
     let plan = &ctx.loaded.plan;
     match named {
         Some(name) if plan.cluster(name).is_some() => Some(name.to_string()),
         Some(name) => {
-            let known: Vec<&str> = plan
-                .clusters
-                .iter()
-                .map(|c| c.name.value.as_str())
-                .collect();
-            let hint = crate::lang::de::closest(name, &known)
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
+            let known: Vec<&str> = plan.clusters.iter().map(|c| c.name.value.as_str()).collect();
+            let hint =
+                crate::lang::de::closest(name, &known).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
             let message = format!(
                 "step `{}` names unknown cluster `{name}`{hint}; the plan defines: {}",
                 entry.id.value,
                 known.join(", ")
             );
-            ctx.error(
-                "drplan::plan::unknown_cluster",
-                entry.kind_span,
-                message,
-                "unknown cluster",
-            );
+            ctx.error("drplan::plan::unknown_cluster", entry.kind_span, message, "unknown cluster");
             None
         }
         None if !needed => Some(String::new()),
         None => match plan.only_cluster() {
             Some(only) => Some(only.name.value.clone()),
             None => {
-                let message = format!(
-                    "step `{}` must name its `cluster:`, because the plan has several",
-                    entry.id.value
-                );
-                ctx.error(
-                    "drplan::plan::missing_field",
-                    entry.kind_span,
-                    message,
-                    "which cluster?",
-                );
+                let message =
+                    format!("step `{}` must name its `cluster:`, because the plan has several", entry.id.value);
+                ctx.error("drplan::plan::missing_field", entry.kind_span, message, "which cluster?");
                 None
             }
         },
@@ -212,52 +169,25 @@ fn scope_fields(scope: &Scope<'_>) -> (Option<String>, Option<String>) {
 
 fn scale(scope: &Scope<'_>, workload: &WorkloadRef, replicas: u32) -> Action {
     let (cluster, namespace) = scope_fields(scope);
-    Action::Scale(ScaleParams {
-        cluster,
-        namespace,
-        workload: workload.clone(),
-        replicas,
-    })
+    Action::Scale(ScaleParams { cluster, namespace, workload: workload.clone(), replicas })
 }
 
 fn scale_back(scope: &Scope<'_>, workload: &WorkloadRef) -> Action {
     let (cluster, namespace) = scope_fields(scope);
-    Action::ScaleBack(WorkloadParams {
-        cluster,
-        namespace,
-        workload: workload.clone(),
-    })
+    Action::ScaleBack(WorkloadParams { cluster, namespace, workload: workload.clone() })
 }
 
-fn wait(
-    scope: &Scope<'_>,
-    condition: WaitCondition,
-    timeout: &Option<Spanned<Duration>>,
-) -> Action {
+fn wait(scope: &Scope<'_>, condition: WaitCondition, timeout: &Option<Spanned<Duration>>) -> Action {
     let (cluster, namespace) = scope_fields(scope);
-    Action::Wait(WaitParams {
-        cluster,
-        namespace,
-        condition,
-        timeout: timeout.clone(),
-    })
+    Action::Wait(WaitParams { cluster, namespace, condition, timeout: timeout.clone() })
 }
 
 fn cloud_wait(condition: WaitCondition, timeout: &Option<Spanned<Duration>>) -> Action {
-    Action::Wait(WaitParams {
-        cluster: None,
-        namespace: None,
-        condition,
-        timeout: timeout.clone(),
-    })
+    Action::Wait(WaitParams { cluster: None, namespace: None, condition, timeout: timeout.clone() })
 }
 
 /// The claims a `restoreClaims` intent covers: listed, or one per replica of a template.
-fn claims_of(
-    ctx: &mut Ctx<'_>,
-    scope: &Scope<'_>,
-    p: &RestoreClaims,
-) -> Option<Vec<Spanned<String>>> {
+fn claims_of(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims) -> Option<Vec<Spanned<String>>> {
     match (&p.claims, &p.claim_template) {
         (Some(claims), None) if !claims.is_empty() => Some(claims.clone()),
         (None, Some(template)) => claims_from_template(ctx, scope, p, template),
@@ -299,59 +229,25 @@ fn claims_from_template(
     }
     let facts = ctx.facts?;
     let Some(workload) = facts.workload(&scope.cluster, &scope.namespace, &p.workload) else {
-        let message = format!(
-            "{} not found in namespace `{}` of cluster `{}`",
-            p.workload, scope.namespace, scope.cluster
-        );
-        ctx.error(
-            "drplan::facts::not_found",
-            scope.entry.kind_span,
-            message,
-            "needed to expand this intent",
-        );
+        let message =
+            format!("{} not found in namespace `{}` of cluster `{}`", p.workload, scope.namespace, scope.cluster);
+        ctx.error("drplan::facts::not_found", scope.entry.kind_span, message, "needed to expand this intent");
         return None;
     };
-    if !workload
-        .claim_templates
-        .iter()
-        .any(|t| t.name == template.value)
-    {
-        let names: Vec<&str> = workload
-            .claim_templates
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        let message = format!(
-            "{} has no claim template `{}` (it has: {})",
-            p.workload,
-            template.value,
-            names.join(", ")
-        );
-        ctx.error(
-            "drplan::facts::not_found",
-            template.span,
-            message,
-            "unknown claim template",
-        );
+    if !workload.claim_templates.iter().any(|t| t.name == template.value) {
+        let names: Vec<&str> = workload.claim_templates.iter().map(|t| t.name.as_str()).collect();
+        let message =
+            format!("{} has no claim template `{}` (it has: {})", p.workload, template.value, names.join(", "));
+        ctx.error("drplan::facts::not_found", template.span, message, "unknown claim template");
         return None;
     }
     let claims = (0..workload.replicas)
-        .map(|ordinal| {
-            Spanned::new(
-                format!("{}-{}-{ordinal}", template.value, p.workload.name),
-                template.span,
-            )
-        })
+        .map(|ordinal| Spanned::new(format!("{}-{}-{ordinal}", template.value, p.workload.name), template.span))
         .collect();
     Some(claims)
 }
 
-fn restore_claims(
-    ctx: &mut Ctx<'_>,
-    scope: &Scope<'_>,
-    p: &RestoreClaims,
-    f: &mut Fragment,
-) -> Option<()> {
+fn restore_claims(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims, f: &mut Fragment) -> Option<()> {
     if p.claim_template.is_some() && p.claims.is_none() && ctx.facts.is_none() {
         // Without facts we do not know the replicas: keep the intent as one node.
         f.steps.push(Step {
@@ -375,13 +271,7 @@ fn restore_claims(
         scope,
         &[down],
         "pods-gone",
-        wait(
-            scope,
-            WaitCondition::PodsGone {
-                workload: p.workload.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsGone { workload: p.workload.clone() }, &p.timeout),
     );
     let mut restored = Vec::new();
     for claim in &claims {
@@ -403,13 +293,7 @@ fn restore_claims(
             scope,
             &[snap],
             &format!("snapshot-ready-{c}"),
-            wait(
-                scope,
-                WaitCondition::SnapshotReady {
-                    claim: claim.clone(),
-                },
-                &p.timeout,
-            ),
+            wait(scope, WaitCondition::SnapshotReady { claim: claim.clone() }, &p.timeout),
         );
         let retain = f.then(
             scope,
@@ -447,23 +331,12 @@ fn restore_claims(
             }),
         ));
     }
-    let back = f.then(
-        scope,
-        &restored,
-        "scale-back",
-        scale_back(scope, &p.workload),
-    );
+    let back = f.then(scope, &restored, "scale-back", scale_back(scope, &p.workload));
     let ready = f.then(
         scope,
         &[back],
         "pods-ready",
-        wait(
-            scope,
-            WaitCondition::PodsReady {
-                workload: p.workload.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsReady { workload: p.workload.clone() }, &p.timeout),
     );
     if let Some(operator) = &p.operator {
         f.then(scope, &[ready], "operator-up", scale_back(scope, operator));
@@ -485,30 +358,14 @@ fn rebind_volume(scope: &Scope<'_>, p: &RebindVolume, f: &mut Fragment) {
             storage_class: p.storage_class.clone(),
         }),
     );
-    let bound = f.then(
-        scope,
-        &[bind],
-        "bound",
-        wait(
-            scope,
-            WaitCondition::PvcBound {
-                claim: p.claim.clone(),
-            },
-            &p.timeout,
-        ),
-    );
+    let bound =
+        f.then(scope, &[bind], "bound", wait(scope, WaitCondition::PvcBound { claim: p.claim.clone() }, &p.timeout));
     let down = f.push(scope, "scale-down", scale(scope, &p.workload, 0));
     let gone = f.then(
         scope,
         &[down],
         "pods-gone",
-        wait(
-            scope,
-            WaitCondition::PodsGone {
-                workload: p.workload.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsGone { workload: p.workload.clone() }, &p.timeout),
     );
     let repoint = f.then(
         scope,
@@ -522,23 +379,12 @@ fn rebind_volume(scope: &Scope<'_>, p: &RebindVolume, f: &mut Fragment) {
             claim: p.claim.clone(),
         }),
     );
-    let back = f.then(
-        scope,
-        &[repoint],
-        "scale-back",
-        scale_back(scope, &p.workload),
-    );
+    let back = f.then(scope, &[repoint], "scale-back", scale_back(scope, &p.workload));
     f.then(
         scope,
         &[back],
         "pods-ready",
-        wait(
-            scope,
-            WaitCondition::PodsReady {
-                workload: p.workload.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsReady { workload: p.workload.clone() }, &p.timeout),
     );
 }
 
@@ -584,17 +430,8 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
         })
     };
     // Replicating into an existing file system needs its overwrite protection off.
-    let unprotect = f.push(
-        scope,
-        "unprotect-primary",
-        protection(&p.primary, OverwriteProtection::Disabled),
-    );
-    let back = f.then(
-        scope,
-        &[unprotect],
-        "replicate-back",
-        replicate(&p.replica, &p.primary),
-    );
+    let unprotect = f.push(scope, "unprotect-primary", protection(&p.primary, OverwriteProtection::Disabled));
+    let back = f.then(scope, &[unprotect], "replicate-back", replicate(&p.replica, &p.primary));
     let synced = f.then(
         scope,
         &[back],
@@ -628,18 +465,9 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
             &p.timeout,
         ),
     );
-    let unprotect_replica = f.then(
-        scope,
-        &[writable],
-        "unprotect-replica",
-        protection(&p.replica, OverwriteProtection::Disabled),
-    );
-    f.then(
-        scope,
-        &[unprotect_replica],
-        "replicate-forward",
-        replicate(&p.primary, &p.replica),
-    );
+    let unprotect_replica =
+        f.then(scope, &[writable], "unprotect-replica", protection(&p.replica, OverwriteProtection::Disabled));
+    f.then(scope, &[unprotect_replica], "replicate-forward", replicate(&p.primary, &p.replica));
 }
 
 fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
@@ -662,11 +490,7 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
             .collect()
     };
     let restored_dir = format!("{}-restored", p.data_dir);
-    let save = f.push(
-        scope,
-        "snapshot",
-        exec(args(&["etcdctl"], &["snapshot", "save", &p.snapshot_path])),
-    );
+    let save = f.push(scope, "snapshot", exec(args(&["etcdctl"], &["snapshot", "save", &p.snapshot_path])));
     let verify = f.then(
         scope,
         &[save],
@@ -680,23 +504,12 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
             "table".into(),
         ]),
     );
-    let down = f.then(
-        scope,
-        &[verify],
-        "apiserver-down",
-        scale(scope, &p.api_server, 0),
-    );
+    let down = f.then(scope, &[verify], "apiserver-down", scale(scope, &p.api_server, 0));
     let gone = f.then(
         scope,
         &[down],
         "apiserver-gone",
-        wait(
-            scope,
-            WaitCondition::PodsGone {
-                workload: p.api_server.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
     );
     let restore = f.then(
         scope,
@@ -719,45 +532,23 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         exec(vec![
             "sh".into(),
             "-c".into(),
-            format!(
-                "mv {dir} {dir}.before-restore && mv {restored_dir} {dir}",
-                dir = p.data_dir
-            ),
+            format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir),
         ]),
     );
-    let up = f.then(
-        scope,
-        &[swap],
-        "apiserver-up",
-        scale_back(scope, &p.api_server),
-    );
+    let up = f.then(scope, &[swap], "apiserver-up", scale_back(scope, &p.api_server));
     f.then(
         scope,
         &[up],
         "apiserver-ready",
-        wait(
-            scope,
-            WaitCondition::PodsReady {
-                workload: p.api_server.clone(),
-            },
-            &p.timeout,
-        ),
+        wait(scope, WaitCondition::PodsReady { workload: p.api_server.clone() }, &p.timeout),
     );
 }
 
 fn set_aside(scope: &Scope<'_>, p: &SetAside) -> Fragment {
     let mut f = Fragment::default();
-    let params = ObjectParams {
-        cluster: Some(scope.cluster.clone()),
-        object: p.object.clone(),
-    };
+    let params = ObjectParams { cluster: Some(scope.cluster.clone()), object: p.object.clone() };
     let save = f.push(scope, "save", Action::SaveObject(params.clone()));
-    let delete = f.then(
-        scope,
-        &[save],
-        "delete",
-        Action::DeleteObject(params.clone()),
-    );
+    let delete = f.then(scope, &[save], "delete", Action::DeleteObject(params.clone()));
     let restore = f.push(scope, "restore", Action::RestoreObject(params));
     f.edges.push((delete, restore));
     f.entries = vec![save];

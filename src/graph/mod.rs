@@ -153,13 +153,8 @@ impl StepGraph {
     /// Steps in an order where every step comes after its dependencies; ties keep
     /// the written order. `None` when the graph has a cycle.
     pub fn topological_order(&self) -> Option<Vec<NodeIndex>> {
-        let mut indegree: Vec<usize> = self
-            .graph
-            .node_indices()
-            .map(|n| self.predecessors(n).count())
-            .collect();
-        let mut ready: std::collections::BTreeSet<usize> =
-            (0..indegree.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut indegree: Vec<usize> = self.graph.node_indices().map(|n| self.predecessors(n).count()).collect();
+        let mut ready: std::collections::BTreeSet<usize> = (0..indegree.len()).filter(|&i| indegree[i] == 0).collect();
         let mut order = Vec::with_capacity(indegree.len());
         while let Some(first) = ready.pop_first() {
             let n = NodeIndex::new(first);
@@ -182,18 +177,12 @@ impl StepGraph {
         let mut finish = vec![Duration::ZERO; self.graph.node_count()];
         let mut via: Vec<Option<NodeIndex>> = vec![None; self.graph.node_count()];
         for &n in &order {
-            let best = self
-                .predecessors(n)
-                .max_by_key(|p| (finish[p.index()], std::cmp::Reverse(p.index())));
+            let best = self.predecessors(n).max_by_key(|p| (finish[p.index()], std::cmp::Reverse(p.index())));
             let start = best.map(|p| finish[p.index()]).unwrap_or_default();
             via[n.index()] = best;
             finish[n.index()] = start + self.graph[n].estimate();
         }
-        let Some(last) = order
-            .iter()
-            .copied()
-            .max_by_key(|n| (finish[n.index()], std::cmp::Reverse(n.index())))
-        else {
+        let Some(last) = order.iter().copied().max_by_key(|n| (finish[n.index()], std::cmp::Reverse(n.index()))) else {
             return (Vec::new(), Duration::ZERO);
         };
         let mut path = vec![last];
@@ -209,11 +198,7 @@ impl StepGraph {
         let mut level = vec![0; self.graph.node_count()];
         if let Some(order) = self.topological_order() {
             for n in order {
-                level[n.index()] = self
-                    .predecessors(n)
-                    .map(|p| level[p.index()] + 1)
-                    .max()
-                    .unwrap_or(0);
+                level[n.index()] = self.predecessors(n).map(|p| level[p.index()] + 1).max().unwrap_or(0);
             }
         }
         level

@@ -33,9 +33,7 @@ fn critical_set(graph: &StepGraph) -> (HashSet<NodeIndex>, Vec<NodeIndex>, std::
 pub fn text(graph: &StepGraph) -> String {
     let (critical, path, total) = critical_set(graph);
     let levels = graph.levels();
-    let order = graph
-        .topological_order()
-        .unwrap_or_else(|| graph.graph.node_indices().collect());
+    let order = graph.topological_order().unwrap_or_else(|| graph.graph.node_indices().collect());
     let width = graph.steps().map(|(_, s)| s.id.len()).max().unwrap_or(0);
     let mut out = String::new();
     let destructive = graph.steps().filter(|(_, s)| s.is_destructive()).count();
@@ -48,24 +46,14 @@ pub fn text(graph: &StepGraph) -> String {
         path.len(),
         humantime::format_duration(total)
     );
-    let _ = writeln!(
-        out,
-        "  (* on the critical path, ! destructive, wave = steps that can run together)\n"
-    );
+    let _ = writeln!(out, "  (* on the critical path, ! destructive, wave = steps that can run together)\n");
     for n in order {
         let step = graph.step(n);
         let mark = if critical.contains(&n) { '*' } else { ' ' };
         let danger = if step.is_destructive() { '!' } else { ' ' };
-        let mut deps: Vec<&str> = graph
-            .predecessors(n)
-            .map(|p| graph.step(p).id.as_str())
-            .collect();
+        let mut deps: Vec<&str> = graph.predecessors(n).map(|p| graph.step(p).id.as_str()).collect();
         deps.sort();
-        let after = if deps.is_empty() {
-            String::new()
-        } else {
-            format!("  ← {}", deps.join(", "))
-        };
+        let after = if deps.is_empty() { String::new() } else { format!("  ← {}", deps.join(", ")) };
         let _ = writeln!(
             out,
             "{mark}{danger} wave {:<3} {:<width$}  {}{after}",
@@ -86,10 +74,7 @@ pub fn dot(graph: &StepGraph) -> String {
     let (critical, _, _) = critical_set(graph);
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&graph.plan_name));
-    let _ = writeln!(
-        out,
-        "  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];"
-    );
+    let _ = writeln!(out, "  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];");
     let mut entries: Vec<&str> = Vec::new();
     for (_, step) in graph.steps() {
         if !entries.contains(&step.entry.as_str()) {
@@ -97,26 +82,15 @@ pub fn dot(graph: &StepGraph) -> String {
         }
     }
     for (i, entry) in entries.iter().enumerate() {
-        let members: Vec<NodeIndex> = graph
-            .steps()
-            .filter(|(_, s)| s.entry == *entry)
-            .map(|(n, _)| n)
-            .collect();
+        let members: Vec<NodeIndex> = graph.steps().filter(|(_, s)| s.entry == *entry).map(|(n, _)| n).collect();
         let grouped = members.len() > 1;
         if grouped {
-            let _ = writeln!(
-                out,
-                "  subgraph \"cluster_{i}\" {{\n    label=\"{}\";\n    style=dashed;",
-                dot_escape(entry)
-            );
+            let _ =
+                writeln!(out, "  subgraph \"cluster_{i}\" {{\n    label=\"{}\";\n    style=dashed;", dot_escape(entry));
         }
         for n in members {
             let step = graph.step(n);
-            let mut attrs = vec![format!(
-                "label=\"{}\\n{}\"",
-                dot_escape(&step.id),
-                dot_escape(&step.describe())
-            )];
+            let mut attrs = vec![format!("label=\"{}\\n{}\"", dot_escape(&step.id), dot_escape(&step.describe()))];
             if critical.contains(&n) {
                 attrs.push("color=red, penwidth=2".into());
             }
@@ -131,11 +105,7 @@ pub fn dot(graph: &StepGraph) -> String {
     }
     for edge in graph.graph.edge_references() {
         let (a, b) = (edge.source(), edge.target());
-        let style = if critical.contains(&a) && critical.contains(&b) {
-            " [color=red, penwidth=2]"
-        } else {
-            ""
-        };
+        let style = if critical.contains(&a) && critical.contains(&b) { " [color=red, penwidth=2]" } else { "" };
         let _ = writeln!(out, "  n{} -> n{}{style};", a.index(), b.index());
     }
     out.push_str("}\n");
@@ -143,9 +113,7 @@ pub fn dot(graph: &StepGraph) -> String {
 }
 
 fn mermaid_escape(s: &str) -> String {
-    s.replace('"', "#quot;")
-        .replace('<', "#lt;")
-        .replace('>', "#gt;")
+    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
 }
 
 /// Mermaid flowchart (renders in GitHub pull requests): critical path styled.
@@ -162,24 +130,11 @@ pub fn mermaid(graph: &StepGraph) -> String {
         );
     }
     for edge in graph.graph.edge_references() {
-        let _ = writeln!(
-            out,
-            "  n{} --> n{}",
-            edge.source().index(),
-            edge.target().index()
-        );
+        let _ = writeln!(out, "  n{} --> n{}", edge.source().index(), edge.target().index());
     }
-    out.push_str(
-        "  classDef critical stroke:#d00,stroke-width:3px\n  classDef destructive fill:#fde2e2\n",
-    );
+    out.push_str("  classDef critical stroke:#d00,stroke-width:3px\n  classDef destructive fill:#fde2e2\n");
     let list = |pred: &dyn Fn(NodeIndex) -> bool| {
-        graph
-            .graph
-            .node_indices()
-            .filter(|&n| pred(n))
-            .map(|n| format!("n{}", n.index()))
-            .collect::<Vec<_>>()
-            .join(",")
+        graph.graph.node_indices().filter(|&n| pred(n)).map(|n| format!("n{}", n.index())).collect::<Vec<_>>().join(",")
     };
     let on_path = list(&|n| critical.contains(&n));
     if !on_path.is_empty() {

@@ -153,10 +153,9 @@ impl Intent {
             Intent::RestoreClaims(p) => {
                 format!("restore the claims of {} from snapshots", p.workload)
             }
-            Intent::RebindVolume(p) => format!(
-                "bind {} to claim {} through PV {}",
-                p.volume.volume_handle, p.claim, p.pv_name
-            ),
+            Intent::RebindVolume(p) => {
+                format!("bind {} to claim {} through PV {}", p.volume.volume_handle, p.claim, p.pv_name)
+            }
             Intent::EfsFailover(p) => format!(
                 "fail over EFS {} to {} ({})",
                 p.primary.file_system_id, p.replica.file_system_id, p.replica.region
@@ -169,11 +168,7 @@ impl Intent {
             Intent::SetAside(p) => format!(
                 "set {} aside during {}",
                 p.object,
-                p.during
-                    .iter()
-                    .map(|d| d.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                p.during.iter().map(|d| d.value.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
     }
