@@ -33,7 +33,9 @@ fn critical_set(graph: &StepGraph) -> (HashSet<NodeIndex>, Vec<NodeIndex>, std::
 pub fn text(graph: &StepGraph) -> String {
     let (critical, path, total) = critical_set(graph);
     let levels = graph.levels();
-    let order = graph.topological_order().unwrap_or_else(|| graph.graph.node_indices().collect());
+    // Grouped by wave so steps that run in parallel are listed together.
+    let mut order: Vec<NodeIndex> = graph.graph.node_indices().collect();
+    order.sort_by_key(|n| (levels[n.index()], n.index()));
     let width = graph.steps().map(|(_, s)| s.id.len()).max().unwrap_or(0);
     let mut out = String::new();
     let destructive = graph.steps().filter(|(_, s)| s.is_destructive()).count();
