@@ -203,13 +203,11 @@ fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&n| graph.step(n).id.as_str()).collect();
         let mut spans = Vec::new();
         for pair in cycle.iter().zip(cycle.iter().cycle().skip(1)) {
-            if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1) {
-                if let Some(span) = graph.graph[edge].written_at {
-                    spans.push((
-                        span,
-                        format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry),
-                    ));
-                }
+            if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1)
+                && let Some(span) = graph.graph[edge].written_at
+            {
+                spans
+                    .push((span, format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry)));
             }
         }
         spans.sort_by_key(|(s, _)| s.start);
