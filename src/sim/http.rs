@@ -59,6 +59,8 @@ enum Route {
     ResourceList { group: String, version: String },
     Resource(ResourcePath),
     ClaimData { namespace: String, claim: String },
+    OpenApiV3Root,
+    OpenApiV3(String),
     NotFound,
 }
 
@@ -84,6 +86,8 @@ fn route(path: &str) -> Route {
         ["apis", group] => Route::Group(group.to_string()),
         ["apis", group, version] => Route::ResourceList { group: group.to_string(), version: version.to_string() },
         ["apis", group, version, rest @ ..] => resource_route(group, version, rest),
+        ["openapi", "v3"] => Route::OpenApiV3Root,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["sim", "v1", "namespaces", ns, "persistentvolumeclaims", claim, "data"] => {
             Route::ClaimData { namespace: ns.to_string(), claim: claim.to_string() }
         }
@@ -205,6 +209,11 @@ async fn handle(shared: Arc<Shared>, stopped: watch::Receiver<bool>, req: Reques
         Route::ResourceList { group, version } => match shared.lock().registry.resource_list(&group, &version) {
             Some(body) => json_response(200, &body),
             None => error_response(&ApiError::not_found(&group, "versions", &version)),
+        },
+        Route::OpenApiV3Root => json_response(200, &shared.lock().registry.openapi_v3_root()),
+        Route::OpenApiV3(path) => match shared.lock().registry.openapi_v3_document(&path) {
+            Some(body) => json_response(200, &body),
+            None => error_response(&ApiError::not_found("", "openapi", &path)),
         },
         Route::ClaimData { namespace, claim } => claim_data(&shared, req, &namespace, &claim).await,
         Route::Resource(path) => resource_request(&shared, stopped, req, path, params).await,

@@ -218,6 +218,52 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// `/openapi/v3`: one document per group-version. kubectl reads it to learn that the
+    /// server validates fields itself (`fieldValidation`), so `kubectl apply` needs no
+    /// client-side schema download.
+    pub fn openapi_v3_root(&self) -> Value {
+        let paths: serde_json::Map<String, Value> = self
+            .group_versions()
+            .into_iter()
+            .map(|(group, version)| {
+                let path = openapi_path(&group, &version);
+                (path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}") }))
+            })
+            .collect();
+        json!({ "paths": paths })
+    }
+
+    /// `/openapi/v3/{api/v1 | apis/group/version}`: the PATCH operations, with their
+    /// group-version-kind and the `fieldValidation` query parameter (no schemas).
+    pub fn openapi_v3_document(&self, gv_path: &str) -> Option<Value> {
+        let (group, version) = match gv_path.split('/').collect::<Vec<_>>().as_slice() {
+            ["api", version] => (String::new(), version.to_string()),
+            ["apis", group, version] => (group.to_string(), version.to_string()),
+            _ => return None,
+        };
+        let mut paths = serde_json::Map::new();
+        for t in self.types.values().filter(|t| t.group == group && t.version == version) {
+            let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+            let scope = if t.namespaced { "/namespaces/{namespace}" } else { "" };
+            let operation = json!({
+                "x-kubernetes-group-version-kind": { "group": t.group, "version": t.version, "kind": t.kind },
+                "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }],
+                "responses": { "200": { "description": "OK" } },
+            });
+            paths.insert(format!("{prefix}{scope}/{}/{{name}}", t.plural), json!({ "patch": operation }));
+        }
+        if paths.is_empty() {
+            return None;
+        }
+        Some(json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes", "version": "v1.33.0" }, "paths": paths }))
+    }
+}
+
+fn openapi_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
 fn resource_entry(t: &ResourceType) -> Value {
     let mut entry = json!({
         "name": t.plural,
