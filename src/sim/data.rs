@@ -8,10 +8,13 @@ use super::state::State;
 impl State {
     /// The backing volume id of a bound claim; 404 if the claim is missing, 409 if unbound.
     pub fn claim_volume_id(&self, ns: &str, claim: &str) -> ApiResult<String> {
-        let pvc = self.get(&keys::pvcs(), ns, claim).ok_or_else(|| ApiError::not_found("", "persistentvolumeclaims", claim))?;
+        let pvc = self
+            .get(&keys::pvcs(), ns, claim)
+            .ok_or_else(|| ApiError::not_found("", "persistentvolumeclaims", claim))?;
         let unbound = || {
             let mut err = ApiError::conflict("", "persistentvolumeclaims", claim);
-            err.message = format!("persistentvolumeclaims \"{claim}\" is not bound to a volume with data");
+            err.message =
+                format!("persistentvolumeclaims \"{claim}\" is not bound to a volume with data");
             err
         };
         if pvc["status"]["phase"] != "Bound" {
@@ -19,7 +22,9 @@ impl State {
         }
         let pv_name = pvc["spec"]["volumeName"].as_str().ok_or_else(unbound)?;
         let pv = self.get(&keys::pvs(), "", pv_name).ok_or_else(unbound)?;
-        let handle = pv["spec"]["csi"]["volumeHandle"].as_str().ok_or_else(unbound)?;
+        let handle = pv["spec"]["csi"]["volumeHandle"]
+            .as_str()
+            .ok_or_else(unbound)?;
         if !self.volumes.contains_key(handle) {
             return Err(unbound());
         }
@@ -28,12 +33,19 @@ impl State {
 
     pub fn read_claim_data(&self, ns: &str, claim: &str) -> ApiResult<Vec<u8>> {
         let id = self.claim_volume_id(ns, claim)?;
-        Ok(self.volumes.get(&id).map(|v| v.payload.clone()).unwrap_or_default())
+        Ok(self
+            .volumes
+            .get(&id)
+            .map(|v| v.payload.clone())
+            .unwrap_or_default())
     }
 
     pub fn write_claim_data(&mut self, ns: &str, claim: &str, bytes: Vec<u8>) -> ApiResult<()> {
         let id = self.claim_volume_id(ns, claim)?;
-        let volume = self.volumes.get_mut(&id).ok_or_else(|| ApiError::internal("backing volume vanished"))?;
+        let volume = self
+            .volumes
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::internal("backing volume vanished"))?;
         volume.payload = bytes;
         Ok(())
     }

@@ -16,7 +16,11 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Cause {
-        Cause { reason: reason.into(), field: field.into(), message: message.into() }
+        Cause {
+            reason: reason.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A `Required value` cause, phrased like the API server's field errors.
@@ -37,7 +41,11 @@ impl Cause {
             Value::Array(_) => "\"array\"".to_string(),
             other => other.to_string(),
         };
-        Cause::new("FieldValueInvalid", field, format!("Invalid value: {shown}: {why}"))
+        Cause::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {shown}: {why}"),
+        )
     }
 }
 
@@ -48,7 +56,7 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     /// `details`: the object concerned, when there is one.
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 /// `Status.details`: which object the error is about and, for `Invalid`, why.
@@ -62,28 +70,41 @@ pub struct Details {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> ApiError {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.into(),
             group: group.into(),
             kind: kind.into(),
             causes: Vec::new(),
-        });
+        }));
         self
     }
 
     /// `resource "name" not found`, e.g. `persistentvolumeclaims "data-0" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(plural, group)))
-            .with_details(group, plural, name)
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(plural, group)),
+        )
+        .with_details(group, plural, name)
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
-        ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(plural, group)))
-            .with_details(group, plural, name)
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(plural, group)),
+        )
+        .with_details(group, plural, name)
     }
 
     /// The optimistic-concurrency failure clients retry on.
@@ -102,11 +123,26 @@ impl ApiError {
 
     /// 422 with field causes; the message lists them like the API server does.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let summary = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
-        let group_suffix = if group.is_empty() { String::new() } else { format!(".{group}") };
-        let mut err = ApiError::new(422, "Invalid", format!("{kind}{group_suffix} \"{name}\" is invalid: {summary}"))
-            .with_details(group, kind, name);
+        let listed: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = if listed.len() == 1 {
+            listed[0].clone()
+        } else {
+            format!("[{}]", listed.join(", "))
+        };
+        let group_suffix = if group.is_empty() {
+            String::new()
+        } else {
+            format!(".{group}")
+        };
+        let mut err = ApiError::new(
+            422,
+            "Invalid",
+            format!("{kind}{group_suffix} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(group, kind, name);
         if let Some(details) = err.details.as_mut() {
             details.causes = causes;
         }
@@ -114,8 +150,15 @@ impl ApiError {
     }
 
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        ApiError::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", qualified(plural, group)))
-            .with_details(group, plural, name)
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(plural, group)
+            ),
+        )
+        .with_details(group, plural, name)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -127,7 +170,13 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
 
     /// 410: the requested resourceVersion is older than the watch history kept.
@@ -147,7 +196,11 @@ impl ApiError {
             503 => "ServiceUnavailable",
             _ => "InternalError",
         };
-        ApiError::new(code, reason, format!("injected fault: {reason} (sim fault injection)"))
+        ApiError::new(
+            code,
+            reason,
+            format!("injected fault: {reason} (sim fault injection)"),
+        )
     }
 
     /// The `metav1.Status` body.
@@ -181,7 +234,11 @@ impl ApiError {
 
 /// `plural.group` for named groups, `plural` for the core group.
 fn qualified(plural: &str, group: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl std::fmt::Display for ApiError {

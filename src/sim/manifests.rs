@@ -14,9 +14,18 @@ use crate::lang::yaml::{self, Limits};
 
 /// The external-snapshotter CRDs, served unless the manifests bring their own.
 const SNAPSHOT_CRDS: [(&str, &str); 3] = [
-    ("volumesnapshotclasses", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml")),
-    ("volumesnapshotcontents", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml")),
-    ("volumesnapshots", include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml")),
+    (
+        "volumesnapshotclasses",
+        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml"),
+    ),
+    (
+        "volumesnapshotcontents",
+        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml"),
+    ),
+    (
+        "volumesnapshots",
+        include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml"),
+    ),
 ];
 
 /// An object read from a manifest, with where it came from for error messages.
@@ -35,7 +44,8 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<ManifestObject>, String> {
     }
     let mut objects = Vec::new();
     for file in files {
-        let parsed = yaml::read_file(&file, Limits::MANIFEST).map_err(|d| format!("{}: {}", file.display(), d.message))?;
+        let parsed = yaml::read_file(&file, Limits::MANIFEST)
+            .map_err(|d| format!("{}: {}", file.display(), d.message))?;
         for (index, document) in parsed.documents.iter().enumerate() {
             let origin = format!("{} (document {})", file.display(), index + 1);
             flatten(document.to_json(), &origin, &mut objects);
@@ -53,7 +63,9 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
     let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
     for child in children {
-        let is_manifest = child.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
+        let is_manifest = child
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
         if child.is_dir() {
             collect_files(&child, files)?;
         } else if is_manifest {
@@ -68,13 +80,21 @@ fn flatten(document: Value, origin: &str, out: &mut Vec<ManifestObject>) {
     if document.is_null() {
         return;
     }
-    if document["kind"] == "List" || document["kind"].as_str().is_some_and(|k| k.ends_with("List")) && document["items"].is_array() {
+    if document["kind"] == "List"
+        || document["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("List"))
+            && document["items"].is_array()
+    {
         for item in document["items"].as_array().cloned().unwrap_or_default() {
             flatten(item, origin, out);
         }
         return;
     }
-    out.push(ManifestObject { origin: origin.to_string(), object: document });
+    out.push(ManifestObject {
+        origin: origin.to_string(),
+        object: document,
+    });
 }
 
 /// Order of creation: definitions and classes before the objects that refer to them.
@@ -104,14 +124,24 @@ pub fn apply(state: &mut State, mut objects: Vec<ManifestObject>) -> Result<usiz
 }
 
 fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
-    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let kind = object["kind"].as_str().unwrap_or_default().to_string();
     let rt = state
         .registry
         .by_kind(&api_version, &kind)
         .cloned()
         .ok_or_else(|| format!("no kind {kind:?} is registered for version {api_version:?}"))?;
-    let ns = if rt.namespaced { object["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+    let ns = if rt.namespaced {
+        object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string()
+    } else {
+        String::new()
+    };
     if rt.namespaced {
         ensure_namespace(state, &ns);
     }
@@ -120,7 +150,9 @@ fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
         meta.remove("resourceVersion");
     }
     let name = name_of(&object).to_string();
-    state.create_object(&rt, &ns, object).map_err(|e| format!("{kind} {name}: {}", e.message))?;
+    state
+        .create_object(&rt, &ns, object)
+        .map_err(|e| format!("{kind} {name}: {}", e.message))?;
     Ok(())
 }
 
@@ -143,7 +175,8 @@ pub fn bootstrap(state: &mut State, manifests: &[ManifestObject]) -> Result<(), 
     }
     for (plural, text) in SNAPSHOT_CRDS {
         let defined = manifests.iter().any(|m| {
-            m.object["kind"] == "CustomResourceDefinition" && m.object["spec"]["names"]["plural"] == plural
+            m.object["kind"] == "CustomResourceDefinition"
+                && m.object["spec"]["names"]["plural"] == plural
         });
         if defined {
             continue;
@@ -172,7 +205,9 @@ pub fn default_nodes(state: &mut State) -> Result<(), String> {
     }
     for zone in zones {
         let name = format!("sim-node-{zone}");
-        let region = zone.trim_end_matches(|c: char| c.is_ascii_alphabetic()).to_string();
+        let region = zone
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .to_string();
         let node = json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": { "name": name, "labels": {

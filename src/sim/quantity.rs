@@ -4,7 +4,9 @@
 /// does for storage. Returns `None` for malformed text.
 pub fn parse(text: &str) -> Option<u128> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     if number.is_empty() || number.starts_with('-') {
         return None;
@@ -42,7 +44,7 @@ pub fn format_bytes(bytes: u128) -> String {
     const SUFFIXES: [(&str, u32); 5] = [("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)];
     for (suffix, shift) in SUFFIXES {
         let unit = 1u128 << shift;
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

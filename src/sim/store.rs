@@ -88,12 +88,17 @@ impl Store {
     }
 
     pub fn get(&self, resource: &ResourceKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.buckets.get(resource)?.get(&(namespace.to_string(), name.to_string())).cloned()
+        self.buckets
+            .get(resource)?
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Objects of a resource, in one namespace or (for `None`) all.
     pub fn list(&self, resource: &ResourceKey, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(bucket) = self.buckets.get(resource) else { return Vec::new() };
+        let Some(bucket) = self.buckets.get(resource) else {
+            return Vec::new();
+        };
         match namespace {
             Some(ns) => bucket
                 .range((ns.to_string(), String::new())..)
@@ -114,26 +119,62 @@ impl Store {
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let (ns, name) = identity(&object);
         let object = Arc::new(object);
-        let previous =
-            self.buckets.entry(resource.clone()).or_default().insert((ns.clone(), name.clone()), object.clone());
-        let event_type = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        let previous = self
+            .buckets
+            .entry(resource.clone())
+            .or_default()
+            .insert((ns.clone(), name.clone()), object.clone());
+        let event_type = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.record(resource, event_type, object.clone(), ns, name, time);
         object
     }
 
     /// Removes an object; the DELETED event carries it with a fresh resourceVersion.
-    pub fn remove(&mut self, resource: &ResourceKey, namespace: &str, name: &str, time: &str) -> Option<Arc<Value>> {
-        let removed = self.buckets.get_mut(resource)?.remove(&(namespace.to_string(), name.to_string()))?;
+    pub fn remove(
+        &mut self,
+        resource: &ResourceKey,
+        namespace: &str,
+        name: &str,
+        time: &str,
+    ) -> Option<Arc<Value>> {
+        let removed = self
+            .buckets
+            .get_mut(resource)?
+            .remove(&(namespace.to_string(), name.to_string()))?;
         self.rv += 1;
         let mut last = (*removed).clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let last = Arc::new(last);
-        self.record(resource, EventType::Deleted, last.clone(), namespace.into(), name.into(), time);
+        self.record(
+            resource,
+            EventType::Deleted,
+            last.clone(),
+            namespace.into(),
+            name.into(),
+            time,
+        );
         Some(last)
     }
 
-    fn record(&mut self, resource: &ResourceKey, event_type: EventType, object: Arc<Value>, ns: String, name: String, time: &str) {
-        let event = Arc::new(WatchEvent { rv: self.rv, resource: resource.clone(), event_type, object });
+    fn record(
+        &mut self,
+        resource: &ResourceKey,
+        event_type: EventType,
+        object: Arc<Value>,
+        ns: String,
+        name: String,
+        time: &str,
+    ) {
+        let event = Arc::new(WatchEvent {
+            rv: self.rv,
+            resource: resource.clone(),
+            event_type,
+            object,
+        });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(dropped) = self.history.pop_front() {
@@ -164,7 +205,12 @@ impl Store {
         if rv < self.oldest_watchable {
             return Err(rv);
         }
-        let replay = self.history.iter().filter(|e| e.rv > rv && &e.resource == resource).cloned().collect();
+        let replay = self
+            .history
+            .iter()
+            .filter(|e| e.rv > rv && &e.resource == resource)
+            .cloned()
+            .collect();
         Ok((replay, self.sender.subscribe()))
     }
 
@@ -191,16 +237,38 @@ mod tests {
     fn versions_increase_and_history_expires() {
         let key = ResourceKey::new("", "configmaps");
         let mut store = Store::new(2);
-        let a = store.put(&key, json!({"metadata": {"name": "a", "namespace": "x"}}), "t");
-        let b = store.put(&key, json!({"metadata": {"name": "b", "namespace": "x"}}), "t");
-        assert!(a["metadata"]["resourceVersion"].as_str() < b["metadata"]["resourceVersion"].as_str());
-        store.put(&key, json!({"metadata": {"name": "c", "namespace": "y"}}), "t");
+        let a = store.put(
+            &key,
+            json!({"metadata": {"name": "a", "namespace": "x"}}),
+            "t",
+        );
+        let b = store.put(
+            &key,
+            json!({"metadata": {"name": "b", "namespace": "x"}}),
+            "t",
+        );
+        assert!(
+            a["metadata"]["resourceVersion"].as_str() < b["metadata"]["resourceVersion"].as_str()
+        );
+        store.put(
+            &key,
+            json!({"metadata": {"name": "c", "namespace": "y"}}),
+            "t",
+        );
         assert_eq!(store.list(&key, Some("x")).len(), 2);
         assert_eq!(store.list(&key, None).len(), 3);
-        assert!(store.watch_from(&key, 1).is_err(), "history of 2 events cannot replay from the start");
-        let (replay, _) = store.watch_from(&key, store.resource_version() - 1).unwrap();
+        assert!(
+            store.watch_from(&key, 1).is_err(),
+            "history of 2 events cannot replay from the start"
+        );
+        let (replay, _) = store
+            .watch_from(&key, store.resource_version() - 1)
+            .unwrap();
         assert_eq!(replay.len(), 1);
         store.remove(&key, "x", "a", "t");
-        assert_eq!(store.mutations().last().unwrap().event_type, EventType::Deleted);
+        assert_eq!(
+            store.mutations().last().unwrap().event_type,
+            EventType::Deleted
+        );
     }
 }

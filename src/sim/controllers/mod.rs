@@ -22,14 +22,23 @@ pub fn reconcile(state: &mut State) {
     state.store.actor = "api".into();
 }
 
+/// A controller's reconcile pass: true if it changed anything.
+type Pass = fn(&mut State) -> bool;
+
 /// One pass of each controller, in dependency order; true if anything changed.
 fn run_pass(state: &mut State) -> bool {
-    let passes: [(&str, fn(&mut State) -> bool); 8] = [
+    let passes: [(&str, Pass); 8] = [
         ("controller/garbage-collector", gc::reconcile),
         ("controller/statefulset", workloads::reconcile_statefulsets),
         ("controller/deployment", workloads::reconcile_deployments),
-        ("controller/persistentvolume-binder", storage::reconcile_claims),
-        ("controller/persistentvolume-binder", storage::reconcile_volumes),
+        (
+            "controller/persistentvolume-binder",
+            storage::reconcile_claims,
+        ),
+        (
+            "controller/persistentvolume-binder",
+            storage::reconcile_volumes,
+        ),
         ("controller/scheduler", workloads::schedule_pods),
         ("controller/kubelet", workloads::run_pods),
         ("controller/snapshot-controller", snapshots::reconcile),
