@@ -276,7 +276,7 @@ mod tests {
         let mut object = json!({"spec": {"size": "big", "mode": "Keep", "name": "toolong"}});
         let causes = validate(&schema(), &mut object, None);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
-        assert_eq!(fields, vec!["spec.size", "spec.mode", "spec.name"]);
+        assert_eq!(fields, vec!["spec.mode", "spec.name", "spec.size"]);
         let mut missing = json!({"metadata": {"name": "x"}});
         assert_eq!(validate(&schema(), &mut missing, None)[0].field, "spec");
     }
