@@ -51,12 +51,7 @@ pub struct VolumeFacts {
 /// Implemented from manifests now and from the live API later; everything that
 /// expands or checks plans goes through this trait only.
 pub trait ClusterFacts {
-    fn workload(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        workload: &WorkloadRef,
-    ) -> Option<WorkloadFacts>;
+    fn workload(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts>;
     fn claim(&self, cluster: &str, namespace: &str, name: &str) -> Option<ClaimFacts>;
     fn volume(&self, cluster: &str, name: &str) -> Option<VolumeFacts>;
     /// Workloads whose pods use the claim (pod volumes or StatefulSet claim templates).

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpe
 
 use super::facts::*;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::lang::Quantity;
 use crate::lang::de::from_node;
 use crate::lang::yaml::{self, Limits, Node};
+use crate::lang::Quantity;
 use crate::steps::{ReclaimPolicy, WorkloadKind, WorkloadRef};
 
 type Key = (String, String);
@@ -27,10 +27,7 @@ pub struct Inventory {
 }
 
 fn key(namespace: Option<&String>, name: Option<&String>) -> Key {
-    (
-        namespace.cloned().unwrap_or_else(|| "default".into()),
-        name.cloned().unwrap_or_default(),
-    )
+    (namespace.cloned().unwrap_or_else(|| "default".into()), name.cloned().unwrap_or_default())
 }
 
 impl Inventory {
@@ -39,9 +36,7 @@ impl Inventory {
         let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
         match kind {
             "List" => {
-                if let Some(crate::lang::yaml::Value::Seq(items)) =
-                    doc.get("items").map(|n| &n.value)
-                {
+                if let Some(crate::lang::yaml::Value::Seq(items)) = doc.get("items").map(|n| &n.value) {
                     for item in items {
                         self.add_document(item)?;
                     }
@@ -49,29 +44,19 @@ impl Inventory {
             }
             "StatefulSet" => {
                 let o: StatefulSet = from_node(doc)?;
-                self.statefulsets.insert(
-                    key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()),
-                    o,
-                );
+                self.statefulsets.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
             }
             "Deployment" => {
                 let o: Deployment = from_node(doc)?;
-                self.deployments.insert(
-                    key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()),
-                    o,
-                );
+                self.deployments.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
             }
             "PersistentVolumeClaim" => {
                 let o: PersistentVolumeClaim = from_node(doc)?;
-                self.claims.insert(
-                    key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()),
-                    o,
-                );
+                self.claims.insert(key(o.metadata.namespace.as_ref(), o.metadata.name.as_ref()), o);
             }
             "PersistentVolume" => {
                 let o: PersistentVolume = from_node(doc)?;
-                self.volumes
-                    .insert(o.metadata.name.clone().unwrap_or_default(), o);
+                self.volumes.insert(o.metadata.name.clone().unwrap_or_default(), o);
             }
             _ => self.other_objects += 1,
         }
@@ -85,11 +70,7 @@ impl Inventory {
         for path in manifest_files(dir).map_err(|d| Diagnostics(vec![d]))? {
             inventory.add_file(&path, &mut diags);
         }
-        if diags.has_errors() {
-            Err(diags)
-        } else {
-            Ok(inventory)
-        }
+        if diags.has_errors() { Err(diags) } else { Ok(inventory) }
     }
 
     fn add_file(&mut self, path: &Path, diags: &mut Diagnostics) {
@@ -101,12 +82,9 @@ impl Inventory {
             if let Err(e) = self.add_document(doc) {
                 let span = e.span.unwrap_or(doc.span);
                 diags.push(
-                    Diagnostic::error(
-                        "drplan::manifest::invalid",
-                        format!("invalid manifest: {}", e.message),
-                    )
-                    .in_file(&file.source)
-                    .with_label(span, "here"),
+                    Diagnostic::error("drplan::manifest::invalid", format!("invalid manifest: {}", e.message))
+                        .in_file(&file.source)
+                        .with_label(span, "here"),
                 );
             }
         }
@@ -118,17 +96,11 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| {
-            Diagnostic::error(
-                "drplan::input::io",
-                format!("{}: cannot read directory: {e}", dir.display()),
-            )
+            Diagnostic::error("drplan::input::io", format!("{}: cannot read directory: {e}", dir.display()))
         })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or_default();
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
             if path.is_dir() {
                 pending.push(path);
             } else if matches!(ext, "yaml" | "yml" | "json") {
@@ -140,9 +112,7 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     Ok(files)
 }
 
-fn quantity(
-    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-) -> Option<Quantity> {
+fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<Quantity> {
     q.and_then(|q| q.0.parse().ok())
 }
 
@@ -152,10 +122,7 @@ fn pod_claims(spec: Option<&PodSpec>) -> Vec<PodClaim> {
         .flatten()
         .filter_map(|v| {
             let claim = v.persistent_volume_claim.as_ref()?;
-            Some(PodClaim {
-                volume: v.name.clone(),
-                claim: claim.claim_name.clone(),
-            })
+            Some(PodClaim { volume: v.name.clone(), claim: claim.claim_name.clone() })
         })
         .collect()
 }
@@ -175,12 +142,7 @@ impl Inventory {
                         let tspec = t.spec.as_ref();
                         ClaimTemplateFacts {
                             name: t.metadata.name.clone().unwrap_or_default(),
-                            size: quantity(
-                                tspec
-                                    .and_then(|s| s.resources.as_ref())
-                                    .and_then(|r| r.requests.as_ref())
-                                    .and_then(|r| r.get("storage")),
-                            ),
+                            size: quantity(tspec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"))),
                             storage_class: tspec.and_then(|s| s.storage_class_name.clone()),
                         }
                     })
@@ -204,54 +166,33 @@ impl Inventory {
     }
 
     fn claim_facts(&self, namespace: &str, name: &str) -> Option<ClaimFacts> {
-        let pvc = self
-            .claims
-            .get(&(namespace.to_string(), name.to_string()))?;
+        let pvc = self.claims.get(&(namespace.to_string(), name.to_string()))?;
         let spec = pvc.spec.as_ref();
-        let capacity = quantity(
-            pvc.status
-                .as_ref()
-                .and_then(|s| s.capacity.as_ref())
-                .and_then(|c| c.get("storage")),
-        );
-        let request = quantity(
-            spec.and_then(|s| s.resources.as_ref())
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|r| r.get("storage")),
-        );
+        let capacity = quantity(pvc.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage")));
+        let request = quantity(spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")));
         Some(ClaimFacts {
             size: capacity.or(request),
             storage_class: spec.and_then(|s| s.storage_class_name.clone()),
-            volume_name: spec
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty()),
+            volume_name: spec.and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()),
         })
     }
 
     fn volume_facts(&self, name: &str) -> Option<VolumeFacts> {
         let pv = self.volumes.get(name)?;
         let spec = pv.spec.as_ref();
-        let reclaim_policy = spec
-            .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-            .and_then(|p| match p {
-                "Retain" => Some(ReclaimPolicy::Retain),
-                "Delete" => Some(ReclaimPolicy::Delete),
-                _ => None,
-            });
+        let reclaim_policy = spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()).and_then(|p| match p {
+            "Retain" => Some(ReclaimPolicy::Retain),
+            "Delete" => Some(ReclaimPolicy::Delete),
+            _ => None,
+        });
         Some(VolumeFacts {
             name: name.to_string(),
             reclaim_policy,
             zone: spec.and_then(zone_of).or_else(|| {
-                pv.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
+                pv.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
             }),
             driver: spec.and_then(|s| s.csi.as_ref()).map(|c| c.driver.clone()),
-            capacity: quantity(
-                spec.and_then(|s| s.capacity.as_ref())
-                    .and_then(|c| c.get("storage")),
-            ),
+            capacity: quantity(spec.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
         })
     }
 
@@ -261,18 +202,11 @@ impl Inventory {
             if ns != namespace {
                 continue;
             }
-            let w = WorkloadRef {
-                kind: WorkloadKind::StatefulSet,
-                name: name.clone(),
-            };
-            let Some(facts) = self.workload_facts(ns, &w) else {
-                continue;
-            };
+            let w = WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.clone() };
+            let Some(facts) = self.workload_facts(ns, &w) else { continue };
             let _ = sts;
             let from_template = facts.claim_templates.iter().any(|t| {
-                claim
-                    .strip_prefix(&format!("{}-{}-", t.name, name))
-                    .is_some_and(|o| o.parse::<u32>().is_ok())
+                claim.strip_prefix(&format!("{}-{}-", t.name, name)).is_some_and(|o| o.parse::<u32>().is_ok())
             });
             if from_template || facts.pod_claims.iter().any(|p| p.claim == claim) {
                 users.push(w);
@@ -282,14 +216,8 @@ impl Inventory {
             if ns != namespace {
                 continue;
             }
-            let w = WorkloadRef {
-                kind: WorkloadKind::Deployment,
-                name: name.clone(),
-            };
-            if self
-                .workload_facts(ns, &w)
-                .is_some_and(|f| f.pod_claims.iter().any(|p| p.claim == claim))
-            {
+            let w = WorkloadRef { kind: WorkloadKind::Deployment, name: name.clone() };
+            if self.workload_facts(ns, &w).is_some_and(|f| f.pod_claims.iter().any(|p| p.claim == claim)) {
                 users.push(w);
             }
         }
@@ -300,22 +228,11 @@ impl Inventory {
 
 /// The zone a PV is pinned to by its node affinity.
 fn zone_of(spec: &k8s_openapi::api::core::v1::PersistentVolumeSpec) -> Option<String> {
-    let terms = &spec
-        .node_affinity
-        .as_ref()?
-        .required
-        .as_ref()?
-        .node_selector_terms;
-    terms
-        .iter()
-        .flat_map(|t| t.match_expressions.iter().flatten())
-        .find_map(|e| {
-            let zonal_key =
-                e.key.ends_with("/zone") || e.key == "failure-domain.beta.kubernetes.io/zone";
-            (zonal_key && e.operator == "In")
-                .then(|| e.values.as_ref()?.first().cloned())
-                .flatten()
-        })
+    let terms = &spec.node_affinity.as_ref()?.required.as_ref()?.node_selector_terms;
+    terms.iter().flat_map(|t| t.match_expressions.iter().flatten()).find_map(|e| {
+        let zonal_key = e.key.ends_with("/zone") || e.key == "failure-domain.beta.kubernetes.io/zone";
+        (zonal_key && e.operator == "In").then(|| e.values.as_ref()?.first().cloned()).flatten()
+    })
 }
 
 /// Inventories of every cluster of a plan: per-cluster subdirectories, or one shared.
@@ -342,11 +259,7 @@ impl ClusterInventories {
                 by_cluster.insert(cluster.clone(), Inventory::from_dir(&sub)?);
             }
         }
-        let shared = if by_cluster.is_empty() {
-            Some(Inventory::from_dir(dir)?)
-        } else {
-            None
-        };
+        let shared = if by_cluster.is_empty() { Some(Inventory::from_dir(dir)?) } else { None };
         Ok(ClusterInventories { by_cluster, shared })
     }
 
@@ -356,12 +269,7 @@ impl ClusterInventories {
 }
 
 impl ClusterFacts for ClusterInventories {
-    fn workload(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        workload: &WorkloadRef,
-    ) -> Option<WorkloadFacts> {
+    fn workload(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts> {
         self.get(cluster)?.workload_facts(namespace, workload)
     }
     fn claim(&self, cluster: &str, namespace: &str, name: &str) -> Option<ClaimFacts> {
@@ -371,8 +279,6 @@ impl ClusterFacts for ClusterInventories {
         self.get(cluster)?.volume_facts(name)
     }
     fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
-        self.get(cluster)
-            .map(|i| i.users_of(namespace, claim))
-            .unwrap_or_default()
+        self.get(cluster).map(|i| i.users_of(namespace, claim)).unwrap_or_default()
     }
 }

@@ -20,10 +20,7 @@ pub struct Span {
 impl Span {
     pub fn new(start: usize, end: usize) -> Span {
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Span {
-            start: clamp(start),
-            end: clamp(end.max(start)),
-        }
+        Span { start: clamp(start), end: clamp(end.max(start)) }
     }
 
     pub fn len(&self) -> usize {
@@ -49,11 +46,7 @@ impl SourceFile {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Arc::new(SourceFile {
-            name: name.into(),
-            text,
-            line_starts,
-        })
+        Arc::new(SourceFile { name: name.into(), text, line_starts })
     }
 
     pub fn name(&self) -> &str {
@@ -70,11 +63,7 @@ impl SourceFile {
             return self.text.len();
         };
         let rest = &self.text[start..];
-        let in_line = rest
-            .char_indices()
-            .nth(col_chars)
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
+        let in_line = rest.char_indices().nth(col_chars).map(|(i, _)| i).unwrap_or(rest.len());
         start + in_line
     }
 
@@ -85,11 +74,7 @@ impl SourceFile {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line_idx];
-        let col = self
-            .text
-            .get(start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
+        let col = self.text.get(start..offset).map(|s| s.chars().count()).unwrap_or(0);
         (line_idx + 1, col + 1)
     }
 
@@ -97,11 +82,7 @@ impl SourceFile {
     pub fn first_line(&self, span: Span) -> Span {
         let start = span.start as usize;
         let end = (span.end as usize).min(self.text.len());
-        let cut = self
-            .text
-            .get(start..end)
-            .and_then(|s| s.find('\n'))
-            .map(|i| start + i);
+        let cut = self.text.get(start..end).and_then(|s| s.find('\n')).map(|i| start + i);
         match cut {
             Some(c) if c > start => Span::new(start, c),
             _ => span,
@@ -147,10 +128,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
     }
 
     pub fn in_file(mut self, source: &Arc<SourceFile>) -> Diagnostic {
@@ -159,10 +137,7 @@ impl Diagnostic {
     }
 
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label {
-            span,
-            message: message.into(),
-        });
+        self.labels.push(Label { span, message: message.into() });
         self
     }
 
@@ -186,20 +161,12 @@ impl Diagnostic {
     /// 1-based line of the primary label.
     pub fn line(&self) -> Option<usize> {
         let source = self.source.as_ref()?;
-        Some(
-            source
-                .position_of(self.labels.first()?.span.start as usize)
-                .0,
-        )
+        Some(source.position_of(self.labels.first()?.span.start as usize).0)
     }
 
     /// Renders the diagnostic the way the CLI prints it (no colour when `color` is false).
     pub fn render(&self, color: bool) -> String {
-        let theme = if color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
-        };
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
         let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
         let mut out = String::new();
         let report = Rendered::from(self);
@@ -227,14 +194,10 @@ struct Rendered {
 
 impl From<&Diagnostic> for Rendered {
     fn from(diag: &Diagnostic) -> Rendered {
-        let named = diag
-            .source
-            .as_ref()
-            .map(|s| NamedSource::new(s.name(), s.text().to_string()).with_language("yaml"));
-        Rendered {
-            diag: diag.clone(),
-            named,
-        }
+        let named = diag.source.as_ref().map(|s| {
+            NamedSource::new(s.name(), s.text().to_string()).with_language("yaml")
+        });
+        Rendered { diag: diag.clone(), named }
     }
 }
 
@@ -265,10 +228,7 @@ impl miette::Diagnostic for Rendered {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diag
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -317,11 +277,7 @@ impl Diagnostics {
     /// Sorted by file and position so output is stable and reads top to bottom.
     pub fn sorted(mut self) -> Diagnostics {
         self.0.sort_by_key(|d| {
-            let name = d
-                .source
-                .as_ref()
-                .map(|s| s.name().to_string())
-                .unwrap_or_default();
+            let name = d.source.as_ref().map(|s| s.name().to_string()).unwrap_or_default();
             let at = d.labels.first().map(|l| l.span.start).unwrap_or(0);
             (name, at)
         });

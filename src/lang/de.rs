@@ -38,11 +38,7 @@ impl DeError {
     }
 
     fn new(kind: DeErrorKind, message: String) -> DeError {
-        DeError {
-            message,
-            span: None,
-            kind,
-        }
+        DeError { message, span: None, kind }
     }
 }
 
@@ -60,43 +56,27 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new(
-            DeErrorKind::WrongType,
-            format!("wrong type: expected {exp}, found {unexp}"),
-        )
+        DeError::new(DeErrorKind::WrongType, format!("wrong type: expected {exp}, found {unexp}"))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let hint = closest(field, expected)
-            .map(|c| format!(" (did you mean `{c}`?)"))
-            .unwrap_or_default();
+        let hint = closest(field, expected).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
         DeError::new(
             DeErrorKind::UnknownField,
-            format!(
-                "unknown field `{field}`{hint}; expected one of: {}",
-                expected.join(", ")
-            ),
+            format!("unknown field `{field}`{hint}; expected one of: {}", expected.join(", ")),
         )
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let hint = closest(variant, expected)
-            .map(|c| format!(" (did you mean `{c}`?)"))
-            .unwrap_or_default();
+        let hint = closest(variant, expected).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
         DeError::new(
             DeErrorKind::UnknownField,
-            format!(
-                "unknown variant `{variant}`{hint}; expected one of: {}",
-                expected.join(", ")
-            ),
+            format!("unknown variant `{variant}`{hint}; expected one of: {}", expected.join(", ")),
         )
     }
 
     fn missing_field(field: &'static str) -> Self {
-        DeError::new(
-            DeErrorKind::MissingField,
-            format!("missing required field `{field}`"),
-        )
+        DeError::new(DeErrorKind::MissingField, format!("missing required field `{field}`"))
     }
 }
 
@@ -214,22 +194,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                         "$end" => end = map.next_value()?,
                         _ => {
                             let value = map.next_value()?;
-                            return Ok(Spanned {
-                                value,
-                                span: Span { start, end },
-                            });
+                            return Ok(Spanned { value, span: Span { start, end } });
                         }
                     }
                 }
                 Err(de::Error::custom("spanned value missing"))
             }
         }
-        d.deserialize_struct(
-            SPANNED_NAME,
-            SPANNED_FIELDS,
-            SpannedVisitor(std::marker::PhantomData),
-        )
-        .or_else(|e| Err(e))
+        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedVisitor(std::marker::PhantomData))
+            .or_else(|e| Err(e))
     }
 }
 
@@ -254,19 +227,11 @@ impl<'a> NodeDe<'a> {
         de::Error::invalid_type(self.unexpected(), exp)
     }
 
-    fn int_as<T, V: Visitor<'a>>(
-        self,
-        visitor: V,
-        f: impl Fn(i64) -> Option<T>,
-        visit: impl Fn(V, T) -> Result<V::Value, DeError>,
-    ) -> Result<V::Value, DeError> {
+    fn int_as<T, V: Visitor<'a>>(self, visitor: V, f: impl Fn(i64) -> Option<T>, visit: impl Fn(V, T) -> Result<V::Value, DeError>) -> Result<V::Value, DeError> {
         match self.0.value {
             Value::Int(i) => match f(i) {
                 Some(v) => visit(visitor, v),
-                None => Err(de::Error::invalid_value(
-                    de::Unexpected::Signed(i),
-                    &visitor,
-                )),
+                None => Err(de::Error::invalid_value(de::Unexpected::Signed(i), &visitor)),
             },
             _ => Err(self.wrong_type(&visitor)),
         }
@@ -277,8 +242,7 @@ macro_rules! int_method {
     ($method:ident, $ty:ty, $visit:ident) => {
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
             let span = self.0.span;
-            self.int_as(visitor, |i| <$ty>::try_from(i).ok(), |v, x| v.$visit(x))
-                .map_err(|e| e.at(span))
+            self.int_as(visitor, |i| <$ty>::try_from(i).ok(), |v, x| v.$visit(x)).map_err(|e| e.at(span))
         }
     };
 }
@@ -294,13 +258,8 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
             Value::Int(i) => visitor.visit_i64(*i),
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Str(s) => visitor.visit_borrowed_str(s),
-            Value::Seq(items) => visitor.visit_seq(SeqDe {
-                items: items.iter(),
-            }),
-            Value::Map(pairs) => visitor.visit_map(MapDe {
-                pairs: pairs.iter(),
-                value: None,
-            }),
+            Value::Seq(items) => visitor.visit_seq(SeqDe { items: items.iter() }),
+            Value::Map(pairs) => visitor.visit_map(MapDe { pairs: pairs.iter(), value: None }),
         };
         result.map_err(|e| e.at(span))
     }
@@ -375,106 +334,56 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         .map_err(|e| e.at(self.0.span))
     }
 
-    fn deserialize_unit_struct<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
-        visitor
-            .visit_newtype_struct(self)
-            .map_err(|e| e.at(self.0.span))
+    fn deserialize_newtype_struct<V: Visitor<'a>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self).map_err(|e| e.at(self.0.span))
     }
 
     fn deserialize_seq<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.0.value {
-            Value::Seq(items) => visitor.visit_seq(SeqDe {
-                items: items.iter(),
-            }),
+            Value::Seq(items) => visitor.visit_seq(SeqDe { items: items.iter() }),
             _ => Err(self.wrong_type(&visitor)),
         }
         .map_err(|e| e.at(self.0.span))
     }
 
-    fn deserialize_tuple<V: Visitor<'a>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'a>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.0.value {
-            Value::Map(pairs) => visitor.visit_map(MapDe {
-                pairs: pairs.iter(),
-                value: None,
-            }),
+            Value::Map(pairs) => visitor.visit_map(MapDe { pairs: pairs.iter(), value: None }),
             _ => Err(self.wrong_type(&visitor)),
         }
         .map_err(|e| e.at(self.0.span))
     }
 
-    fn deserialize_struct<V: Visitor<'a>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'a>>(self, name: &'static str, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
         if name == SPANNED_NAME {
-            return visitor.visit_map(SpannedDe {
-                node: self.0,
-                state: 0,
-            });
+            return visitor.visit_map(SpannedDe { node: self.0, state: 0 });
         }
         let _ = fields;
         self.deserialize_map(visitor)
     }
 
-    fn deserialize_enum<V: Visitor<'a>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'a>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
         let span = self.0.span;
         match &self.0.value {
-            Value::Str(_) => visitor.visit_enum(EnumDe {
-                tag: self.0,
-                content: None,
-            }),
+            Value::Str(_) => visitor.visit_enum(EnumDe { tag: self.0, content: None }),
             Value::Map(pairs) if pairs.len() == 1 => {
                 let (tag, content) = &pairs[0];
-                visitor.visit_enum(EnumDe {
-                    tag,
-                    content: Some(content),
-                })
+                visitor.visit_enum(EnumDe { tag, content: Some(content) })
             }
-            Value::Map(pairs) if pairs.is_empty() => Err(DeError::new(
-                DeErrorKind::MissingField,
-                "expected exactly one key naming the kind, found an empty mapping".into(),
-            )),
-            Value::Map(pairs) => Err(DeError::new(
-                DeErrorKind::InvalidValue,
-                "expected exactly one key naming the kind, found several".into(),
-            )
-            .at(pairs[1].0.span)),
+            Value::Map(pairs) if pairs.is_empty() => Err(DeError::new(DeErrorKind::MissingField, "expected exactly one key naming the kind, found an empty mapping".into())),
+            Value::Map(pairs) => Err(DeError::new(DeErrorKind::InvalidValue, "expected exactly one key naming the kind, found several".into()).at(pairs[1].0.span)),
             _ => Err(self.wrong_type(&visitor)),
         }
         .map_err(|e| e.at(span))
@@ -495,15 +404,9 @@ struct SeqDe<'a> {
 
 impl<'a> SeqAccess<'a> for SeqDe<'a> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'a>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(node) => seed
-                .deserialize(NodeDe(node))
-                .map(Some)
-                .map_err(|e| e.at(node.span)),
+            Some(node) => seed.deserialize(NodeDe(node)).map(Some).map_err(|e| e.at(node.span)),
             None => Ok(None),
         }
     }
@@ -519,25 +422,17 @@ struct MapDe<'a> {
 
 impl<'a> MapAccess<'a> for MapDe<'a> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'a>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         match self.pairs.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(NodeDe(key))
-                    .map(Some)
-                    .map_err(|e| e.at(key.span))
+                seed.deserialize(NodeDe(key)).map(Some).map_err(|e| e.at(key.span))
             }
             None => Ok(None),
         }
     }
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self
-            .value
-            .take()
-            .ok_or_else(|| de::Error::custom("value without key"))?;
+        let node = self.value.take().ok_or_else(|| de::Error::custom("value without key"))?;
         seed.deserialize(NodeDe(node)).map_err(|e| e.at(node.span))
     }
     fn size_hint(&self) -> Option<usize> {
@@ -553,10 +448,7 @@ struct SpannedDe<'a> {
 
 impl<'a> MapAccess<'a> for SpannedDe<'a> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'a>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         let key = match self.state {
             0 => "$start",
             1 => "$end",
@@ -583,20 +475,9 @@ struct EnumDe<'a> {
 impl<'a> de::EnumAccess<'a> for EnumDe<'a> {
     type Error = DeError;
     type Variant = VariantDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'a>>(
-        self,
-        seed: V,
-    ) -> Result<(V::Value, VariantDe<'a>), DeError> {
-        let tag = seed
-            .deserialize(NodeDe(self.tag))
-            .map_err(|e| e.at(self.tag.span))?;
-        Ok((
-            tag,
-            VariantDe {
-                tag: self.tag,
-                content: self.content,
-            },
-        ))
+    fn variant_seed<V: DeserializeSeed<'a>>(self, seed: V) -> Result<(V::Value, VariantDe<'a>), DeError> {
+        let tag = seed.deserialize(NodeDe(self.tag)).map_err(|e| e.at(self.tag.span))?;
+        Ok((tag, VariantDe { tag: self.tag, content: self.content }))
     }
 }
 
@@ -608,11 +489,7 @@ struct VariantDe<'a> {
 impl<'a> VariantDe<'a> {
     fn content(&self) -> Result<&'a Node, DeError> {
         self.content.ok_or_else(|| {
-            DeError::new(
-                DeErrorKind::MissingField,
-                format!("`{}` needs parameters", self.tag.scalar_text()),
-            )
-            .at(self.tag.span)
+            DeError::new(DeErrorKind::MissingField, format!("`{}` needs parameters", self.tag.scalar_text())).at(self.tag.span)
         })
     }
 }
@@ -623,11 +500,7 @@ impl<'a> de::VariantAccess<'a> for VariantDe<'a> {
         match self.content {
             None => Ok(()),
             Some(node) if node.value == Value::Null => Ok(()),
-            Some(node) => Err(DeError::new(
-                DeErrorKind::WrongType,
-                format!("`{}` takes no parameters", self.tag.scalar_text()),
-            )
-            .at(node.span)),
+            Some(node) => Err(DeError::new(DeErrorKind::WrongType, format!("`{}` takes no parameters", self.tag.scalar_text())).at(node.span)),
         }
     }
     fn newtype_variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<T::Value, DeError> {
@@ -638,11 +511,7 @@ impl<'a> de::VariantAccess<'a> for VariantDe<'a> {
         let node = self.content()?;
         de::Deserializer::deserialize_seq(NodeDe(node), visitor)
     }
-    fn struct_variant<V: Visitor<'a>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'a>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
         let node = self.content()?;
         de::Deserializer::deserialize_map(NodeDe(node), visitor)
     }
@@ -651,7 +520,7 @@ impl<'a> de::VariantAccess<'a> for VariantDe<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::yaml::{Limits, parse_str};
+    use crate::lang::yaml::{parse_str, Limits};
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -663,12 +532,7 @@ mod tests {
         tags: Vec<Spanned<String>>,
     }
 
-    fn decode(
-        text: &str,
-    ) -> (
-        Result<Sample, DeError>,
-        std::sync::Arc<crate::diag::SourceFile>,
-    ) {
+    fn decode(text: &str) -> (Result<Sample, DeError>, std::sync::Arc<crate::diag::SourceFile>) {
         let file = parse_str("t.yaml", text, Limits::PLAN).unwrap();
         let doc = Box::leak(Box::new(file.documents[0].clone()));
         (from_node::<Sample>(doc), file.source)
@@ -680,10 +544,7 @@ mod tests {
         let sample = sample.unwrap();
         assert_eq!(sample.name.value, "web");
         assert_eq!(source.position_of(sample.name.span.start as usize), (1, 7));
-        assert_eq!(
-            source.position_of(sample.tags[1].span.start as usize),
-            (3, 11)
-        );
+        assert_eq!(source.position_of(sample.tags[1].span.start as usize), (3, 11));
     }
 
     #[test]
@@ -691,11 +552,7 @@ mod tests {
         let (err, source) = decode("name: web\nreplica: 3\n");
         let err = err.unwrap_err();
         assert_eq!(err.kind, DeErrorKind::UnknownField);
-        assert!(
-            err.message.contains("did you mean `replicas`"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("did you mean `replicas`"), "{}", err.message);
         assert_eq!(source.position_of(err.span.unwrap().start as usize), (2, 1));
     }
 
@@ -704,10 +561,7 @@ mod tests {
         let (err, source) = decode("name: web\nreplicas: three\n");
         let err = err.unwrap_err();
         assert_eq!(err.kind, DeErrorKind::WrongType);
-        assert_eq!(
-            source.position_of(err.span.unwrap().start as usize),
-            (2, 11)
-        );
+        assert_eq!(source.position_of(err.span.unwrap().start as usize), (2, 11));
     }
 
     #[test]

@@ -7,20 +7,14 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::de::{DeError, DeErrorKind, Spanned, closest, from_node};
+use super::de::{closest, from_node, DeError, DeErrorKind, Spanned};
 use super::model::*;
 use super::yaml::{self, Limits, Node, Value};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 
 /// Names of the intent keys, as written in plans.
-pub const INTENT_KINDS: &[&str] = &[
-    "restoreClaims",
-    "rebindVolume",
-    "efsFailover",
-    "efsFailback",
-    "etcdRestore",
-    "setAside",
-];
+pub const INTENT_KINDS: &[&str] =
+    &["restoreClaims", "rebindVolume", "efsFailover", "efsFailback", "etcdRestore", "setAside"];
 
 /// Names of the explicit action keys, as written in plans.
 pub const ACTION_KINDS: &[&str] = &[
@@ -46,15 +40,7 @@ pub const ACTION_KINDS: &[&str] = &[
     "efsSetOverwriteProtection",
 ];
 
-const TOP_LEVEL: &[&str] = &[
-    "apiVersion",
-    "kind",
-    "metadata",
-    "clusters",
-    "objectives",
-    "acceptDataLoss",
-    "steps",
-];
+const TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "clusters", "objectives", "acceptDataLoss", "steps"];
 const ENTRY_FIELDS: &[&str] = &["id", "after", "description"];
 
 /// A plan as loaded: the typed plan (entries that could not be decoded are left out)
@@ -106,19 +92,11 @@ impl Decoder {
             _ => "invalid value",
         };
         let span = err.span.unwrap_or(fallback);
-        self.diags.push(
-            Diagnostic::error(code, err.message)
-                .in_file(&self.source)
-                .with_label(span, label),
-        );
+        self.diags.push(Diagnostic::error(code, err.message).in_file(&self.source).with_label(span, label));
     }
 
     fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>, label: &str) {
-        self.diags.push(
-            Diagnostic::error(code, message)
-                .in_file(&self.source)
-                .with_label(span, label),
-        );
+        self.diags.push(Diagnostic::error(code, message).in_file(&self.source).with_label(span, label));
     }
 
     fn decode<'a, T: serde::Deserialize<'a>>(&mut self, node: &'a Node) -> Option<T> {
@@ -133,41 +111,23 @@ impl Decoder {
 }
 
 fn decode_plan(source: Arc<SourceFile>, documents: Vec<Node>) -> (Option<LoadedPlan>, Diagnostics) {
-    let mut d = Decoder {
-        source: source.clone(),
-        diags: Diagnostics::default(),
-    };
+    let mut d = Decoder { source: source.clone(), diags: Diagnostics::default() };
     let Some(root) = documents.first() else {
-        d.error(
-            "drplan::plan::empty",
-            Span::default(),
-            "the plan file is empty",
-            "expected a DrPlan here",
-        );
+        d.error("drplan::plan::empty", Span::default(), "the plan file is empty", "expected a DrPlan here");
         return (None, d.diags);
     };
     let Some(pairs) = root.as_map() else {
-        d.error(
-            "drplan::plan::wrong_type",
-            root.span,
-            format!("a plan must be a mapping, found {}", root.type_name()),
-            "not a mapping",
-        );
+        d.error("drplan::plan::wrong_type", root.span, format!("a plan must be a mapping, found {}", root.type_name()), "not a mapping");
         return (None, d.diags);
     };
     for (key, _) in pairs {
         let name = key.scalar_text();
         if !TOP_LEVEL.contains(&name.as_str()) {
-            let hint = closest(&name, TOP_LEVEL)
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
+            let hint = closest(&name, TOP_LEVEL).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
             d.error(
                 "drplan::plan::unknown_field",
                 key.span,
-                format!(
-                    "unknown field `{name}`{hint}; expected one of: {}",
-                    TOP_LEVEL.join(", ")
-                ),
+                format!("unknown field `{name}`{hint}; expected one of: {}", TOP_LEVEL.join(", ")),
                 "unknown field",
             );
         }
@@ -175,45 +135,19 @@ fn decode_plan(source: Arc<SourceFile>, documents: Vec<Node>) -> (Option<LoadedP
     let api_version = required_const(&mut d, root, "apiVersion", API_VERSION);
     let kind = required_const(&mut d, root, "kind", KIND);
     let metadata = required(&mut d, root, "metadata").and_then(|n| d.decode::<Metadata>(n));
-    let clusters =
-        required(&mut d, root, "clusters").and_then(|n| d.decode::<Vec<ClusterTarget>>(n));
-    let objectives = root
-        .get("objectives")
-        .and_then(|n| d.decode::<Option<Objectives>>(n))
-        .flatten();
-    let accept_data_loss = root
-        .get("acceptDataLoss")
-        .and_then(|n| d.decode::<bool>(n))
-        .unwrap_or(false);
+    let clusters = required(&mut d, root, "clusters").and_then(|n| d.decode::<Vec<ClusterTarget>>(n));
+    let objectives = root.get("objectives").and_then(|n| d.decode::<Option<Objectives>>(n)).flatten();
+    let accept_data_loss = root.get("acceptDataLoss").and_then(|n| d.decode::<bool>(n)).unwrap_or(false);
     let mut broken_ids = HashSet::new();
-    let steps = required(&mut d, root, "steps")
-        .map(|n| decode_steps(&mut d, n, &mut broken_ids))
-        .unwrap_or_default();
+    let steps = required(&mut d, root, "steps").map(|n| decode_steps(&mut d, n, &mut broken_ids)).unwrap_or_default();
     if let Some(clusters) = &clusters {
         check_clusters(&mut d, root, clusters);
     }
-    let (Some(api_version), Some(kind), Some(metadata), Some(clusters)) =
-        (api_version, kind, metadata, clusters)
-    else {
+    let (Some(api_version), Some(kind), Some(metadata), Some(clusters)) = (api_version, kind, metadata, clusters) else {
         return (None, d.diags);
     };
-    let plan = Plan {
-        api_version,
-        kind,
-        metadata,
-        clusters,
-        objectives,
-        accept_data_loss,
-        steps,
-    };
-    (
-        Some(LoadedPlan {
-            plan,
-            source,
-            broken_ids,
-        }),
-        d.diags,
-    )
+    let plan = Plan { api_version, kind, metadata, clusters, objectives, accept_data_loss, steps };
+    (Some(LoadedPlan { plan, source, broken_ids }), d.diags)
 }
 
 fn required<'a>(d: &mut Decoder, root: &'a Node, key: &str) -> Option<&'a Node> {
@@ -233,12 +167,7 @@ fn required_const(d: &mut Decoder, root: &Node, key: &str, expected: &str) -> Op
     let node = required(d, root, key)?;
     let value: String = d.decode(node)?;
     if value != expected {
-        d.error(
-            "drplan::plan::invalid_value",
-            node.span,
-            format!("`{key}` must be `{expected}`, found `{value}`"),
-            "unsupported",
-        );
+        d.error("drplan::plan::invalid_value", node.span, format!("`{key}` must be `{expected}`, found `{value}`"), "unsupported");
         return None;
     }
     Some(value)
@@ -247,23 +176,15 @@ fn required_const(d: &mut Decoder, root: &Node, key: &str, expected: &str) -> Op
 fn check_clusters(d: &mut Decoder, root: &Node, clusters: &[ClusterTarget]) {
     if clusters.is_empty() {
         let span = root.get("clusters").map(|n| n.span).unwrap_or(root.span);
-        d.error(
-            "drplan::plan::missing_field",
-            span,
-            "a plan needs at least one cluster",
-            "empty list",
-        );
+        d.error("drplan::plan::missing_field", span, "a plan needs at least one cluster", "empty list");
     }
     let mut seen: Vec<&Spanned<String>> = Vec::new();
     for cluster in clusters {
         if let Some(first) = seen.iter().find(|s| s.value == cluster.name.value) {
-            let diag = Diagnostic::error(
-                "drplan::plan::duplicate_cluster",
-                format!("cluster `{}` is defined twice", cluster.name.value),
-            )
-            .in_file(&d.source)
-            .with_label(cluster.name.span, "defined again here")
-            .with_label(first.span, "first defined here");
+            let diag = Diagnostic::error("drplan::plan::duplicate_cluster", format!("cluster `{}` is defined twice", cluster.name.value))
+                .in_file(&d.source)
+                .with_label(cluster.name.span, "defined again here")
+                .with_label(first.span, "first defined here");
             d.diags.push(diag);
         }
         seen.push(&cluster.name);
@@ -272,15 +193,7 @@ fn check_clusters(d: &mut Decoder, root: &Node, clusters: &[ClusterTarget]) {
 
 fn decode_steps(d: &mut Decoder, node: &Node, broken: &mut HashSet<String>) -> Vec<StepEntry> {
     let Value::Seq(items) = &node.value else {
-        d.error(
-            "drplan::plan::wrong_type",
-            node.span,
-            format!(
-                "wrong type: expected a list of steps, found {}",
-                node.type_name()
-            ),
-            "not a list",
-        );
+        d.error("drplan::plan::wrong_type", node.span, format!("wrong type: expected a list of steps, found {}", node.type_name()), "not a list");
         return Vec::new();
     };
     let mut entries = Vec::with_capacity(items.len());
@@ -299,15 +212,7 @@ fn decode_steps(d: &mut Decoder, node: &Node, broken: &mut HashSet<String>) -> V
 
 fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
     let Some(pairs) = item.as_map() else {
-        d.error(
-            "drplan::plan::wrong_type",
-            item.span,
-            format!(
-                "wrong type: expected a step (a mapping), found {}",
-                item.type_name()
-            ),
-            "not a step",
-        );
+        d.error("drplan::plan::wrong_type", item.span, format!("wrong type: expected a step (a mapping), found {}", item.type_name()), "not a step");
         return None;
     };
     let mut ok = true;
@@ -318,15 +223,8 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             continue;
         }
         if !INTENT_KINDS.contains(&name.as_str()) && !ACTION_KINDS.contains(&name.as_str()) {
-            let all: Vec<&str> = INTENT_KINDS
-                .iter()
-                .chain(ACTION_KINDS)
-                .chain(ENTRY_FIELDS)
-                .copied()
-                .collect();
-            let hint = closest(&name, &all)
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
+            let all: Vec<&str> = INTENT_KINDS.iter().chain(ACTION_KINDS).chain(ENTRY_FIELDS).copied().collect();
+            let hint = closest(&name, &all).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
             d.error(
                 "drplan::plan::unknown_field",
                 key.span,
@@ -337,17 +235,11 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             continue;
         }
         if let Some((first, _)) = kind {
-            let diag = Diagnostic::error(
-                "drplan::plan::several_kinds",
-                format!(
-                    "a step has exactly one kind, found `{}` and `{name}`",
-                    first.scalar_text()
-                ),
-            )
-            .in_file(&d.source)
-            .with_label(key.span, "second kind")
-            .with_label(first.span, "first kind")
-            .with_help("split this entry into two steps and order them with `after:`");
+            let diag = Diagnostic::error("drplan::plan::several_kinds", format!("a step has exactly one kind, found `{}` and `{name}`", first.scalar_text()))
+                .in_file(&d.source)
+                .with_label(key.span, "second kind")
+                .with_label(first.span, "first kind")
+                .with_help("split this entry into two steps and order them with `after:`");
             d.diags.push(diag);
             ok = false;
             continue;
@@ -355,23 +247,14 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
         kind = Some((key, value));
     }
     let id = match item.get("id") {
-        Some(node) => d
-            .decode::<Spanned<String>>(node)
-            .filter(|id| check_id(d, id)),
+        Some(node) => d.decode::<Spanned<String>>(node).filter(|id| check_id(d, id)),
         None => {
-            d.error(
-                "drplan::plan::missing_field",
-                d.source.first_line(item.span),
-                "missing required field `id`",
-                "this step has no id",
-            );
+            d.error("drplan::plan::missing_field", d.source.first_line(item.span), "missing required field `id`", "this step has no id");
             None
         }
     };
     let after = match item.get("after") {
-        Some(node) if node.as_str().is_some() => {
-            d.decode::<Spanned<String>>(node).map(|one| vec![one])
-        }
+        Some(node) if node.as_str().is_some() => d.decode::<Spanned<String>>(node).map(|one| vec![one]),
         Some(node) => d.decode::<Vec<Spanned<String>>>(node),
         None => Some(Vec::new()),
     };
@@ -384,35 +267,22 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             d.error(
                 "drplan::plan::missing_field",
                 d.source.first_line(item.span),
-                format!(
-                    "this step has no kind: add one of the intents ({}) or actions ({})",
-                    INTENT_KINDS.join(", "),
-                    ACTION_KINDS.join(", ")
-                ),
+                format!("this step has no kind: add one of the intents ({}) or actions ({})", INTENT_KINDS.join(", "), ACTION_KINDS.join(", ")),
                 "no kind",
             );
         }
         return None;
     };
-    let single = Node {
-        span: item.span,
-        value: Value::Map(vec![(kind_key.clone(), kind_value.clone())]),
-    };
+    let single = Node { span: item.span, value: Value::Map(vec![(kind_key.clone(), kind_value.clone())]) };
     let body = if INTENT_KINDS.contains(&kind_key.scalar_text().as_str()) {
         d.decode::<Intent>(&single).map(EntryBody::Intent)
     } else {
-        d.decode::<crate::steps::Action>(&single)
-            .map(EntryBody::Action)
+        d.decode::<crate::steps::Action>(&single).map(EntryBody::Action)
     };
     match (ok, id, after, description, body) {
-        (true, Some(id), Some(after), Some(description), Some(body)) => Some(StepEntry {
-            id,
-            after,
-            description,
-            body,
-            span: item.span,
-            kind_span: kind_key.span,
-        }),
+        (true, Some(id), Some(after), Some(description), Some(body)) => {
+            Some(StepEntry { id, after, description, body, span: item.span, kind_span: kind_key.span })
+        }
         _ => None,
     }
 }
@@ -420,18 +290,12 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
 fn check_id(d: &mut Decoder, id: &Spanned<String>) -> bool {
     let valid = !id.value.is_empty()
         && id.value.len() <= 63
-        && id
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && id.value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid {
         d.error(
             "drplan::plan::invalid_id",
             id.span,
-            format!(
-                "invalid step id `{}`: use 1 to 63 letters, digits, `-`, `_` or `.`",
-                id.value
-            ),
+            format!("invalid step id `{}`: use 1 to 63 letters, digits, `-`, `_` or `.`", id.value),
             "invalid id",
         );
     }
@@ -448,23 +312,13 @@ mod tests {
             let text = format!("{name}: {{}}");
             let file = yaml::parse_str("k.yaml", &text, Limits::PLAN).unwrap();
             let err = from_node::<Intent>(&file.documents[0]).unwrap_err();
-            assert_ne!(
-                err.kind,
-                DeErrorKind::UnknownField,
-                "{name}: {}",
-                err.message
-            );
+            assert_ne!(err.kind, DeErrorKind::UnknownField, "{name}: {}", err.message);
         }
         for name in ACTION_KINDS {
             let text = format!("{name}: {{}}");
             let file = yaml::parse_str("k.yaml", &text, Limits::PLAN).unwrap();
             let err = from_node::<crate::steps::Action>(&file.documents[0]).unwrap_err();
-            assert_ne!(
-                err.kind,
-                DeErrorKind::UnknownField,
-                "{name}: {}",
-                err.message
-            );
+            assert_ne!(err.kind, DeErrorKind::UnknownField, "{name}: {}", err.message);
         }
     }
 }

@@ -89,49 +89,31 @@ impl FromStr for Quantity {
     type Err = String;
     fn from_str(text: &str) -> Result<Quantity, String> {
         let invalid = || {
-            format!(
-                "invalid quantity `{text}`: expected a number with an optional unit such as 500Mi, 2Gi, 1Ti or 10G"
-            )
+            format!("invalid quantity `{text}`: expected a number with an optional unit such as 500Mi, 2Gi, 1Ti or 10G")
         };
         let trimmed = text.trim();
         let (number, multiplier) = SUFFIXES
             .iter()
             .find_map(|(suffix, mult)| trimmed.strip_suffix(suffix).map(|n| (n, *mult)))
             .unwrap_or((trimmed, 1));
-        if number.is_empty()
-            || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            || number.matches('.').count() > 1
-        {
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') || number.matches('.').count() > 1 {
             return Err(invalid());
         }
         let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
         if whole.len() > 20 || frac.len() > 9 {
             return Err(invalid());
         }
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| invalid())?
-        };
-        let frac_value: u128 = if frac.is_empty() {
-            0
-        } else {
-            frac.parse().map_err(|_| invalid())?
-        };
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| invalid())? };
+        let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| invalid())? };
         let scale = 10u128.pow(frac.len() as u32);
         let bytes = whole
             .checked_mul(multiplier)
             .and_then(|w| w.checked_add(frac_value * multiplier / scale))
             .ok_or_else(invalid)?;
         if bytes == 0 {
-            return Err(format!(
-                "invalid quantity `{text}`: a storage size must be greater than zero"
-            ));
+            return Err(format!("invalid quantity `{text}`: a storage size must be greater than zero"));
         }
-        Ok(Quantity {
-            text: trimmed.to_string(),
-            bytes,
-        })
+        Ok(Quantity { text: trimmed.to_string(), bytes })
     }
 }
 
@@ -200,9 +182,7 @@ impl FromStr for Duration {
             format!("invalid duration `{text}`: {e}; write it like 90s, 30m, 1h30m or 2d")
         })?;
         if parsed.is_zero() {
-            return Err(format!(
-                "invalid duration `{text}`: must be greater than zero"
-            ));
+            return Err(format!("invalid duration `{text}`: must be greater than zero"));
         }
         Ok(Duration(parsed))
     }
@@ -250,16 +230,7 @@ mod tests {
 
     #[test]
     fn bad_quantities_are_refused() {
-        for bad in [
-            "",
-            "Gi",
-            "2GB",
-            "-1Gi",
-            "1.2.3Gi",
-            "0",
-            "two",
-            "99999999999999999999999Ei",
-        ] {
+        for bad in ["", "Gi", "2GB", "-1Gi", "1.2.3Gi", "0", "two", "99999999999999999999999Ei"] {
             assert!(bad.parse::<Quantity>().is_err(), "{bad} should be invalid");
         }
     }

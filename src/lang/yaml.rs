@@ -28,19 +28,11 @@ pub struct Limits {
 
 impl Limits {
     /// Limits for DR plan files: plans are small, hand-written or generated documents.
-    pub const PLAN: Limits = Limits {
-        max_bytes: 16 << 20,
-        max_depth: 64,
-        max_nodes: 2_000_000,
-        max_documents: 1,
-    };
+    pub const PLAN: Limits =
+        Limits { max_bytes: 16 << 20, max_depth: 64, max_nodes: 2_000_000, max_documents: 1 };
     /// Limits for cluster manifest dumps (`kubectl get -o yaml` of whole namespaces).
-    pub const MANIFEST: Limits = Limits {
-        max_bytes: 256 << 20,
-        max_depth: 128,
-        max_nodes: 20_000_000,
-        max_documents: 100_000,
-    };
+    pub const MANIFEST: Limits =
+        Limits { max_bytes: 256 << 20, max_depth: 128, max_nodes: 20_000_000, max_documents: 100_000 };
 }
 
 /// A YAML value with the byte span it was read from.
@@ -91,10 +83,7 @@ impl Node {
 
     /// The value under a string key of a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// Follows a path of mapping keys.
@@ -106,12 +95,7 @@ impl Node {
     fn size(&self) -> usize {
         match &self.value {
             Value::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Value::Map(pairs) => {
-                1 + pairs
-                    .iter()
-                    .map(|(k, v)| k.size() + v.size())
-                    .sum::<usize>()
-            }
+            Value::Map(pairs) => 1 + pairs.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>(),
             _ => 1,
         }
     }
@@ -123,16 +107,11 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(pairs) => J::Object(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.scalar_text(), v.to_json()))
-                    .collect(),
+                pairs.iter().map(|(k, v)| (k.scalar_text(), v.to_json())).collect(),
             ),
         }
     }
@@ -185,11 +164,7 @@ pub fn parse_bytes(name: &str, bytes: Vec<u8>, limits: Limits) -> Result<YamlFil
     if bytes.len() as u64 > limits.max_bytes {
         return Err(Diagnostic::error(
             "drplan::input::too_large",
-            format!(
-                "{name}: input is {} bytes, over the limit of {} bytes",
-                bytes.len(),
-                limits.max_bytes
-            ),
+            format!("{name}: input is {} bytes, over the limit of {} bytes", bytes.len(), limits.max_bytes),
         ));
     }
     let text = match String::from_utf8(bytes) {
@@ -198,20 +173,15 @@ pub fn parse_bytes(name: &str, bytes: Vec<u8>, limits: Limits) -> Result<YamlFil
             let at = e.utf8_error().valid_up_to();
             return Err(Diagnostic::error(
                 "drplan::input::not_text",
-                format!(
-                    "{name}: not a UTF-8 text file (invalid byte at offset {at}); is this a binary file?"
-                ),
+                format!("{name}: not a UTF-8 text file (invalid byte at offset {at}); is this a binary file?"),
             ));
         }
     };
     let source = SourceFile::new(name, text);
     if let Some(at) = source.text().find('\0') {
-        return Err(Diagnostic::error(
-            "drplan::input::not_text",
-            "file contains a NUL byte; is this a binary file?",
-        )
-        .in_file(&source)
-        .with_label(Span::new(at, at + 1), "NUL byte here"));
+        return Err(Diagnostic::error("drplan::input::not_text", "file contains a NUL byte; is this a binary file?")
+            .in_file(&source)
+            .with_label(Span::new(at, at + 1), "NUL byte here"));
     }
     let documents = TreeBuilder::new(&source, limits).build()?;
     Ok(YamlFile { source, documents })
@@ -223,17 +193,8 @@ pub fn parse_str(name: &str, text: &str, limits: Limits) -> Result<YamlFile, Dia
 }
 
 enum Frame {
-    Seq {
-        start: Span,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        start: Span,
-        anchor: usize,
-        pairs: Vec<(Node, Node)>,
-        key: Option<Node>,
-    },
+    Seq { start: Span, anchor: usize, items: Vec<Node> },
+    Map { start: Span, anchor: usize, pairs: Vec<(Node, Node)>, key: Option<Node> },
 }
 
 struct TreeBuilder<'s> {
@@ -247,14 +208,7 @@ struct TreeBuilder<'s> {
 
 impl<'s> TreeBuilder<'s> {
     fn new(source: &'s Arc<SourceFile>, limits: Limits) -> Self {
-        TreeBuilder {
-            source,
-            limits,
-            stack: Vec::new(),
-            anchors: HashMap::new(),
-            nodes: 0,
-            documents: Vec::new(),
-        }
+        TreeBuilder { source, limits, stack: Vec::new(), anchors: HashMap::new(), nodes: 0, documents: Vec::new() }
     }
 
     fn span(&self, span: &YamlSpan) -> Span {
@@ -264,9 +218,7 @@ impl<'s> TreeBuilder<'s> {
     }
 
     fn error(&self, span: Span, message: impl Into<String>, label: &str) -> Diagnostic {
-        Diagnostic::error("drplan::yaml::syntax", message)
-            .in_file(self.source)
-            .with_label(span, label)
+        Diagnostic::error("drplan::yaml::syntax", message).in_file(self.source).with_label(span, label)
     }
 
     fn build(mut self) -> Result<Vec<Node>, Diagnostic> {
@@ -301,37 +253,20 @@ impl<'s> TreeBuilder<'s> {
             }
             Event::SequenceStart(anchor, _) => {
                 self.enter(span)?;
-                self.stack.push(Frame::Seq {
-                    start: span,
-                    anchor,
-                    items: Vec::new(),
-                });
+                self.stack.push(Frame::Seq { start: span, anchor, items: Vec::new() });
                 Ok(())
             }
             Event::MappingStart(anchor, _) => {
                 self.enter(span)?;
-                self.stack.push(Frame::Map {
-                    start: span,
-                    anchor,
-                    pairs: Vec::new(),
-                    key: None,
-                });
+                self.stack.push(Frame::Map { start: span, anchor, pairs: Vec::new(), key: None });
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => self.close(span),
             Event::Alias(id) => self.alias(id, span),
             Event::DocumentStart(_) => {
                 if self.documents.len() >= self.limits.max_documents {
-                    let what = if self.limits.max_documents == 1 {
-                        "one YAML document"
-                    } else {
-                        "that many documents"
-                    };
-                    return Err(self.error(
-                        span,
-                        format!("expected {what} in this file"),
-                        "another document starts here",
-                    ));
+                    let what = if self.limits.max_documents == 1 { "one YAML document" } else { "that many documents" };
+                    return Err(self.error(span, format!("expected {what} in this file"), "another document starts here"));
                 }
                 Ok(())
             }
@@ -350,10 +285,7 @@ impl<'s> TreeBuilder<'s> {
     fn too_deep(&self, span: Span) -> Diagnostic {
         Diagnostic::error(
             "drplan::input::too_deep",
-            format!(
-                "nesting deeper than {} levels; refusing to read further",
-                self.limits.max_depth
-            ),
+            format!("nesting deeper than {} levels; refusing to read further", self.limits.max_depth),
         )
         .in_file(self.source)
         .with_label(span, "too deep here")
@@ -387,43 +319,17 @@ impl<'s> TreeBuilder<'s> {
         };
         // Budget the whole expansion before cloning: a bomb is refused without allocating it.
         self.count(size, span)?;
-        self.push_node(Node {
-            span,
-            value: node.value,
-        })
+        self.push_node(Node { span, value: node.value })
     }
 
     fn close(&mut self, end: Span) -> Result<(), Diagnostic> {
         let (node, anchor) = match self.stack.pop() {
-            Some(Frame::Seq {
-                start,
-                anchor,
-                items,
-            }) => (
-                Node {
-                    span: Span {
-                        start: start.start,
-                        end: end.end.max(start.end),
-                    },
-                    value: Value::Seq(items),
-                },
-                anchor,
-            ),
-            Some(Frame::Map {
-                start,
-                anchor,
-                pairs,
-                ..
-            }) => (
-                Node {
-                    span: Span {
-                        start: start.start,
-                        end: end.end.max(start.end),
-                    },
-                    value: Value::Map(pairs),
-                },
-                anchor,
-            ),
+            Some(Frame::Seq { start, anchor, items }) => {
+                (Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Seq(items) }, anchor)
+            }
+            Some(Frame::Map { start, anchor, pairs, .. }) => {
+                (Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Map(pairs) }, anchor)
+            }
             None => return Err(self.error(end, "unbalanced collection end", "here")),
         };
         if anchor != 0 {
@@ -439,33 +345,16 @@ impl<'s> TreeBuilder<'s> {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { pairs, key, .. }) => match key.take() {
                 None => {
-                    if !matches!(
-                        node.value,
-                        Value::Str(_)
-                            | Value::Int(_)
-                            | Value::Bool(_)
-                            | Value::Null
-                            | Value::Float(_)
-                    ) {
-                        return Err(self.error(
-                            node.span,
-                            "mapping keys must be scalars",
-                            "complex key",
-                        ));
+                    if !matches!(node.value, Value::Str(_) | Value::Int(_) | Value::Bool(_) | Value::Null | Value::Float(_)) {
+                        return Err(self.error(node.span, "mapping keys must be scalars", "complex key"));
                     }
                     *key = Some(node);
                 }
                 Some(k) => {
-                    if let Some((first, _)) =
-                        pairs.iter().find(|(existing, _)| existing.value == k.value)
-                    {
+                    if let Some((first, _)) = pairs.iter().find(|(existing, _)| existing.value == k.value) {
                         let first = first.span;
                         return Err(self
-                            .error(
-                                k.span,
-                                format!("duplicate key `{}`", k.scalar_text()),
-                                "duplicate key",
-                            )
+                            .error(k.span, format!("duplicate key `{}`", k.scalar_text()), "duplicate key")
                             .with_label(first, "first defined here"));
                     }
                     pairs.push((k, node));
@@ -479,22 +368,11 @@ impl<'s> TreeBuilder<'s> {
 /// Resolves a scalar by the YAML 1.2 core schema (quoted scalars are always strings).
 fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
     if let Some(tag) = tag {
-        return match tag
-            .trim_start_matches("tag:yaml.org,2002:")
-            .trim_start_matches("!!")
-        {
+        return match tag.trim_start_matches("tag:yaml.org,2002:").trim_start_matches("!!") {
             "str" => Ok(Value::Str(text.to_string())),
-            "int" => text
-                .parse()
-                .map(Value::Int)
-                .map_err(|_| format!("`{text}` is not an integer")),
-            "float" => text
-                .parse()
-                .map(Value::Float)
-                .map_err(|_| format!("`{text}` is not a number")),
-            "bool" => resolve_plain(text)
-                .and_then(|v| matches!(v, Value::Bool(_)).then_some(v))
-                .ok_or_else(|| format!("`{text}` is not a boolean")),
+            "int" => text.parse().map(Value::Int).map_err(|_| format!("`{text}` is not an integer")),
+            "float" => text.parse().map(Value::Float).map_err(|_| format!("`{text}` is not a number")),
+            "bool" => resolve_plain(text).and_then(|v| matches!(v, Value::Bool(_)).then_some(v)).ok_or_else(|| format!("`{text}` is not a boolean")),
             "null" => Ok(Value::Null),
             other => Err(format!("YAML tag `{other}` is not supported")),
         };
@@ -525,13 +403,8 @@ fn resolve_plain(text: &str) -> Option<Value> {
     if let Some(oct) = text.strip_prefix("0o") {
         return i64::from_str_radix(oct, 8).ok().map(Value::Int);
     }
-    let looks_float = digits
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+    let looks_float = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
     if looks_float {
         return text.parse().ok().map(Value::Float);
     }
@@ -552,19 +425,14 @@ mod tests {
         let doc = &file.documents[0];
         let c = doc.path(&["b", "c"]).unwrap();
         assert_eq!(c.value, Value::Str("hello".into()));
-        assert_eq!(
-            &file.source.text()[c.span.start as usize..c.span.end as usize],
-            "hello"
-        );
+        assert_eq!(&file.source.text()[c.span.start as usize..c.span.end as usize], "hello");
         assert_eq!(file.source.position_of(c.span.start as usize), (3, 6));
     }
 
     #[test]
     fn core_schema_scalars() {
         let file = parse("[1, -2, 1.5, true, null, '3', abc, 0x10]").unwrap();
-        let Value::Seq(items) = &file.documents[0].value else {
-            panic!("not a seq")
-        };
+        let Value::Seq(items) = &file.documents[0].value else { panic!("not a seq") };
         let values: Vec<_> = items.iter().map(|n| n.value.clone()).collect();
         assert_eq!(
             values,
@@ -585,10 +453,7 @@ mod tests {
     fn non_ascii_spans_are_byte_offsets() {
         let file = parse("name: \"Zürich\"\nnext: x\n").unwrap();
         let next = file.documents[0].get("next").unwrap();
-        assert_eq!(
-            &file.source.text()[next.span.start as usize..next.span.end as usize],
-            "x"
-        );
+        assert_eq!(&file.source.text()[next.span.start as usize..next.span.end as usize], "x");
     }
 
     #[test]

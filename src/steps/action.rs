@@ -122,20 +122,11 @@ pub enum WaitCondition {
     /// The claim is Bound.
     PvcBound { claim: String },
     /// The EFS file system has no replication configuration (it is writable).
-    EfsReplicationDeleted {
-        region: String,
-        file_system_id: String,
-    },
+    EfsReplicationDeleted { region: String, file_system_id: String },
     /// The EFS replication to this destination has caught up.
-    EfsReplicationSynced {
-        region: String,
-        file_system_id: String,
-    },
+    EfsReplicationSynced { region: String, file_system_id: String },
     /// The EBS snapshot is `completed`.
-    EbsSnapshotCompleted {
-        region: String,
-        snapshot: SnapshotSource,
-    },
+    EbsSnapshotCompleted { region: String, snapshot: SnapshotSource },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -221,23 +212,16 @@ pub struct VolumeSpec {
 }
 
 /// CSI drivers whose volumes live in one zone.
-pub const ZONAL_DRIVERS: &[&str] = &[
-    "ebs.csi.aws.com",
-    "disk.csi.azure.com",
-    "pd.csi.storage.gke.io",
-    "cinder.csi.openstack.org",
-];
+pub const ZONAL_DRIVERS: &[&str] =
+    &["ebs.csi.aws.com", "disk.csi.azure.com", "pd.csi.storage.gke.io", "cinder.csi.openstack.org"];
 
 impl VolumeSpec {
     pub fn is_zonal(&self) -> bool {
-        self.zonal
-            .unwrap_or_else(|| ZONAL_DRIVERS.contains(&self.driver.as_str()))
+        self.zonal.unwrap_or_else(|| ZONAL_DRIVERS.contains(&self.driver.as_str()))
     }
 
     pub fn zone_label(&self) -> &str {
-        self.zone_label
-            .as_deref()
-            .unwrap_or("topology.kubernetes.io/zone")
+        self.zone_label.as_deref().unwrap_or("topology.kubernetes.io/zone")
     }
 }
 
@@ -399,9 +383,7 @@ impl Action {
             Action::RestorePvc(p) => p.cluster.as_deref(),
             Action::BindStaticPv(p) => p.cluster.as_deref(),
             Action::ResizePvc(p) => p.cluster.as_deref(),
-            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
-                p.cluster.as_deref()
-            }
+            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.cluster.as_deref(),
             Action::SetWorkloadClaim(p) => p.cluster.as_deref(),
             Action::Exec(p) => p.cluster.as_deref(),
             _ => None,
@@ -420,9 +402,7 @@ impl Action {
             Action::RestorePvc(p) => p.namespace.as_deref(),
             Action::BindStaticPv(p) => p.namespace.as_deref(),
             Action::ResizePvc(p) => p.namespace.as_deref(),
-            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
-                p.object.namespace.as_deref()
-            }
+            Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.object.namespace.as_deref(),
             Action::SetWorkloadClaim(p) => p.namespace.as_deref(),
             Action::Exec(p) => p.namespace.as_deref(),
             _ => None,
@@ -431,10 +411,7 @@ impl Action {
 
     /// Whether the step destroys something that cannot be recreated without a backup.
     pub fn is_destructive(&self) -> bool {
-        matches!(
-            self,
-            Action::DeletePvc(_) | Action::DeleteObject(_) | Action::EfsDeleteReplication(_)
-        )
+        matches!(self, Action::DeletePvc(_) | Action::DeleteObject(_) | Action::EfsDeleteReplication(_))
     }
 
     /// A typical duration, used to find the critical path before anything has run.
@@ -474,63 +451,33 @@ impl Action {
         match self {
             Action::Scale(p) => format!("scale {} to {}", p.workload, p.replicas),
             Action::ScaleBack(p) => format!("scale {} back to its original replicas", p.workload),
-            Action::SnapshotPvc(p) => {
-                format!("snapshot PVC {} ({})", p.claim.value, p.snapshot_class)
-            }
+            Action::SnapshotPvc(p) => format!("snapshot PVC {} ({})", p.claim.value, p.snapshot_class),
             Action::Wait(p) => format!("wait until {}", describe_condition(&p.condition)),
-            Action::SetReclaimPolicy(p) => {
-                format!("set reclaim policy of PV of {} to {}", p.claim, p.policy)
-            }
+            Action::SetReclaimPolicy(p) => format!("set reclaim policy of PV of {} to {}", p.claim, p.policy),
             Action::DeletePvc(p) => format!("delete PVC {}", p.claim.value),
             Action::RestorePvc(p) => match &p.size {
-                Some(size) => format!(
-                    "restore PVC {} from snapshot at {}",
-                    p.claim.value, size.value
-                ),
+                Some(size) => format!("restore PVC {} from snapshot at {}", p.claim.value, size.value),
                 None => format!("restore PVC {} from snapshot", p.claim.value),
             },
-            Action::BindStaticPv(p) => format!(
-                "create PV {} for {} and bind claim {}",
-                p.pv_name, p.volume.volume_handle, p.claim
-            ),
+            Action::BindStaticPv(p) => format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim),
             Action::ResizePvc(p) => format!("resize PVC {} to {}", p.claim.value, p.size.value),
             Action::SaveObject(p) => format!("save {}", p.object),
             Action::DeleteObject(p) => format!("delete {}", p.object),
             Action::RestoreObject(p) => format!("restore {}", p.object),
-            Action::SetWorkloadClaim(p) => format!(
-                "point volume {} of {} at claim {}",
-                p.volume, p.workload, p.claim
-            ),
+            Action::SetWorkloadClaim(p) => format!("point volume {} of {} at claim {}", p.volume, p.workload, p.claim),
             Action::Exec(p) => format!("exec in pod {}: {}", p.pod, p.command.join(" ")),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
-            Action::EbsCopySnapshot(p) => format!(
-                "copy EBS snapshot {} from {} to {}",
-                describe_source(&p.snapshot),
-                p.source_region,
-                p.region
-            ),
-            Action::EbsCreateVolume(p) => format!(
-                "create EBS volume from {} in {}",
-                describe_source(&p.snapshot),
-                p.availability_zone
-            ),
-            Action::EfsDeleteReplication(p) => format!(
-                "delete EFS replication of {} in {}",
-                p.file_system_id, p.region
-            ),
+            Action::EbsCopySnapshot(p) => format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region),
+            Action::EbsCreateVolume(p) => format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone),
+            Action::EfsDeleteReplication(p) => format!("delete EFS replication of {} in {}", p.file_system_id, p.region),
             Action::EfsCreateReplication(p) => format!(
                 "replicate EFS {} ({}) to {} in {}",
                 p.source_file_system_id,
                 p.region,
-                p.destination_file_system_id
-                    .as_deref()
-                    .unwrap_or("a new file system"),
+                p.destination_file_system_id.as_deref().unwrap_or("a new file system"),
                 p.destination_region
             ),
-            Action::EfsSetOverwriteProtection(p) => format!(
-                "set overwrite protection of {} to {:?}",
-                p.file_system_id, p.protection
-            ),
+            Action::EfsSetOverwriteProtection(p) => format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection),
         }
     }
 
@@ -545,10 +492,9 @@ impl Action {
         match self {
             Action::EbsCopySnapshot(p) => from(&p.snapshot).into_iter().collect(),
             Action::EbsCreateVolume(p) => from(&p.snapshot).into_iter().collect(),
-            Action::Wait(WaitParams {
-                condition: WaitCondition::EbsSnapshotCompleted { snapshot, .. },
-                ..
-            }) => from(snapshot).into_iter().collect(),
+            Action::Wait(WaitParams { condition: WaitCondition::EbsSnapshotCompleted { snapshot, .. }, .. }) => {
+                from(snapshot).into_iter().collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -563,20 +509,12 @@ fn describe_source(source: &SnapshotSource) -> String {
 
 fn describe_condition(condition: &WaitCondition) -> String {
     match condition {
-        WaitCondition::SnapshotReady { claim } => {
-            format!("the snapshot of {} is readyToUse", claim.value)
-        }
+        WaitCondition::SnapshotReady { claim } => format!("the snapshot of {} is readyToUse", claim.value),
         WaitCondition::PodsGone { workload } => format!("all pods of {workload} are gone"),
         WaitCondition::PodsReady { workload } => format!("all pods of {workload} are ready"),
         WaitCondition::PvcBound { claim } => format!("PVC {claim} is Bound"),
-        WaitCondition::EfsReplicationDeleted { file_system_id, .. } => {
-            format!("{file_system_id} has no replication (writable)")
-        }
-        WaitCondition::EfsReplicationSynced { file_system_id, .. } => {
-            format!("replication into {file_system_id} has caught up")
-        }
-        WaitCondition::EbsSnapshotCompleted { snapshot, .. } => {
-            format!("EBS snapshot {} is completed", describe_source(snapshot))
-        }
+        WaitCondition::EfsReplicationDeleted { file_system_id, .. } => format!("{file_system_id} has no replication (writable)"),
+        WaitCondition::EfsReplicationSynced { file_system_id, .. } => format!("replication into {file_system_id} has caught up"),
+        WaitCondition::EbsSnapshotCompleted { snapshot, .. } => format!("EBS snapshot {} is completed", describe_source(snapshot)),
     }
 }
