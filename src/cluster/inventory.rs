@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpe
 
 use super::facts::*;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::lang::Quantity;
 use crate::lang::de::from_node;
 use crate::lang::yaml::{self, Limits, Node};
-use crate::lang::Quantity;
 use crate::steps::{ReclaimPolicy, WorkloadKind, WorkloadRef};
 
 type Key = (String, String);
@@ -24,6 +24,7 @@ pub struct Inventory {
     pub volumes: HashMap<String, PersistentVolume>,
     /// Objects of kinds drplan does not index, counted for reports.
     pub other_objects: usize,
+    pod_volume_users: std::sync::OnceLock<HashMap<Key, Vec<WorkloadRef>>>,
 }
 
 fn key(namespace: Option<&String>, name: Option<&String>) -> Key {
@@ -142,7 +143,12 @@ impl Inventory {
                         let tspec = t.spec.as_ref();
                         ClaimTemplateFacts {
                             name: t.metadata.name.clone().unwrap_or_default(),
-                            size: quantity(tspec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"))),
+                            size: quantity(
+                                tspec
+                                    .and_then(|s| s.resources.as_ref())
+                                    .and_then(|r| r.requests.as_ref())
+                                    .and_then(|r| r.get("storage")),
+                            ),
                             storage_class: tspec.and_then(|s| s.storage_class_name.clone()),
                         }
                     })
@@ -169,7 +175,9 @@ impl Inventory {
         let pvc = self.claims.get(&(namespace.to_string(), name.to_string()))?;
         let spec = pvc.spec.as_ref();
         let capacity = quantity(pvc.status.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage")));
-        let request = quantity(spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")));
+        let request = quantity(
+            spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")),
+        );
         Some(ClaimFacts {
             size: capacity.or(request),
             storage_class: spec.and_then(|s| s.storage_class_name.clone()),
@@ -188,41 +196,57 @@ impl Inventory {
         Some(VolumeFacts {
             name: name.to_string(),
             reclaim_policy,
-            zone: spec.and_then(zone_of).or_else(|| {
-                pv.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
-            }),
+            zone: spec
+                .and_then(zone_of)
+                .or_else(|| pv.metadata.labels.as_ref().and_then(|l| l.get("topology.kubernetes.io/zone").cloned())),
             driver: spec.and_then(|s| s.csi.as_ref()).map(|c| c.driver.clone()),
             capacity: quantity(spec.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
         })
     }
 
     fn users_of(&self, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
-        let mut users = Vec::new();
-        for ((ns, name), sts) in &self.statefulsets {
-            if ns != namespace {
-                continue;
-            }
-            let w = WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.clone() };
-            let Some(facts) = self.workload_facts(ns, &w) else { continue };
-            let _ = sts;
-            let from_template = facts.claim_templates.iter().any(|t| {
-                claim.strip_prefix(&format!("{}-{}-", t.name, name)).is_some_and(|o| o.parse::<u32>().is_ok())
-            });
-            if from_template || facts.pod_claims.iter().any(|p| p.claim == claim) {
-                users.push(w);
-            }
-        }
-        for (ns, name) in self.deployments.keys() {
-            if ns != namespace {
-                continue;
-            }
-            let w = WorkloadRef { kind: WorkloadKind::Deployment, name: name.clone() };
-            if self.workload_facts(ns, &w).is_some_and(|f| f.pod_claims.iter().any(|p| p.claim == claim)) {
-                users.push(w);
-            }
-        }
+        let mut users = self.template_owner(namespace, claim).into_iter().collect::<Vec<_>>();
+        let index = self.pod_volume_users.get_or_init(|| self.index_pod_volume_users());
+        users.extend(index.get(&(namespace.to_string(), claim.to_string())).into_iter().flatten().cloned());
         users.sort();
+        users.dedup();
         users
+    }
+
+    /// The StatefulSet whose claim template names this claim (`<template>-<sts>-<ordinal>`).
+    ///
+    /// Tries each split of the name instead of scanning every StatefulSet, so a query
+    /// costs the number of dashes in the name, not the size of the cluster.
+    fn template_owner(&self, namespace: &str, claim: &str) -> Option<WorkloadRef> {
+        let (prefix, ordinal) = claim.rsplit_once('-')?;
+        ordinal.parse::<u32>().ok()?;
+        prefix.match_indices('-').find_map(|(at, _)| {
+            let (template, sts) = (&prefix[..at], &prefix[at + 1..]);
+            let spec = self.statefulsets.get(&(namespace.to_string(), sts.to_string()))?.spec.as_ref()?;
+            let has_template =
+                spec.volume_claim_templates.iter().flatten().any(|t| t.metadata.name.as_deref() == Some(template));
+            has_template.then(|| WorkloadRef { kind: WorkloadKind::StatefulSet, name: sts.to_string() })
+        })
+    }
+
+    /// Claims named in pod-template volumes, by (namespace, claim), built once.
+    fn index_pod_volume_users(&self) -> HashMap<Key, Vec<WorkloadRef>> {
+        let mut index: HashMap<Key, Vec<WorkloadRef>> = HashMap::new();
+        let statefulsets = self.statefulsets.iter().map(|(k, o)| {
+            let spec = o.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            (k, WorkloadKind::StatefulSet, spec)
+        });
+        let deployments = self.deployments.iter().map(|(k, o)| {
+            let spec = o.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            (k, WorkloadKind::Deployment, spec)
+        });
+        for ((ns, name), kind, spec) in statefulsets.chain(deployments) {
+            for pod_claim in pod_claims(spec) {
+                let user = WorkloadRef { kind, name: name.clone() };
+                index.entry((ns.clone(), pod_claim.claim)).or_default().push(user);
+            }
+        }
+        index
     }
 }
 

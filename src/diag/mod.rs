@@ -43,9 +43,7 @@ pub struct SourceFile {
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<SourceFile> {
         let text = text.into();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         Arc::new(SourceFile { name: name.into(), text, line_starts })
     }
 
@@ -194,9 +192,8 @@ struct Rendered {
 
 impl From<&Diagnostic> for Rendered {
     fn from(diag: &Diagnostic) -> Rendered {
-        let named = diag.source.as_ref().map(|s| {
-            NamedSource::new(s.name(), s.text().to_string()).with_language("yaml")
-        });
+        let named =
+            diag.source.as_ref().map(|s| NamedSource::new(s.name(), s.text().to_string()).with_language("yaml"));
         Rendered { diag: diag.clone(), named }
     }
 }

@@ -56,7 +56,8 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new(DeErrorKind::WrongType, format!("wrong type: expected {exp}, found {unexp}"))
+        let expected = friendly_expected(&exp.to_string());
+        DeError::new(DeErrorKind::WrongType, format!("wrong type: expected {expected}, found {unexp}"))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -77,6 +78,17 @@ impl de::Error for DeError {
 
     fn missing_field(field: &'static str) -> Self {
         DeError::new(DeErrorKind::MissingField, format!("missing required field `{field}`"))
+    }
+}
+
+/// serde names primitive types the Rust way (`u32`); plans are written by people.
+fn friendly_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" => "a non-negative integer".into(),
+        "i8" | "i16" | "i32" | "i64" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other.to_string(),
     }
 }
 
@@ -201,8 +213,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 Err(de::Error::custom("spanned value missing"))
             }
         }
-        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedVisitor(std::marker::PhantomData))
-            .or_else(|e| Err(e))
+        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedVisitor(std::marker::PhantomData)).or_else(|e| Err(e))
     }
 }
 
@@ -223,11 +234,24 @@ impl<'a> NodeDe<'a> {
         }
     }
 
+    /// Leaves "missing field" errors unlocated so the key holding this mapping claims them.
+    fn locate_in_map(&self, err: DeError) -> DeError {
+        match err.kind {
+            DeErrorKind::MissingField if err.span.is_none() && matches!(self.0.value, Value::Map(_)) => err,
+            _ => err.at(self.0.span),
+        }
+    }
+
     fn wrong_type(&self, exp: &dyn de::Expected) -> DeError {
         de::Error::invalid_type(self.unexpected(), exp)
     }
 
-    fn int_as<T, V: Visitor<'a>>(self, visitor: V, f: impl Fn(i64) -> Option<T>, visit: impl Fn(V, T) -> Result<V::Value, DeError>) -> Result<V::Value, DeError> {
+    fn int_as<T, V: Visitor<'a>>(
+        self,
+        visitor: V,
+        f: impl Fn(i64) -> Option<T>,
+        visit: impl Fn(V, T) -> Result<V::Value, DeError>,
+    ) -> Result<V::Value, DeError> {
         match self.0.value {
             Value::Int(i) => match f(i) {
                 Some(v) => visit(visitor, v),
@@ -261,7 +285,8 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
             Value::Seq(items) => visitor.visit_seq(SeqDe { items: items.iter() }),
             Value::Map(pairs) => visitor.visit_map(MapDe { pairs: pairs.iter(), value: None }),
         };
-        result.map_err(|e| e.at(span))
+        let _ = span;
+        result.map_err(|e| self.locate_in_map(e))
     }
 
     fn deserialize_bool<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -354,7 +379,12 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'a>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'a>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -363,10 +393,15 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
             Value::Map(pairs) => visitor.visit_map(MapDe { pairs: pairs.iter(), value: None }),
             _ => Err(self.wrong_type(&visitor)),
         }
-        .map_err(|e| e.at(self.0.span))
+        .map_err(|e| self.locate_in_map(e))
     }
 
-    fn deserialize_struct<V: Visitor<'a>>(self, name: &'static str, fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'a>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         if name == SPANNED_NAME {
             return visitor.visit_map(SpannedDe { node: self.0, state: 0 });
         }
@@ -374,7 +409,12 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
         self.deserialize_map(visitor)
     }
 
-    fn deserialize_enum<V: Visitor<'a>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'a>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         let span = self.0.span;
         match &self.0.value {
             Value::Str(_) => visitor.visit_enum(EnumDe { tag: self.0, content: None }),
@@ -382,8 +422,15 @@ impl<'a> de::Deserializer<'a> for NodeDe<'a> {
                 let (tag, content) = &pairs[0];
                 visitor.visit_enum(EnumDe { tag, content: Some(content) })
             }
-            Value::Map(pairs) if pairs.is_empty() => Err(DeError::new(DeErrorKind::MissingField, "expected exactly one key naming the kind, found an empty mapping".into())),
-            Value::Map(pairs) => Err(DeError::new(DeErrorKind::InvalidValue, "expected exactly one key naming the kind, found several".into()).at(pairs[1].0.span)),
+            Value::Map(pairs) if pairs.is_empty() => Err(DeError::new(
+                DeErrorKind::MissingField,
+                "expected exactly one key naming the kind, found an empty mapping".into(),
+            )),
+            Value::Map(pairs) => Err(DeError::new(
+                DeErrorKind::InvalidValue,
+                "expected exactly one key naming the kind, found several".into(),
+            )
+            .at(pairs[1].0.span)),
             _ => Err(self.wrong_type(&visitor)),
         }
         .map_err(|e| e.at(span))
@@ -417,7 +464,15 @@ impl<'a> SeqAccess<'a> for SeqDe<'a> {
 
 struct MapDe<'a> {
     pairs: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    value: Option<(&'a Node, &'a Node)>,
+}
+
+/// A field missing inside a nested mapping is best shown at the key that holds it.
+fn locate(err: DeError, key: &Node, value: &Node) -> DeError {
+    match err.kind {
+        DeErrorKind::MissingField if err.span.is_none() => err.at(key.span),
+        _ => err.at(value.span),
+    }
 }
 
 impl<'a> MapAccess<'a> for MapDe<'a> {
@@ -425,15 +480,15 @@ impl<'a> MapAccess<'a> for MapDe<'a> {
     fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         match self.pairs.next() {
             Some((key, value)) => {
-                self.value = Some(value);
+                self.value = Some((key, value));
                 seed.deserialize(NodeDe(key)).map(Some).map_err(|e| e.at(key.span))
             }
             None => Ok(None),
         }
     }
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self.value.take().ok_or_else(|| de::Error::custom("value without key"))?;
-        seed.deserialize(NodeDe(node)).map_err(|e| e.at(node.span))
+        let (key, node) = self.value.take().ok_or_else(|| de::Error::custom("value without key"))?;
+        seed.deserialize(NodeDe(node)).map_err(|e| locate(e, key, node))
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.pairs.len())
@@ -489,7 +544,8 @@ struct VariantDe<'a> {
 impl<'a> VariantDe<'a> {
     fn content(&self) -> Result<&'a Node, DeError> {
         self.content.ok_or_else(|| {
-            DeError::new(DeErrorKind::MissingField, format!("`{}` needs parameters", self.tag.scalar_text())).at(self.tag.span)
+            DeError::new(DeErrorKind::MissingField, format!("`{}` needs parameters", self.tag.scalar_text()))
+                .at(self.tag.span)
         })
     }
 }
@@ -500,12 +556,15 @@ impl<'a> de::VariantAccess<'a> for VariantDe<'a> {
         match self.content {
             None => Ok(()),
             Some(node) if node.value == Value::Null => Ok(()),
-            Some(node) => Err(DeError::new(DeErrorKind::WrongType, format!("`{}` takes no parameters", self.tag.scalar_text())).at(node.span)),
+            Some(node) => {
+                Err(DeError::new(DeErrorKind::WrongType, format!("`{}` takes no parameters", self.tag.scalar_text()))
+                    .at(node.span))
+            }
         }
     }
     fn newtype_variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<T::Value, DeError> {
         let node = self.content()?;
-        seed.deserialize(NodeDe(node)).map_err(|e| e.at(node.span))
+        seed.deserialize(NodeDe(node)).map_err(|e| locate(e, self.tag, node))
     }
     fn tuple_variant<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         let node = self.content()?;
@@ -513,14 +572,14 @@ impl<'a> de::VariantAccess<'a> for VariantDe<'a> {
     }
     fn struct_variant<V: Visitor<'a>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, DeError> {
         let node = self.content()?;
-        de::Deserializer::deserialize_map(NodeDe(node), visitor)
+        de::Deserializer::deserialize_map(NodeDe(node), visitor).map_err(|e| locate(e, self.tag, node))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::yaml::{parse_str, Limits};
+    use crate::lang::yaml::{Limits, parse_str};
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -564,12 +623,18 @@ mod tests {
         assert_eq!(source.position_of(err.span.unwrap().start as usize), (2, 11));
     }
 
+    #[derive(Deserialize, Debug)]
+    struct Outer {
+        #[allow(dead_code)]
+        inner: Sample,
+    }
+
     #[test]
-    fn missing_field_points_at_mapping() {
-        let (err, _) = decode("name: web\n");
-        let err = err.unwrap_err();
+    fn missing_field_points_at_the_key_holding_the_mapping() {
+        let file = parse_str("t.yaml", "inner:\n  name: web\n", Limits::PLAN).unwrap();
+        let err = from_node::<Outer>(&file.documents[0]).unwrap_err();
         assert_eq!(err.kind, DeErrorKind::MissingField);
         assert!(err.message.contains("replicas"));
-        assert!(err.span.is_some());
+        assert_eq!(file.source.position_of(err.span.unwrap().start as usize), (1, 1));
     }
 }

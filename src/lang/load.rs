@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::de::{closest, from_node, DeError, DeErrorKind, Spanned};
+use super::de::{DeError, DeErrorKind, Spanned, closest, from_node};
 use super::model::*;
 use super::yaml::{self, Limits, Node, Value};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
@@ -117,7 +117,12 @@ fn decode_plan(source: Arc<SourceFile>, documents: Vec<Node>) -> (Option<LoadedP
         return (None, d.diags);
     };
     let Some(pairs) = root.as_map() else {
-        d.error("drplan::plan::wrong_type", root.span, format!("a plan must be a mapping, found {}", root.type_name()), "not a mapping");
+        d.error(
+            "drplan::plan::wrong_type",
+            root.span,
+            format!("a plan must be a mapping, found {}", root.type_name()),
+            "not a mapping",
+        );
         return (None, d.diags);
     };
     for (key, _) in pairs {
@@ -143,7 +148,8 @@ fn decode_plan(source: Arc<SourceFile>, documents: Vec<Node>) -> (Option<LoadedP
     if let Some(clusters) = &clusters {
         check_clusters(&mut d, root, clusters);
     }
-    let (Some(api_version), Some(kind), Some(metadata), Some(clusters)) = (api_version, kind, metadata, clusters) else {
+    let (Some(api_version), Some(kind), Some(metadata), Some(clusters)) = (api_version, kind, metadata, clusters)
+    else {
         return (None, d.diags);
     };
     let plan = Plan { api_version, kind, metadata, clusters, objectives, accept_data_loss, steps };
@@ -167,7 +173,12 @@ fn required_const(d: &mut Decoder, root: &Node, key: &str, expected: &str) -> Op
     let node = required(d, root, key)?;
     let value: String = d.decode(node)?;
     if value != expected {
-        d.error("drplan::plan::invalid_value", node.span, format!("`{key}` must be `{expected}`, found `{value}`"), "unsupported");
+        d.error(
+            "drplan::plan::invalid_value",
+            node.span,
+            format!("`{key}` must be `{expected}`, found `{value}`"),
+            "unsupported",
+        );
         return None;
     }
     Some(value)
@@ -181,10 +192,13 @@ fn check_clusters(d: &mut Decoder, root: &Node, clusters: &[ClusterTarget]) {
     let mut seen: Vec<&Spanned<String>> = Vec::new();
     for cluster in clusters {
         if let Some(first) = seen.iter().find(|s| s.value == cluster.name.value) {
-            let diag = Diagnostic::error("drplan::plan::duplicate_cluster", format!("cluster `{}` is defined twice", cluster.name.value))
-                .in_file(&d.source)
-                .with_label(cluster.name.span, "defined again here")
-                .with_label(first.span, "first defined here");
+            let diag = Diagnostic::error(
+                "drplan::plan::duplicate_cluster",
+                format!("cluster `{}` is defined twice", cluster.name.value),
+            )
+            .in_file(&d.source)
+            .with_label(cluster.name.span, "defined again here")
+            .with_label(first.span, "first defined here");
             d.diags.push(diag);
         }
         seen.push(&cluster.name);
@@ -193,7 +207,12 @@ fn check_clusters(d: &mut Decoder, root: &Node, clusters: &[ClusterTarget]) {
 
 fn decode_steps(d: &mut Decoder, node: &Node, broken: &mut HashSet<String>) -> Vec<StepEntry> {
     let Value::Seq(items) = &node.value else {
-        d.error("drplan::plan::wrong_type", node.span, format!("wrong type: expected a list of steps, found {}", node.type_name()), "not a list");
+        d.error(
+            "drplan::plan::wrong_type",
+            node.span,
+            format!("wrong type: expected a list of steps, found {}", node.type_name()),
+            "not a list",
+        );
         return Vec::new();
     };
     let mut entries = Vec::with_capacity(items.len());
@@ -212,7 +231,12 @@ fn decode_steps(d: &mut Decoder, node: &Node, broken: &mut HashSet<String>) -> V
 
 fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
     let Some(pairs) = item.as_map() else {
-        d.error("drplan::plan::wrong_type", item.span, format!("wrong type: expected a step (a mapping), found {}", item.type_name()), "not a step");
+        d.error(
+            "drplan::plan::wrong_type",
+            item.span,
+            format!("wrong type: expected a step (a mapping), found {}", item.type_name()),
+            "not a step",
+        );
         return None;
     };
     let mut ok = true;
@@ -235,11 +259,14 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             continue;
         }
         if let Some((first, _)) = kind {
-            let diag = Diagnostic::error("drplan::plan::several_kinds", format!("a step has exactly one kind, found `{}` and `{name}`", first.scalar_text()))
-                .in_file(&d.source)
-                .with_label(key.span, "second kind")
-                .with_label(first.span, "first kind")
-                .with_help("split this entry into two steps and order them with `after:`");
+            let diag = Diagnostic::error(
+                "drplan::plan::several_kinds",
+                format!("a step has exactly one kind, found `{}` and `{name}`", first.scalar_text()),
+            )
+            .in_file(&d.source)
+            .with_label(key.span, "second kind")
+            .with_label(first.span, "first kind")
+            .with_help("split this entry into two steps and order them with `after:`");
             d.diags.push(diag);
             ok = false;
             continue;
@@ -249,7 +276,12 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
     let id = match item.get("id") {
         Some(node) => d.decode::<Spanned<String>>(node).filter(|id| check_id(d, id)),
         None => {
-            d.error("drplan::plan::missing_field", d.source.first_line(item.span), "missing required field `id`", "this step has no id");
+            d.error(
+                "drplan::plan::missing_field",
+                d.source.first_line(item.span),
+                "missing required field `id`",
+                "this step has no id",
+            );
             None
         }
     };
@@ -267,7 +299,11 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             d.error(
                 "drplan::plan::missing_field",
                 d.source.first_line(item.span),
-                format!("this step has no kind: add one of the intents ({}) or actions ({})", INTENT_KINDS.join(", "), ACTION_KINDS.join(", ")),
+                format!(
+                    "this step has no kind: add one of the intents ({}) or actions ({})",
+                    INTENT_KINDS.join(", "),
+                    ACTION_KINDS.join(", ")
+                ),
                 "no kind",
             );
         }

@@ -11,6 +11,6 @@ mod values;
 pub mod yaml;
 
 pub use de::Spanned;
-pub use load::{load_plan, load_plan_str, LoadedPlan};
+pub use load::{LoadedPlan, load_plan, load_plan_str};
 pub use model::*;
 pub use values::{Duration, Quantity};

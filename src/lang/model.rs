@@ -150,12 +150,26 @@ impl Intent {
 
     pub fn describe(&self) -> String {
         match self {
-            Intent::RestoreClaims(p) => format!("restore the claims of {} from snapshots", p.workload),
-            Intent::RebindVolume(p) => format!("bind {} to claim {} through PV {}", p.volume.volume_handle, p.claim, p.pv_name),
-            Intent::EfsFailover(p) => format!("fail over EFS {} to {} ({})", p.primary.file_system_id, p.replica.file_system_id, p.replica.region),
-            Intent::EfsFailback(p) => format!("fail back EFS {} to {} ({})", p.replica.file_system_id, p.primary.file_system_id, p.primary.region),
+            Intent::RestoreClaims(p) => {
+                format!("restore the claims of {} from snapshots", p.workload)
+            }
+            Intent::RebindVolume(p) => {
+                format!("bind {} to claim {} through PV {}", p.volume.volume_handle, p.claim, p.pv_name)
+            }
+            Intent::EfsFailover(p) => format!(
+                "fail over EFS {} to {} ({})",
+                p.primary.file_system_id, p.replica.file_system_id, p.replica.region
+            ),
+            Intent::EfsFailback(p) => format!(
+                "fail back EFS {} to {} ({})",
+                p.replica.file_system_id, p.primary.file_system_id, p.primary.region
+            ),
             Intent::EtcdRestore(p) => format!("snapshot and restore etcd in pod {}", p.etcd_pod),
-            Intent::SetAside(p) => format!("set {} aside during {}", p.object, p.during.iter().map(|d| d.value.as_str()).collect::<Vec<_>>().join(", ")),
+            Intent::SetAside(p) => format!(
+                "set {} aside during {}",
+                p.object,
+                p.during.iter().map(|d| d.value.as_str()).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 }
@@ -201,7 +215,7 @@ pub struct RebindVolume {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The restored disk.
-    pub volume: VolumeSpec,
+    pub volume: Spanned<VolumeSpec>,
     /// Name of the static PersistentVolume to create.
     pub pv_name: String,
     /// Name of the claim to bind to it (written as the PV's claimRef).

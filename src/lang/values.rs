@@ -96,7 +96,10 @@ impl FromStr for Quantity {
             .iter()
             .find_map(|(suffix, mult)| trimmed.strip_suffix(suffix).map(|n| (n, *mult)))
             .unwrap_or((trimmed, 1));
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') || number.matches('.').count() > 1 {
+        if number.is_empty()
+            || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            || number.matches('.').count() > 1
+        {
             return Err(invalid());
         }
         let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
@@ -178,9 +181,8 @@ impl fmt::Display for Duration {
 impl FromStr for Duration {
     type Err = String;
     fn from_str(text: &str) -> Result<Duration, String> {
-        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("invalid duration `{text}`: {e}; write it like 90s, 30m, 1h30m or 2d")
-        })?;
+        let parsed = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("invalid duration `{text}`: {e}; write it like 90s, 30m, 1h30m or 2d"))?;
         if parsed.is_zero() {
             return Err(format!("invalid duration `{text}`: must be greater than zero"));
         }

@@ -28,8 +28,7 @@ pub struct Limits {
 
 impl Limits {
     /// Limits for DR plan files: plans are small, hand-written or generated documents.
-    pub const PLAN: Limits =
-        Limits { max_bytes: 16 << 20, max_depth: 64, max_nodes: 2_000_000, max_documents: 1 };
+    pub const PLAN: Limits = Limits { max_bytes: 16 << 20, max_depth: 64, max_nodes: 2_000_000, max_documents: 1 };
     /// Limits for cluster manifest dumps (`kubectl get -o yaml` of whole namespaces).
     pub const MANIFEST: Limits =
         Limits { max_bytes: 256 << 20, max_depth: 128, max_nodes: 20_000_000, max_documents: 100_000 };
@@ -110,9 +109,7 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(pairs) => J::Object(
-                pairs.iter().map(|(k, v)| (k.scalar_text(), v.to_json())).collect(),
-            ),
+            Value::Map(pairs) => J::Object(pairs.iter().map(|(k, v)| (k.scalar_text(), v.to_json())).collect()),
         }
     }
 
@@ -266,7 +263,11 @@ impl<'s> TreeBuilder<'s> {
             Event::DocumentStart(_) => {
                 if self.documents.len() >= self.limits.max_documents {
                     let what = if self.limits.max_documents == 1 { "one YAML document" } else { "that many documents" };
-                    return Err(self.error(span, format!("expected {what} in this file"), "another document starts here"));
+                    return Err(self.error(
+                        span,
+                        format!("expected {what} in this file"),
+                        "another document starts here",
+                    ));
                 }
                 Ok(())
             }
@@ -324,12 +325,14 @@ impl<'s> TreeBuilder<'s> {
 
     fn close(&mut self, end: Span) -> Result<(), Diagnostic> {
         let (node, anchor) = match self.stack.pop() {
-            Some(Frame::Seq { start, anchor, items }) => {
-                (Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Seq(items) }, anchor)
-            }
-            Some(Frame::Map { start, anchor, pairs, .. }) => {
-                (Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Map(pairs) }, anchor)
-            }
+            Some(Frame::Seq { start, anchor, items }) => (
+                Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Seq(items) },
+                anchor,
+            ),
+            Some(Frame::Map { start, anchor, pairs, .. }) => (
+                Node { span: Span { start: start.start, end: end.end.max(start.end) }, value: Value::Map(pairs) },
+                anchor,
+            ),
             None => return Err(self.error(end, "unbalanced collection end", "here")),
         };
         if anchor != 0 {
@@ -345,7 +348,10 @@ impl<'s> TreeBuilder<'s> {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { pairs, key, .. }) => match key.take() {
                 None => {
-                    if !matches!(node.value, Value::Str(_) | Value::Int(_) | Value::Bool(_) | Value::Null | Value::Float(_)) {
+                    if !matches!(
+                        node.value,
+                        Value::Str(_) | Value::Int(_) | Value::Bool(_) | Value::Null | Value::Float(_)
+                    ) {
                         return Err(self.error(node.span, "mapping keys must be scalars", "complex key"));
                     }
                     *key = Some(node);
@@ -372,7 +378,9 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<V
             "str" => Ok(Value::Str(text.to_string())),
             "int" => text.parse().map(Value::Int).map_err(|_| format!("`{text}` is not an integer")),
             "float" => text.parse().map(Value::Float).map_err(|_| format!("`{text}` is not a number")),
-            "bool" => resolve_plain(text).and_then(|v| matches!(v, Value::Bool(_)).then_some(v)).ok_or_else(|| format!("`{text}` is not a boolean")),
+            "bool" => resolve_plain(text)
+                .and_then(|v| matches!(v, Value::Bool(_)).then_some(v))
+                .ok_or_else(|| format!("`{text}` is not a boolean")),
             "null" => Ok(Value::Null),
             other => Err(format!("YAML tag `{other}` is not supported")),
         };
@@ -468,7 +476,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
         let err = parse(&text).unwrap_err();
         assert_eq!(err.code, "drplan::input::too_many_nodes");

@@ -182,7 +182,7 @@ pub struct StaticPvParams {
     pub namespace: Option<String>,
     /// Name of the PersistentVolume to create.
     pub pv_name: String,
-    pub volume: VolumeSpec,
+    pub volume: Spanned<VolumeSpec>,
     /// The claim to create, bound to the PV (by `volumeName` and the PV's `claimRef`).
     pub claim: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -410,8 +410,14 @@ impl Action {
     }
 
     /// Whether the step destroys something that cannot be recreated without a backup.
+    ///
+    /// Replicating into an existing EFS file system overwrites it, so that counts too.
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Action::DeletePvc(_) | Action::DeleteObject(_) | Action::EfsDeleteReplication(_))
+        match self {
+            Action::DeletePvc(_) | Action::DeleteObject(_) => true,
+            Action::EfsCreateReplication(p) => p.destination_file_system_id.is_some(),
+            _ => false,
+        }
     }
 
     /// A typical duration, used to find the critical path before anything has run.
@@ -451,15 +457,21 @@ impl Action {
         match self {
             Action::Scale(p) => format!("scale {} to {}", p.workload, p.replicas),
             Action::ScaleBack(p) => format!("scale {} back to its original replicas", p.workload),
-            Action::SnapshotPvc(p) => format!("snapshot PVC {} ({})", p.claim.value, p.snapshot_class),
+            Action::SnapshotPvc(p) => {
+                format!("snapshot PVC {} ({})", p.claim.value, p.snapshot_class)
+            }
             Action::Wait(p) => format!("wait until {}", describe_condition(&p.condition)),
-            Action::SetReclaimPolicy(p) => format!("set reclaim policy of PV of {} to {}", p.claim, p.policy),
+            Action::SetReclaimPolicy(p) => {
+                format!("set reclaim policy of PV of {} to {}", p.claim, p.policy)
+            }
             Action::DeletePvc(p) => format!("delete PVC {}", p.claim.value),
             Action::RestorePvc(p) => match &p.size {
                 Some(size) => format!("restore PVC {} from snapshot at {}", p.claim.value, size.value),
                 None => format!("restore PVC {} from snapshot", p.claim.value),
             },
-            Action::BindStaticPv(p) => format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim),
+            Action::BindStaticPv(p) => {
+                format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim)
+            }
             Action::ResizePvc(p) => format!("resize PVC {} to {}", p.claim.value, p.size.value),
             Action::SaveObject(p) => format!("save {}", p.object),
             Action::DeleteObject(p) => format!("delete {}", p.object),
@@ -467,9 +479,15 @@ impl Action {
             Action::SetWorkloadClaim(p) => format!("point volume {} of {} at claim {}", p.volume, p.workload, p.claim),
             Action::Exec(p) => format!("exec in pod {}: {}", p.pod, p.command.join(" ")),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
-            Action::EbsCopySnapshot(p) => format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region),
-            Action::EbsCreateVolume(p) => format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone),
-            Action::EfsDeleteReplication(p) => format!("delete EFS replication of {} in {}", p.file_system_id, p.region),
+            Action::EbsCopySnapshot(p) => {
+                format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
+            }
+            Action::EbsCreateVolume(p) => {
+                format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone)
+            }
+            Action::EfsDeleteReplication(p) => {
+                format!("delete EFS replication of {} in {}", p.file_system_id, p.region)
+            }
             Action::EfsCreateReplication(p) => format!(
                 "replicate EFS {} ({}) to {} in {}",
                 p.source_file_system_id,
@@ -477,7 +495,9 @@ impl Action {
                 p.destination_file_system_id.as_deref().unwrap_or("a new file system"),
                 p.destination_region
             ),
-            Action::EfsSetOverwriteProtection(p) => format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection),
+            Action::EfsSetOverwriteProtection(p) => {
+                format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection)
+            }
         }
     }
 
@@ -509,12 +529,20 @@ fn describe_source(source: &SnapshotSource) -> String {
 
 fn describe_condition(condition: &WaitCondition) -> String {
     match condition {
-        WaitCondition::SnapshotReady { claim } => format!("the snapshot of {} is readyToUse", claim.value),
+        WaitCondition::SnapshotReady { claim } => {
+            format!("the snapshot of {} is readyToUse", claim.value)
+        }
         WaitCondition::PodsGone { workload } => format!("all pods of {workload} are gone"),
         WaitCondition::PodsReady { workload } => format!("all pods of {workload} are ready"),
         WaitCondition::PvcBound { claim } => format!("PVC {claim} is Bound"),
-        WaitCondition::EfsReplicationDeleted { file_system_id, .. } => format!("{file_system_id} has no replication (writable)"),
-        WaitCondition::EfsReplicationSynced { file_system_id, .. } => format!("replication into {file_system_id} has caught up"),
-        WaitCondition::EbsSnapshotCompleted { snapshot, .. } => format!("EBS snapshot {} is completed", describe_source(snapshot)),
+        WaitCondition::EfsReplicationDeleted { file_system_id, .. } => {
+            format!("{file_system_id} has no replication (writable)")
+        }
+        WaitCondition::EfsReplicationSynced { file_system_id, .. } => {
+            format!("replication into {file_system_id} has caught up")
+        }
+        WaitCondition::EbsSnapshotCompleted { snapshot, .. } => {
+            format!("EBS snapshot {} is completed", describe_source(snapshot))
+        }
     }
 }

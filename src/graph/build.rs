@@ -1,0 +1,235 @@
+//! Building the step graph from a loaded plan: expansion, links, cycles, checks.
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+
+use super::expand::{Fragment, expand_entry};
+use super::{Edge, StepGraph, checks};
+use crate::cluster::ClusterFacts;
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::lang::{EntryBody, Intent, LoadedPlan, Spanned, StepEntry};
+
+/// How far to take a plan.
+#[derive(Clone, Copy)]
+pub struct BuildOptions<'f> {
+    /// Facts used to expand intents that need them (replicas, claims, volumes).
+    pub facts: Option<&'f dyn ClusterFacts>,
+    /// Keep every intent as one node (the intent-level DAG) instead of expanding.
+    pub intents_only: bool,
+}
+
+/// Everything building needs to know about where it is reporting.
+pub(super) struct Ctx<'a> {
+    pub loaded: &'a LoadedPlan,
+    pub facts: Option<&'a dyn ClusterFacts>,
+    pub diags: Diagnostics,
+}
+
+impl Ctx<'_> {
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+        label: &str,
+    ) -> &mut Diagnostic {
+        let diag = Diagnostic::error(code, message).in_file(&self.loaded.source).with_label(span, label);
+        self.diags.push(diag);
+        self.diags.0.last_mut().expect("just pushed")
+    }
+}
+
+/// Expands and links a plan into a step graph, and checks it.
+///
+/// Returns the graph when it could be built (even with check errors, so `dr graph`
+/// can still show it) and every problem found.
+pub fn build(loaded: &LoadedPlan, options: BuildOptions<'_>) -> (Option<StepGraph>, Diagnostics) {
+    let mut ctx = Ctx { loaded, facts: options.facts, diags: Diagnostics::default() };
+    let entries = unique_entries(&mut ctx);
+    let mut graph = StepGraph { plan_name: loaded.plan.name().to_string(), ..StepGraph::default() };
+    let mut fragments: HashMap<&str, Fragment> = HashMap::new();
+    for entry in &entries {
+        let Some(fragment) = expand_entry(&mut ctx, entry, options.intents_only) else {
+            continue;
+        };
+        let placed = place_fragment(&mut graph, fragment);
+        fragments.insert(entry.id.value.as_str(), placed);
+    }
+    for entry in &entries {
+        link_entry(&mut ctx, &mut graph, &fragments, entry);
+    }
+    report_cycles(&mut ctx, &graph);
+    // Checks only follow edges backwards with a visited set, so they still hold with a
+    // cycle present; running them anyway reports every problem in one pass.
+    checks::check(&mut ctx, &graph);
+    (Some(graph), ctx.diags)
+}
+
+/// Drops (and reports) entries whose id repeats an earlier one.
+fn unique_entries<'a>(ctx: &mut Ctx<'a>) -> Vec<&'a StepEntry> {
+    let mut first_seen: HashMap<&str, Span> = HashMap::new();
+    let mut unique = Vec::new();
+    for entry in &ctx.loaded.plan.steps {
+        if let Some(first) = first_seen.get(entry.id.value.as_str()) {
+            // The first use goes into the help, not a second label: the rendered
+            // location then points at the duplicate itself.
+            let (line, _) = ctx.loaded.source.position_of(first.start as usize);
+            let message = format!("duplicate step id `{}`", entry.id.value);
+            ctx.error("drplan::plan::duplicate_id", entry.id.span, message, "used again here").help =
+                Some(format!("the id is first used on line {line}; step ids must be unique"));
+            continue;
+        }
+        first_seen.insert(&entry.id.value, entry.id.span);
+        unique.push(entry);
+    }
+    unique
+}
+
+/// Adds a fragment's steps and internal edges; returns it with graph indices.
+fn place_fragment(graph: &mut StepGraph, fragment: Fragment) -> Fragment {
+    let indices: Vec<NodeIndex> = fragment.steps.iter().map(|s| graph.add_step(s.clone())).collect();
+    for &(from, to) in &fragment.edges {
+        graph.graph.update_edge(indices[from], indices[to], Edge { written_at: None });
+    }
+    Fragment {
+        steps: Vec::new(),
+        edges: Vec::new(),
+        entries: fragment.entries.iter().map(|&i| indices[i].index()).collect(),
+        exits: fragment.exits.iter().map(|&i| indices[i].index()).collect(),
+        before_during: fragment.before_during.map(|i| indices[i].index()),
+        after_during: fragment.after_during.map(|i| indices[i].index()),
+    }
+}
+
+fn link_entry(ctx: &mut Ctx<'_>, graph: &mut StepGraph, fragments: &HashMap<&str, Fragment>, entry: &StepEntry) {
+    let Some(this) = fragments.get(entry.id.value.as_str()) else {
+        return;
+    };
+    for dep in &entry.after {
+        let Some(target) = resolve_ref(ctx, fragments, dep, "after") else {
+            continue;
+        };
+        connect(graph, &target.exits, &this.entries, dep.span);
+    }
+    if let EntryBody::Intent(Intent::SetAside(aside)) = &entry.body {
+        for during in &aside.during {
+            let Some(target) = resolve_ref(ctx, fragments, during, "during") else {
+                continue;
+            };
+            if let Some(away) = this.before_during {
+                connect(graph, &[away], &target.entries, during.span);
+            }
+            if let Some(back) = this.after_during {
+                connect(graph, &target.exits, &[back], during.span);
+            }
+        }
+    }
+    if let EntryBody::Action(action) = &entry.body {
+        for reference in action.output_references() {
+            let spanned = Spanned::new(reference.to_string(), entry.kind_span);
+            let Some(target) = resolve_ref(ctx, fragments, &spanned, "fromStep") else {
+                continue;
+            };
+            connect(graph, &target.exits, &this.entries, entry.kind_span);
+        }
+    }
+}
+
+fn resolve_ref<'f>(
+    ctx: &mut Ctx<'_>,
+    fragments: &'f HashMap<&str, Fragment>,
+    id: &Spanned<String>,
+    field: &str,
+) -> Option<&'f Fragment> {
+    if let Some(fragment) = fragments.get(id.value.as_str()) {
+        return Some(fragment);
+    }
+    if ctx.loaded.broken_ids.contains(&id.value) {
+        return None; // already reported where that entry is written
+    }
+    let known: Vec<&str> = fragments.keys().copied().collect();
+    let hint =
+        crate::lang::de::closest(&id.value, &known).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+    ctx.error(
+        "drplan::plan::unknown_step",
+        id.span,
+        format!("`{field}` names unknown step `{}`{hint}", id.value),
+        "no step has this id",
+    );
+    None
+}
+
+fn connect(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {
+    for &f in from {
+        for &t in to {
+            graph.graph.update_edge(NodeIndex::new(f), NodeIndex::new(t), Edge { written_at: Some(span) });
+        }
+    }
+}
+
+/// Reports every dependency cycle with the chain of steps that forms it.
+fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
+    for component in tarjan_scc(&graph.graph) {
+        let self_loop = component.len() == 1 && graph.graph.contains_edge(component[0], component[0]);
+        if component.len() < 2 && !self_loop {
+            continue;
+        }
+        let cycle = cycle_within(graph, &component);
+        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&n| graph.step(n).id.as_str()).collect();
+        let mut spans = Vec::new();
+        for pair in cycle.iter().zip(cycle.iter().cycle().skip(1)) {
+            if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1) {
+                if let Some(span) = graph.graph[edge].written_at {
+                    spans.push((
+                        span,
+                        format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry),
+                    ));
+                }
+            }
+        }
+        spans.sort_by_key(|(s, _)| s.start);
+        spans.dedup_by_key(|(s, _)| *s);
+        let primary = spans.first().map(|(s, _)| *s).unwrap_or(graph.step(cycle[0]).origin);
+        let diag = ctx.error(
+            "drplan::plan::cycle",
+            primary,
+            format!("dependency cycle: {}", names.join(" → ")),
+            "part of the cycle",
+        );
+        diag.labels.clear();
+        for (span, message) in spans {
+            diag.labels.push(crate::diag::Label { span, message });
+        }
+        if diag.labels.is_empty() {
+            diag.labels.push(crate::diag::Label { span: primary, message: "part of the cycle".into() });
+        }
+        diag.help = Some("remove one of these `after:` references so the steps can run in order".into());
+    }
+}
+
+/// One simple cycle through the strongly connected component, as a list of nodes.
+fn cycle_within(graph: &StepGraph, component: &[NodeIndex]) -> Vec<NodeIndex> {
+    let in_component = |n: NodeIndex| component.contains(&n);
+    let start = *component.iter().min().expect("components are never empty");
+    // Breadth-first search from `start` back to itself inside the component.
+    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for s in graph.successors(n).filter(|&s| in_component(s)) {
+            if s == start {
+                let mut path = vec![n];
+                while let Some(&p) = parent.get(path.last().expect("non-empty")) {
+                    path.push(p);
+                }
+                path.reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(s) {
+                e.insert(n);
+                queue.push_back(s);
+            }
+        }
+    }
+    vec![start]
+}

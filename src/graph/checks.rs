@@ -1,0 +1,213 @@
+//! Safety checks on the expanded graph: the orderings that, done wrong, lose data.
+
+use petgraph::graph::NodeIndex;
+
+use super::StepGraph;
+use super::build::Ctx;
+use crate::steps::*;
+
+pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
+    for (index, step) in graph.steps() {
+        let Some(action) = step.action() else {
+            continue;
+        };
+        match action {
+            Action::DeletePvc(p) => {
+                check_snapshot_before_delete(ctx, graph, index, p);
+                check_quiesced_before_delete(ctx, graph, index, p);
+            }
+            Action::RestorePvc(p) => check_restore_size(ctx, graph, index, p),
+            Action::ResizePvc(p) => check_resize(ctx, graph, index, p),
+            Action::BindStaticPv(p) => check_zone_affinity(ctx, p),
+            Action::ScaleBack(p) => check_scale_recorded(ctx, graph, index, p),
+            Action::DeleteObject(p) | Action::RestoreObject(p) => check_saved(ctx, graph, index, action, p),
+            Action::Wait(WaitParams { condition: WaitCondition::SnapshotReady { claim }, .. }) => {
+                let taken = graph.ancestors(index).into_iter().any(|a| snapshot_of(graph, a, index, &claim.value));
+                if !taken {
+                    let message = format!(
+                        "step `{}` waits for a snapshot of `{}` that no earlier step takes",
+                        step.id, claim.value
+                    );
+                    ctx.error(
+                        "drplan::safety::no_snapshot_step",
+                        claim.span,
+                        message,
+                        "no snapshotPvc of this claim before it",
+                    )
+                    .help = Some("add a `snapshotPvc` step for this claim to the step's `after:`".into());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `candidate` snapshots `claim` in the same cluster and namespace as `at`.
+fn snapshot_of(graph: &StepGraph, candidate: NodeIndex, at: NodeIndex, claim: &str) -> bool {
+    let (c, here) = (graph.step(candidate), graph.step(at));
+    c.cluster == here.cluster
+        && c.namespace == here.namespace
+        && matches!(c.action(), Some(Action::SnapshotPvc(s)) if s.claim.value == claim)
+}
+
+/// A PVC may only be deleted after a snapshot of it, taken in this run, is ready.
+fn check_snapshot_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
+    if p.accept_data_loss || ctx.loaded.plan.accept_data_loss {
+        return;
+    }
+    let here = graph.step(index);
+    let ancestors = graph.ancestors(index);
+    let ready_wait = ancestors.iter().any(|&a| {
+        let s = graph.step(a);
+        let waits_ready = s.cluster == here.cluster
+            && s.namespace == here.namespace
+            && matches!(s.action(), Some(Action::Wait(WaitParams { condition: WaitCondition::SnapshotReady { claim }, .. })) if claim.value == p.claim.value);
+        waits_ready && graph.ancestors(a).into_iter().any(|b| snapshot_of(graph, b, index, &p.claim.value))
+    });
+    if !ready_wait {
+        let message = format!(
+            "step `{}` deletes PVC `{}` without a ready snapshot of it taken earlier in this run",
+            here.id, p.claim.value
+        );
+        ctx.error("drplan::safety::delete_without_snapshot", p.claim.span, message, "data in this claim would be lost")
+            .help = Some(
+            "order the deletion after a `snapshotPvc` of the claim and a `wait` for `snapshotReady`, or set `acceptDataLoss: true` on the step if losing the data is intended".into(),
+        );
+    }
+}
+
+/// Workloads that use a claim: from cluster facts, else StatefulSets named in the plan
+/// whose claim naming (`<template>-<sts>-<ordinal>`) matches.
+fn claim_users(ctx: &Ctx<'_>, graph: &StepGraph, index: NodeIndex, claim: &str) -> Vec<WorkloadRef> {
+    let here = graph.step(index);
+    if let Some(facts) = ctx.facts {
+        if facts.claim(&here.cluster, &here.namespace, claim).is_some() {
+            return facts.claim_users(&here.cluster, &here.namespace, claim);
+        }
+    }
+    let mut users: Vec<WorkloadRef> = graph
+        .steps()
+        .filter(|(_, s)| s.cluster == here.cluster && s.namespace == here.namespace)
+        .filter_map(|(_, s)| match s.action() {
+            Some(Action::Scale(p)) if p.workload.kind == WorkloadKind::StatefulSet => Some(p.workload.clone()),
+            _ => None,
+        })
+        .filter(|w| {
+            claim.rsplit_once('-').is_some_and(|(prefix, ordinal)| {
+                ordinal.parse::<u32>().is_ok() && prefix.ends_with(&format!("-{}", w.name))
+            })
+        })
+        .collect();
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// A PVC may only be deleted after every workload using it was scaled to zero.
+fn check_quiesced_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
+    let here = graph.step(index);
+    let ancestors = graph.ancestors(index);
+    for user in claim_users(ctx, graph, index, &p.claim.value) {
+        let quiesced = ancestors.iter().any(|&a| {
+            let s = graph.step(a);
+            s.cluster == here.cluster
+                && s.namespace == here.namespace
+                && matches!(s.action(), Some(Action::Scale(sp)) if sp.workload == user && sp.replicas == 0)
+        });
+        if !quiesced {
+            let message = format!(
+                "step `{}` deletes PVC `{}` before {user}, which uses it, is scaled to zero",
+                here.id, p.claim.value
+            );
+            ctx.error("drplan::safety::delete_while_in_use", p.claim.span, message, "claim still in use").help = Some(
+                format!("add a step scaling {user} to 0 to this step's `after:` (and wait for its pods to be gone)"),
+            );
+        }
+    }
+}
+
+/// Source size of a claim: from facts, or the claim template of its StatefulSet.
+fn source_size(ctx: &Ctx<'_>, cluster: &str, namespace: &str, claim: &str) -> Option<crate::lang::Quantity> {
+    let facts = ctx.facts?;
+    if let Some(size) = facts.claim(cluster, namespace, claim).and_then(|c| c.size) {
+        return Some(size);
+    }
+    facts.claim_users(cluster, namespace, claim).iter().find_map(|w| {
+        let workload = facts.workload(cluster, namespace, w)?;
+        workload.claim_templates.into_iter().find(|t| claim.starts_with(&format!("{}-{}-", t.name, w.name)))?.size
+    })
+}
+
+fn check_restore_size(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &RestorePvcParams) {
+    let here = graph.step(index);
+    let (Some(size), Some(source)) = (&p.size, source_size(ctx, &here.cluster, &here.namespace, &p.claim.value)) else {
+        return;
+    };
+    if size.value < source {
+        let message = format!(
+            "step `{}` restores PVC `{}` at {}, smaller than its source ({source}); a volume cannot be restored smaller than its snapshot",
+            here.id, p.claim.value, size.value
+        );
+        ctx.error("drplan::safety::restore_smaller", size.span, message, "smaller than the source").help =
+            Some(format!("use at least {source}"));
+    }
+}
+
+fn check_resize(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &ResizePvcParams) {
+    let here = graph.step(index);
+    let Some(current) = source_size(ctx, &here.cluster, &here.namespace, &p.claim.value) else {
+        return;
+    };
+    if p.size.value < current {
+        let message = format!(
+            "step `{}` would shrink PVC `{}` from {current} to {}; claims can only grow",
+            here.id, p.claim.value, p.size.value
+        );
+        ctx.error("drplan::safety::resize_smaller", p.size.span, message, "smaller than the current size");
+    }
+}
+
+/// A static PV for a zonal disk must pin pods to the disk's zone.
+fn check_zone_affinity(ctx: &mut Ctx<'_>, p: &StaticPvParams) {
+    if p.volume.is_zonal() && p.volume.zone.as_deref().is_none_or(str::is_empty) {
+        let message = format!(
+            "static PV `{}` for a zonal `{}` disk has no `zone`: pods could be scheduled where the disk cannot attach",
+            p.pv_name, p.volume.driver
+        );
+        ctx.error("drplan::safety::missing_zone", p.volume.span, message, "no zone for a zonal disk").help =
+            Some("add `zone:` (written as the PV's node affinity), or `zonal: false` for a zone-redundant disk".into());
+    }
+}
+
+/// `scaleBack` restores replicas recorded by an earlier `scale` of the same workload.
+fn check_scale_recorded(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &WorkloadParams) {
+    let here = graph.step(index);
+    let recorded = graph.ancestors(index).into_iter().any(|a| {
+        let s = graph.step(a);
+        s.cluster == here.cluster
+            && s.namespace == here.namespace
+            && matches!(s.action(), Some(Action::Scale(sp)) if sp.workload == p.workload)
+    });
+    if !recorded {
+        let message = format!(
+            "step `{}` scales {} back, but no earlier step scaled it and recorded its replicas",
+            here.id, p.workload
+        );
+        ctx.error("drplan::safety::scale_back_unrecorded", here.origin, message, "nothing to scale back to");
+    }
+}
+
+/// Objects are deleted and restored only after they were saved in this run.
+fn check_saved(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, action: &Action, p: &ObjectParams) {
+    let here = graph.step(index);
+    let saved = graph.ancestors(index).into_iter().any(|a| {
+        let s = graph.step(a);
+        s.cluster == here.cluster && matches!(s.action(), Some(Action::SaveObject(sp)) if sp.object == p.object)
+    });
+    if !saved {
+        let verb = if matches!(action, Action::DeleteObject(_)) { "deletes" } else { "restores" };
+        let message = format!("step `{}` {verb} {} without saving it earlier in this run", here.id, p.object);
+        ctx.error("drplan::safety::object_not_saved", here.origin, message, "no saveObject before this step").help =
+            Some("add a `saveObject` step for the same object to this step's `after:`".into());
+    }
+}

@@ -1,0 +1,559 @@
+//! Expansion: each plan entry becomes a fragment of steps with internal dependencies.
+//!
+//! Intents encode the runbooks' hard-won order (quiesce, snapshot, wait for ready,
+//! retain, delete, restore, resume) so a plan cannot get it wrong by accident.
+
+use super::build::Ctx;
+use super::{Step, StepKind};
+use crate::lang::*;
+use crate::steps::*;
+
+/// The steps one entry expands into, with edges between them (indices into `steps`).
+#[derive(Debug, Default)]
+pub(super) struct Fragment {
+    pub steps: Vec<Step>,
+    pub edges: Vec<(usize, usize)>,
+    /// Steps that wait for the entry's `after:` dependencies.
+    pub entries: Vec<usize>,
+    /// Steps that dependents of the entry wait for.
+    pub exits: Vec<usize>,
+    /// For `setAside`: the step the `during` steps wait for (object deleted).
+    pub before_during: Option<usize>,
+    /// For `setAside`: the step that waits for the `during` steps (object restored).
+    pub after_during: Option<usize>,
+}
+
+/// Where a fragment acts and where it was written.
+struct Scope<'e> {
+    entry: &'e StepEntry,
+    cluster: String,
+    namespace: String,
+}
+
+impl Fragment {
+    fn push(&mut self, scope: &Scope<'_>, sub: &str, action: Action) -> usize {
+        let id = if sub.is_empty() { scope.entry.id.value.clone() } else { format!("{}/{sub}", scope.entry.id.value) };
+        self.steps.push(Step {
+            id,
+            kind: StepKind::Action(action),
+            entry: scope.entry.id.value.clone(),
+            origin: scope.entry.kind_span,
+            cluster: scope.cluster.clone(),
+            namespace: scope.namespace.clone(),
+        });
+        self.steps.len() - 1
+    }
+
+    /// Adds a step that runs after all of `deps`.
+    fn then(&mut self, scope: &Scope<'_>, deps: &[usize], sub: &str, action: Action) -> usize {
+        let index = self.push(scope, sub, action);
+        self.edges.extend(deps.iter().map(|&d| (d, index)));
+        index
+    }
+
+    /// Marks roots as entries and leaves as exits.
+    fn seal(mut self) -> Fragment {
+        let n = self.steps.len();
+        let has_pred = |i: usize| self.edges.iter().any(|&(_, t)| t == i);
+        let has_succ = |i: usize| self.edges.iter().any(|&(f, _)| f == i);
+        self.entries = (0..n).filter(|&i| !has_pred(i)).collect();
+        self.exits = (0..n).filter(|&i| !has_succ(i)).collect();
+        self
+    }
+}
+
+/// Expands one entry; `None` when it cannot be placed (already reported).
+pub(super) fn expand_entry(ctx: &mut Ctx<'_>, entry: &StepEntry, intents_only: bool) -> Option<Fragment> {
+    let (cluster_name, namespace) = match &entry.body {
+        EntryBody::Action(a) => (a.cluster(), a.namespace()),
+        EntryBody::Intent(i) => (i.cluster(), intent_namespace(i)),
+    };
+    let needs_cluster = match &entry.body {
+        EntryBody::Action(a) => is_kubernetes_action(a),
+        EntryBody::Intent(i) => !matches!(i, Intent::EfsFailover(_) | Intent::EfsFailback(_)),
+    };
+    let cluster = resolve_cluster(ctx, entry, cluster_name, needs_cluster)?;
+    let default_ns = ctx.loaded.plan.cluster(&cluster).and_then(|c| c.namespace.clone());
+    let namespace = namespace.map(str::to_string).or(default_ns).unwrap_or_else(|| "default".into());
+    let scope = Scope { entry, cluster, namespace };
+    let mut fragment = Fragment::default();
+    match &entry.body {
+        EntryBody::Action(action) => {
+            fragment.push(&scope, "", action.clone());
+        }
+        EntryBody::Intent(intent) if intents_only => {
+            fragment.steps.push(Step {
+                id: entry.id.value.clone(),
+                kind: StepKind::Intent(intent.clone()),
+                entry: entry.id.value.clone(),
+                origin: entry.kind_span,
+                cluster: scope.cluster.clone(),
+                namespace: scope.namespace.clone(),
+            });
+        }
+        EntryBody::Intent(Intent::RestoreClaims(p)) => restore_claims(ctx, &scope, p, &mut fragment)?,
+        EntryBody::Intent(Intent::RebindVolume(p)) => rebind_volume(&scope, p, &mut fragment),
+        EntryBody::Intent(Intent::EfsFailover(p)) => efs_failover(&scope, p, &mut fragment),
+        EntryBody::Intent(Intent::EfsFailback(p)) => efs_failback(&scope, p, &mut fragment),
+        EntryBody::Intent(Intent::EtcdRestore(p)) => etcd_restore(&scope, p, &mut fragment),
+        EntryBody::Intent(Intent::SetAside(p)) => {
+            let fragment = set_aside(&scope, p);
+            return Some(fragment);
+        }
+    }
+    Some(fragment.seal())
+}
+
+fn intent_namespace(intent: &Intent) -> Option<&str> {
+    match intent {
+        Intent::RestoreClaims(p) => p.namespace.as_deref(),
+        Intent::RebindVolume(p) => p.namespace.as_deref(),
+        Intent::EtcdRestore(p) => p.namespace.as_deref(),
+        Intent::SetAside(p) => p.object.namespace.as_deref(),
+        Intent::EfsFailover(_) | Intent::EfsFailback(_) => None,
+    }
+}
+
+fn is_kubernetes_action(action: &Action) -> bool {
+    !matches!(
+        action,
+        Action::EbsSnapshot(_)
+            | Action::EbsCopySnapshot(_)
+            | Action::EbsCreateVolume(_)
+            | Action::EfsDeleteReplication(_)
+            | Action::EfsCreateReplication(_)
+            | Action::EfsSetOverwriteProtection(_)
+    ) && !matches!(
+        action,
+        Action::Wait(WaitParams {
+            condition: WaitCondition::EfsReplicationDeleted { .. }
+                | WaitCondition::EfsReplicationSynced { .. }
+                | WaitCondition::EbsSnapshotCompleted { .. },
+            ..
+        })
+    )
+}
+
+fn resolve_cluster(ctx: &mut Ctx<'_>, entry: &StepEntry, named: Option<&str>, needed: bool) -> Option<String> {
+    let plan = &ctx.loaded.plan;
+    match named {
+        Some(name) if plan.cluster(name).is_some() => Some(name.to_string()),
+        Some(name) => {
+            let known: Vec<&str> = plan.clusters.iter().map(|c| c.name.value.as_str()).collect();
+            let hint =
+                crate::lang::de::closest(name, &known).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+            let message = format!(
+                "step `{}` names unknown cluster `{name}`{hint}; the plan defines: {}",
+                entry.id.value,
+                known.join(", ")
+            );
+            ctx.error("drplan::plan::unknown_cluster", entry.kind_span, message, "unknown cluster");
+            None
+        }
+        None if !needed => Some(String::new()),
+        None => match plan.only_cluster() {
+            Some(only) => Some(only.name.value.clone()),
+            None => {
+                let message =
+                    format!("step `{}` must name its `cluster:`, because the plan has several", entry.id.value);
+                ctx.error("drplan::plan::missing_field", entry.kind_span, message, "which cluster?");
+                None
+            }
+        },
+    }
+}
+
+fn scope_fields(scope: &Scope<'_>) -> (Option<String>, Option<String>) {
+    (Some(scope.cluster.clone()), Some(scope.namespace.clone()))
+}
+
+fn scale(scope: &Scope<'_>, workload: &WorkloadRef, replicas: u32) -> Action {
+    let (cluster, namespace) = scope_fields(scope);
+    Action::Scale(ScaleParams { cluster, namespace, workload: workload.clone(), replicas })
+}
+
+fn scale_back(scope: &Scope<'_>, workload: &WorkloadRef) -> Action {
+    let (cluster, namespace) = scope_fields(scope);
+    Action::ScaleBack(WorkloadParams { cluster, namespace, workload: workload.clone() })
+}
+
+fn wait(scope: &Scope<'_>, condition: WaitCondition, timeout: &Option<Spanned<Duration>>) -> Action {
+    let (cluster, namespace) = scope_fields(scope);
+    Action::Wait(WaitParams { cluster, namespace, condition, timeout: timeout.clone() })
+}
+
+fn cloud_wait(condition: WaitCondition, timeout: &Option<Spanned<Duration>>) -> Action {
+    Action::Wait(WaitParams { cluster: None, namespace: None, condition, timeout: timeout.clone() })
+}
+
+/// The claims a `restoreClaims` intent covers: listed, or one per replica of a template.
+fn claims_of(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims) -> Option<Vec<Spanned<String>>> {
+    match (&p.claims, &p.claim_template) {
+        (Some(claims), None) if !claims.is_empty() => Some(claims.clone()),
+        (None, Some(template)) => claims_from_template(ctx, scope, p, template),
+        (Some(_), Some(_)) => {
+            ctx.error(
+                "drplan::plan::invalid_value",
+                scope.entry.kind_span,
+                "give either `claims` or `claimTemplate`, not both",
+                "restoreClaims",
+            );
+            None
+        }
+        _ => {
+            ctx.error(
+                "drplan::plan::missing_field",
+                scope.entry.kind_span,
+                "restoreClaims needs `claims` or `claimTemplate`",
+                "restoreClaims",
+            );
+            None
+        }
+    }
+}
+
+fn claims_from_template(
+    ctx: &mut Ctx<'_>,
+    scope: &Scope<'_>,
+    p: &RestoreClaims,
+    template: &Spanned<String>,
+) -> Option<Vec<Spanned<String>>> {
+    if p.workload.kind != WorkloadKind::StatefulSet {
+        ctx.error(
+            "drplan::plan::invalid_value",
+            template.span,
+            "`claimTemplate` only applies to a StatefulSet",
+            "not a StatefulSet",
+        );
+        return None;
+    }
+    let facts = ctx.facts?;
+    let Some(workload) = facts.workload(&scope.cluster, &scope.namespace, &p.workload) else {
+        let message =
+            format!("{} not found in namespace `{}` of cluster `{}`", p.workload, scope.namespace, scope.cluster);
+        ctx.error("drplan::facts::not_found", scope.entry.kind_span, message, "needed to expand this intent");
+        return None;
+    };
+    if !workload.claim_templates.iter().any(|t| t.name == template.value) {
+        let names: Vec<&str> = workload.claim_templates.iter().map(|t| t.name.as_str()).collect();
+        let message =
+            format!("{} has no claim template `{}` (it has: {})", p.workload, template.value, names.join(", "));
+        ctx.error("drplan::facts::not_found", template.span, message, "unknown claim template");
+        return None;
+    }
+    let claims = (0..workload.replicas)
+        .map(|ordinal| Spanned::new(format!("{}-{}-{ordinal}", template.value, p.workload.name), template.span))
+        .collect();
+    Some(claims)
+}
+
+fn restore_claims(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims, f: &mut Fragment) -> Option<()> {
+    if p.claim_template.is_some() && p.claims.is_none() && ctx.facts.is_none() {
+        // Without facts we do not know the replicas: keep the intent as one node.
+        f.steps.push(Step {
+            id: scope.entry.id.value.clone(),
+            kind: StepKind::Intent(Intent::RestoreClaims(p.clone())),
+            entry: scope.entry.id.value.clone(),
+            origin: scope.entry.kind_span,
+            cluster: scope.cluster.clone(),
+            namespace: scope.namespace.clone(),
+        });
+        return Some(());
+    }
+    let claims = claims_of(ctx, scope, p)?;
+    let (cluster, namespace) = scope_fields(scope);
+    let mut quiesce = Vec::new();
+    if let Some(operator) = &p.operator {
+        quiesce.push(f.push(scope, "operator-down", scale(scope, operator, 0)));
+    }
+    let down = f.then(scope, &quiesce, "scale-down", scale(scope, &p.workload, 0));
+    let gone = f.then(
+        scope,
+        &[down],
+        "pods-gone",
+        wait(scope, WaitCondition::PodsGone { workload: p.workload.clone() }, &p.timeout),
+    );
+    let mut restored = Vec::new();
+    for claim in &claims {
+        let c = &claim.value;
+        let snapshot_name = default_snapshot_name();
+        let snap = f.then(
+            scope,
+            &[gone],
+            &format!("snapshot-{c}"),
+            Action::SnapshotPvc(SnapshotPvcParams {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                claim: claim.clone(),
+                snapshot_class: p.snapshot_class.clone(),
+                snapshot_name: snapshot_name.clone(),
+            }),
+        );
+        let ready = f.then(
+            scope,
+            &[snap],
+            &format!("snapshot-ready-{c}"),
+            wait(scope, WaitCondition::SnapshotReady { claim: claim.clone() }, &p.timeout),
+        );
+        let retain = f.then(
+            scope,
+            &[ready],
+            &format!("retain-{c}"),
+            Action::SetReclaimPolicy(ReclaimParams {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                claim: c.clone(),
+                policy: ReclaimPolicy::Retain,
+            }),
+        );
+        let delete = f.then(
+            scope,
+            &[retain],
+            &format!("delete-{c}"),
+            Action::DeletePvc(DeletePvcParams {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                claim: claim.clone(),
+                accept_data_loss: false,
+            }),
+        );
+        restored.push(f.then(
+            scope,
+            &[delete],
+            &format!("restore-{c}"),
+            Action::RestorePvc(RestorePvcParams {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                claim: claim.clone(),
+                snapshot: snapshot_name,
+                size: p.resize.clone(),
+                storage_class: p.storage_class.clone(),
+            }),
+        ));
+    }
+    let back = f.then(scope, &restored, "scale-back", scale_back(scope, &p.workload));
+    let ready = f.then(
+        scope,
+        &[back],
+        "pods-ready",
+        wait(scope, WaitCondition::PodsReady { workload: p.workload.clone() }, &p.timeout),
+    );
+    if let Some(operator) = &p.operator {
+        f.then(scope, &[ready], "operator-up", scale_back(scope, operator));
+    }
+    Some(())
+}
+
+fn rebind_volume(scope: &Scope<'_>, p: &RebindVolume, f: &mut Fragment) {
+    let (cluster, namespace) = scope_fields(scope);
+    let bind = f.push(
+        scope,
+        "bind",
+        Action::BindStaticPv(StaticPvParams {
+            cluster: cluster.clone(),
+            namespace: namespace.clone(),
+            pv_name: p.pv_name.clone(),
+            volume: p.volume.clone(),
+            claim: p.claim.clone(),
+            storage_class: p.storage_class.clone(),
+        }),
+    );
+    let bound =
+        f.then(scope, &[bind], "bound", wait(scope, WaitCondition::PvcBound { claim: p.claim.clone() }, &p.timeout));
+    let down = f.push(scope, "scale-down", scale(scope, &p.workload, 0));
+    let gone = f.then(
+        scope,
+        &[down],
+        "pods-gone",
+        wait(scope, WaitCondition::PodsGone { workload: p.workload.clone() }, &p.timeout),
+    );
+    let repoint = f.then(
+        scope,
+        &[bound, gone],
+        "repoint",
+        Action::SetWorkloadClaim(SetWorkloadClaimParams {
+            cluster,
+            namespace,
+            workload: p.workload.clone(),
+            volume: p.pod_volume.clone(),
+            claim: p.claim.clone(),
+        }),
+    );
+    let back = f.then(scope, &[repoint], "scale-back", scale_back(scope, &p.workload));
+    f.then(
+        scope,
+        &[back],
+        "pods-ready",
+        wait(scope, WaitCondition::PodsReady { workload: p.workload.clone() }, &p.timeout),
+    );
+}
+
+fn efs_failover(scope: &Scope<'_>, p: &EfsFailover, f: &mut Fragment) {
+    // With the primary region down, the replication is deleted from the replica's
+    // region; the replica turns writable once the deletion completes.
+    let delete = f.push(
+        scope,
+        "delete-replication",
+        Action::EfsDeleteReplication(EfsFileSystemParams {
+            region: p.replica.region.clone(),
+            file_system_id: p.replica.file_system_id.clone(),
+        }),
+    );
+    f.then(
+        scope,
+        &[delete],
+        "replica-writable",
+        cloud_wait(
+            WaitCondition::EfsReplicationDeleted {
+                region: p.replica.region.clone(),
+                file_system_id: p.replica.file_system_id.clone(),
+            },
+            &p.timeout,
+        ),
+    );
+}
+
+fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
+    let protection = |side: &EfsSide, protection| {
+        Action::EfsSetOverwriteProtection(EfsProtectionParams {
+            region: side.region.clone(),
+            file_system_id: side.file_system_id.clone(),
+            protection,
+        })
+    };
+    let replicate = |from: &EfsSide, to: &EfsSide| {
+        Action::EfsCreateReplication(EfsCreateReplicationParams {
+            region: from.region.clone(),
+            source_file_system_id: from.file_system_id.clone(),
+            destination_region: to.region.clone(),
+            destination_file_system_id: Some(to.file_system_id.clone()),
+        })
+    };
+    // Replicating into an existing file system needs its overwrite protection off.
+    let unprotect = f.push(scope, "unprotect-primary", protection(&p.primary, OverwriteProtection::Disabled));
+    let back = f.then(scope, &[unprotect], "replicate-back", replicate(&p.replica, &p.primary));
+    let synced = f.then(
+        scope,
+        &[back],
+        "primary-synced",
+        cloud_wait(
+            WaitCondition::EfsReplicationSynced {
+                region: p.primary.region.clone(),
+                file_system_id: p.primary.file_system_id.clone(),
+            },
+            &p.timeout,
+        ),
+    );
+    let cutover = f.then(
+        scope,
+        &[synced],
+        "cutover",
+        Action::EfsDeleteReplication(EfsFileSystemParams {
+            region: p.replica.region.clone(),
+            file_system_id: p.replica.file_system_id.clone(),
+        }),
+    );
+    let writable = f.then(
+        scope,
+        &[cutover],
+        "primary-writable",
+        cloud_wait(
+            WaitCondition::EfsReplicationDeleted {
+                region: p.primary.region.clone(),
+                file_system_id: p.primary.file_system_id.clone(),
+            },
+            &p.timeout,
+        ),
+    );
+    let unprotect_replica =
+        f.then(scope, &[writable], "unprotect-replica", protection(&p.replica, OverwriteProtection::Disabled));
+    f.then(scope, &[unprotect_replica], "replicate-forward", replicate(&p.primary, &p.replica));
+}
+
+fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
+    let (cluster, namespace) = scope_fields(scope);
+    let exec = |command: Vec<String>| {
+        Action::Exec(ExecParams {
+            cluster: cluster.clone(),
+            namespace: namespace.clone(),
+            pod: p.etcd_pod.clone(),
+            container: p.container.clone(),
+            command,
+            timeout: p.timeout.clone(),
+        })
+    };
+    let args = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter()
+            .map(|s| s.to_string())
+            .chain(p.etcdctl_args.iter().cloned())
+            .chain(tail.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let restored_dir = format!("{}-restored", p.data_dir);
+    let save = f.push(scope, "snapshot", exec(args(&["etcdctl"], &["snapshot", "save", &p.snapshot_path])));
+    let verify = f.then(
+        scope,
+        &[save],
+        "verify",
+        exec(vec![
+            "etcdutl".into(),
+            "snapshot".into(),
+            "status".into(),
+            p.snapshot_path.clone(),
+            "-w".into(),
+            "table".into(),
+        ]),
+    );
+    let down = f.then(scope, &[verify], "apiserver-down", scale(scope, &p.api_server, 0));
+    let gone = f.then(
+        scope,
+        &[down],
+        "apiserver-gone",
+        wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
+    );
+    let restore = f.then(
+        scope,
+        &[gone],
+        "restore",
+        exec(vec![
+            "etcdutl".into(),
+            "snapshot".into(),
+            "restore".into(),
+            p.snapshot_path.clone(),
+            "--data-dir".into(),
+            restored_dir.clone(),
+        ]),
+    );
+    // Keep the old data directory beside the restored one until the run is committed.
+    let swap = f.then(
+        scope,
+        &[restore],
+        "swap-data-dir",
+        exec(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir),
+        ]),
+    );
+    let up = f.then(scope, &[swap], "apiserver-up", scale_back(scope, &p.api_server));
+    f.then(
+        scope,
+        &[up],
+        "apiserver-ready",
+        wait(scope, WaitCondition::PodsReady { workload: p.api_server.clone() }, &p.timeout),
+    );
+}
+
+fn set_aside(scope: &Scope<'_>, p: &SetAside) -> Fragment {
+    let mut f = Fragment::default();
+    let params = ObjectParams { cluster: Some(scope.cluster.clone()), object: p.object.clone() };
+    let save = f.push(scope, "save", Action::SaveObject(params.clone()));
+    let delete = f.then(scope, &[save], "delete", Action::DeleteObject(params.clone()));
+    let restore = f.push(scope, "restore", Action::RestoreObject(params));
+    f.edges.push((delete, restore));
+    f.entries = vec![save];
+    f.exits = vec![restore];
+    f.before_during = Some(delete);
+    f.after_during = Some(restore);
+    f
+}

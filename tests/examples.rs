@@ -1,0 +1,109 @@
+//! The example plans in `plans/` validate against their example clusters, and their
+//! graphs have the shape the runbooks need.
+
+use std::path::{Path, PathBuf};
+
+use drplan::graph::StepGraph;
+use drplan::steps::Action;
+
+fn plans() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let mut plans: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    plans.sort();
+    plans
+}
+
+fn build(name: &str) -> StepGraph {
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").join(format!("{name}.yaml"));
+    let cluster = plan.with_extension("");
+    let (built, diags) = drplan::cli::load_and_build(&plan, Some(&cluster), false);
+    assert!(!diags.has_errors(), "{name}: {:#?}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+    built.expect("graph").1
+}
+
+#[test]
+fn all_example_plans_validate_with_their_cluster_manifests() {
+    let plans = plans();
+    assert_eq!(plans.len(), 6, "{plans:?}");
+    for plan in plans {
+        let name = plan.file_stem().unwrap().to_str().unwrap().to_string();
+        let graph = build(&name);
+        assert!(graph.len() > 1, "{name} expands into steps");
+        assert!(graph.steps().all(|(_, s)| s.action().is_some()), "{name}: every intent expanded");
+    }
+}
+
+fn find(graph: &StepGraph, id: &str) -> petgraph::graph::NodeIndex {
+    graph.index_of(id).unwrap_or_else(|| panic!("no step {id}"))
+}
+
+/// Plan 1: three per-replica chains, each starting after the scale-down and joined at
+/// the scale-back, with nothing shared between chains.
+#[test]
+fn ebs_plan_has_three_parallel_replica_chains() {
+    let graph = build("ebs-cassandra-restore");
+    let gone = find(&graph, "restore-cassandra/pods-gone");
+    let back = find(&graph, "restore-cassandra/scale-back");
+    let down = find(&graph, "restore-cassandra/scale-down");
+    assert!(graph.ancestors(gone).contains(&down));
+    let heads: Vec<_> = graph.successors(gone).collect();
+    assert_eq!(heads.len(), 3, "one chain per replica starts after pods-gone");
+    let tails: Vec<_> = graph.predecessors(back).collect();
+    assert_eq!(tails.len(), 3, "the chains join at scale-back");
+    let mut chains = Vec::new();
+    for tail in tails {
+        let chain: Vec<_> =
+            graph.ancestors(tail).into_iter().filter(|a| !graph.ancestors(gone).contains(a) && *a != gone).collect();
+        let claim = match graph.step(tail).action() {
+            Some(Action::RestorePvc(p)) => p.claim.value.clone(),
+            other => panic!("chain ends with {other:?}"),
+        };
+        assert_eq!(chain.len(), 4, "snapshot, ready, retain, delete for {claim}");
+        chains.push((claim, chain));
+    }
+    for (i, (a, chain_a)) in chains.iter().enumerate() {
+        for (b, chain_b) in &chains[i + 1..] {
+            assert!(chain_a.iter().all(|n| !chain_b.contains(n)), "{a} and {b} share steps");
+        }
+    }
+    let mut claims: Vec<_> = chains.iter().map(|(c, _)| c.as_str()).collect();
+    claims.sort();
+    assert_eq!(claims, ["cassandra-data-cassandra-0", "cassandra-data-cassandra-1", "cassandra-data-cassandra-2"]);
+    let (path, _) = graph.critical_path();
+    assert_eq!(path.first(), Some(&down));
+    assert_eq!(graph.step(*path.last().unwrap()).id, "restore-cassandra/pods-ready");
+}
+
+/// Plan 2: the operator goes down before the StatefulSet and comes back after it.
+#[test]
+fn kafka_plan_brackets_the_statefulset_with_its_operator() {
+    let graph = build("rook-ceph-kafka-restore");
+    let ids: Vec<_> = graph.steps().map(|(_, s)| s.id.clone()).collect();
+    let by_suffix = |suffix: &str| {
+        let id = ids.iter().find(|i| i.ends_with(suffix)).unwrap_or_else(|| panic!("no step ending {suffix}"));
+        find(&graph, id)
+    };
+    let operator_down = by_suffix("/operator-down");
+    let sts_down = by_suffix("/scale-down");
+    let sts_back = by_suffix("/scale-back");
+    let operator_up = by_suffix("/operator-up");
+    assert!(graph.ancestors(sts_down).contains(&operator_down));
+    assert!(graph.ancestors(operator_up).contains(&sts_back));
+}
+
+/// Plan 3: the static PV is pinned to the disk's zone and retained.
+#[test]
+fn aks_plan_binds_a_zonal_static_pv() {
+    let graph = build("aks-disk-rebind");
+    let bind = graph.steps().find_map(|(_, s)| match s.action() {
+        Some(Action::BindStaticPv(p)) => Some(p.clone()),
+        _ => None,
+    });
+    let bind = bind.expect("a bindStaticPv step");
+    assert_eq!(bind.claim, "restoredpvc");
+    assert_eq!(bind.volume.zone.as_deref(), Some("westeurope-1"));
+}
