@@ -49,13 +49,9 @@ async fn ready(api: &Api<DynamicObject>, name: &str) -> Value {
 /// Scales the fixture's StatefulSet to zero so its claims can be deleted and replaced.
 async fn scale_to_zero(client: &kube::Client) {
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "db");
-    sts.patch_scale(
-        "cassandra",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "replicas": 0 } })),
-    )
-    .await
-    .unwrap();
+    sts.patch_scale("cassandra", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 0 } })))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -64,103 +60,53 @@ async fn snapshot_becomes_ready_after_the_class_delay_on_the_paused_clock() {
     let (sim, client) = start(&[fixture("cassandra")]).await;
     sim.advance(Duration::from_secs(60));
     let api = snapshots(&client, "db");
-    api.create(
-        &PostParams::default(),
-        &snapshot_of("snap-0", "cassandra-data-cassandra-0"),
-    )
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &snapshot_of("snap-0", "cassandra-data-cassandra-0")).await.unwrap();
     let created = api.get("snap-0").await.unwrap();
-    let content_name = created.data["status"]["boundVolumeSnapshotContentName"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        content_name,
-        format!("snapcontent-{}", created.metadata.uid.unwrap())
-    );
+    let content_name = created.data["status"]["boundVolumeSnapshotContentName"].as_str().unwrap().to_string();
+    assert_eq!(content_name, format!("snapcontent-{}", created.metadata.uid.unwrap()));
     assert_eq!(created.data["status"]["restoreSize"], "10Gi");
     assert_eq!(ready(&api, "snap-0").await, false);
     sim.advance(Duration::from_secs(29));
     assert_eq!(ready(&api, "snap-0").await, false, "the class says 30s");
     sim.advance(Duration::from_secs(1));
     assert_eq!(ready(&api, "snap-0").await, true);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "paused time makes the 30s wait instant"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "paused time makes the 30s wait instant");
 }
 
 #[tokio::test]
 async fn snapshot_of_a_missing_claim_reports_an_error() {
     let (_sim, client) = start(&[fixture("cassandra")]).await;
     let api = snapshots(&client, "db");
-    api.create(
-        &PostParams::default(),
-        &snapshot_of("orphan", "no-such-claim"),
-    )
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &snapshot_of("orphan", "no-such-claim")).await.unwrap();
     let status = api.get("orphan").await.unwrap().data["status"].clone();
     assert_eq!(status["readyToUse"], false);
     let message = status["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("persistentvolumeclaims \"no-such-claim\" not found"),
-        "{message}"
-    );
+    assert!(message.contains("persistentvolumeclaims \"no-such-claim\" not found"), "{message}");
 }
 
 #[tokio::test]
 async fn restore_from_snapshot_carries_the_data() {
     let (sim, client) = start(&[fixture("cassandra")]).await;
     sim.advance(Duration::from_secs(60));
-    sim.write_claim_data("db", "cassandra-data-cassandra-0", "cassandra-0")
-        .unwrap();
+    sim.write_claim_data("db", "cassandra-data-cassandra-0", "cassandra-0").unwrap();
     let snaps = snapshots(&client, "db");
-    snaps
-        .create(
-            &PostParams::default(),
-            &snapshot_of("snap-0", "cassandra-data-cassandra-0"),
-        )
-        .await
-        .unwrap();
+    snaps.create(&PostParams::default(), &snapshot_of("snap-0", "cassandra-data-cassandra-0")).await.unwrap();
     sim.advance(Duration::from_secs(30));
     assert_eq!(ready(&snaps, "snap-0").await, true);
-    sim.write_claim_data(
-        "db",
-        "cassandra-data-cassandra-0",
-        "changed after the snapshot",
-    )
-    .unwrap();
+    sim.write_claim_data("db", "cassandra-data-cassandra-0", "changed after the snapshot").unwrap();
 
     scale_to_zero(&client).await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "db");
-    claims
-        .delete("cassandra-data-cassandra-0", &DeleteParams::default())
-        .await
-        .unwrap();
-    assert!(
-        claims
-            .get_opt("cassandra-data-cassandra-0")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    claims.delete("cassandra-data-cassandra-0", &DeleteParams::default()).await.unwrap();
+    assert!(claims.get_opt("cassandra-data-cassandra-0").await.unwrap().is_none());
 
     claims
-        .create(
-            &PostParams::default(),
-            &restored_claim("cassandra-data-cassandra-0", "snap-0", "10Gi"),
-        )
+        .create(&PostParams::default(), &restored_claim("cassandra-data-cassandra-0", "snap-0", "10Gi"))
         .await
         .unwrap();
     let restored = claims.get("cassandra-data-cassandra-0").await.unwrap();
     assert_eq!(restored.status.unwrap().phase.as_deref(), Some("Bound"));
-    assert_eq!(
-        sim.read_claim_data("db", "cassandra-data-cassandra-0")
-            .unwrap(),
-        b"cassandra-0"
-    );
+    assert_eq!(sim.read_claim_data("db", "cassandra-data-cassandra-0").unwrap(), b"cassandra-0");
 }
 
 #[tokio::test]
@@ -168,56 +114,22 @@ async fn restore_smaller_than_the_snapshot_stays_pending_with_an_event() {
     let (sim, client) = start(&[fixture("cassandra")]).await;
     sim.advance(Duration::from_secs(60));
     let snaps = snapshots(&client, "db");
-    snaps
-        .create(
-            &PostParams::default(),
-            &snapshot_of("snap-1", "cassandra-data-cassandra-1"),
-        )
-        .await
-        .unwrap();
+    snaps.create(&PostParams::default(), &snapshot_of("snap-1", "cassandra-data-cassandra-1")).await.unwrap();
     sim.advance(Duration::from_secs(30));
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "db");
-    claims
-        .create(
-            &PostParams::default(),
-            &restored_claim("too-small", "snap-1", "5Gi"),
-        )
-        .await
-        .unwrap();
+    claims.create(&PostParams::default(), &restored_claim("too-small", "snap-1", "5Gi")).await.unwrap();
     sim.advance(Duration::from_secs(60));
     let claim = claims.get("too-small").await.unwrap();
     assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Pending"));
     let events = sim.events_for("db", "too-small");
-    let failure = events
-        .iter()
-        .find(|e| e["reason"] == "ProvisioningFailed")
-        .expect("ProvisioningFailed event");
+    let failure = events.iter().find(|e| e["reason"] == "ProvisioningFailed").expect("ProvisioningFailed event");
     assert_eq!(failure["type"], "Warning");
     let message = failure["message"].as_str().unwrap();
-    assert!(
-        message.contains("requested volume size 5368709120 is less than the size 10737418240"),
-        "{message}"
-    );
+    assert!(message.contains("requested volume size 5368709120 is less than the size 10737418240"), "{message}");
 
     // A big enough restore of the same snapshot works.
-    claims
-        .create(
-            &PostParams::default(),
-            &restored_claim("big-enough", "snap-1", "20Gi"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        claims
-            .get("big-enough")
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .phase
-            .as_deref(),
-        Some("Bound")
-    );
+    claims.create(&PostParams::default(), &restored_claim("big-enough", "snap-1", "20Gi")).await.unwrap();
+    assert_eq!(claims.get("big-enough").await.unwrap().status.unwrap().phase.as_deref(), Some("Bound"));
 }
 
 fn condition_messages(claim: &PersistentVolumeClaim) -> Vec<String> {
@@ -234,68 +146,32 @@ fn condition_messages(claim: &PersistentVolumeClaim) -> Vec<String> {
 #[tokio::test]
 async fn expansion_grows_capacity_until_the_modification_rate_limit() {
     let mut config = sim_common::paused_config();
-    config.modification_limit = drplan::sim::ModificationLimit {
-        max: 2,
-        window: Duration::from_secs(6 * 3600),
-    };
-    let sim = drplan::sim::SimCluster::start(&[fixture("cassandra")], config)
-        .await
-        .unwrap();
+    config.modification_limit = drplan::sim::ModificationLimit { max: 2, window: Duration::from_secs(6 * 3600) };
+    let sim = drplan::sim::SimCluster::start(&[fixture("cassandra")], config).await.unwrap();
     let client = sim.client().unwrap();
     sim.advance(Duration::from_secs(60));
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, "db");
-    let grow = |size: &str| {
-        Patch::Merge(json!({ "spec": { "resources": { "requests": { "storage": size } } } }))
-    };
+    let grow = |size: &str| Patch::Merge(json!({ "spec": { "resources": { "requests": { "storage": size } } } }));
     let name = "cassandra-data-cassandra-0";
 
-    let shrink = claims
-        .patch(name, &PatchParams::default(), &grow("5Gi"))
-        .await
-        .unwrap_err();
+    let shrink = claims.patch(name, &PatchParams::default(), &grow("5Gi")).await.unwrap_err();
     assert!(
         matches!(shrink, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("field can not be less than previous value")),
         "{shrink:?}"
     );
 
     for size in ["20Gi", "30Gi"] {
-        claims
-            .patch(name, &PatchParams::default(), &grow(size))
-            .await
-            .unwrap();
+        claims.patch(name, &PatchParams::default(), &grow(size)).await.unwrap();
         sim.advance(Duration::from_secs(10));
-        let capacity = claims
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .capacity
-            .unwrap()["storage"]
-            .0
-            .clone();
+        let capacity = claims.get(name).await.unwrap().status.unwrap().capacity.unwrap()["storage"].0.clone();
         assert_eq!(capacity, size);
     }
-    claims
-        .patch(name, &PatchParams::default(), &grow("40Gi"))
-        .await
-        .unwrap();
+    claims.patch(name, &PatchParams::default(), &grow("40Gi")).await.unwrap();
     sim.advance(Duration::from_secs(10));
     let limited = claims.get(name).await.unwrap();
-    assert_eq!(
-        limited.status.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
-        "30Gi"
-    );
-    assert!(
-        condition_messages(&limited)
-            .iter()
-            .any(|m| m.contains("VolumeModificationRateExceeded"))
-    );
-    assert!(
-        sim.events_for("db", name)
-            .iter()
-            .any(|e| e["reason"] == "VolumeResizeFailed" && e["type"] == "Warning")
-    );
+    assert_eq!(limited.status.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0, "30Gi");
+    assert!(condition_messages(&limited).iter().any(|m| m.contains("VolumeModificationRateExceeded")));
+    assert!(sim.events_for("db", name).iter().any(|e| e["reason"] == "VolumeResizeFailed" && e["type"] == "Warning"));
 
     // Once the configured window has passed since the first modification, the resize goes through.
     sim.advance(Duration::from_secs(6 * 3600));

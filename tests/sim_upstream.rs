@@ -32,22 +32,12 @@ fn object_from(path: &str) -> DynamicObject {
 async fn assert_settled(client: &kube::Client, scenario: &str) {
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use kube::api::ListParams;
-    let pods = Api::<Pod>::namespaced(client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
     for pod in pods.items {
-        assert_eq!(
-            pod.status.unwrap().phase.as_deref(),
-            Some("Running"),
-            "{scenario}: pod {:?}",
-            pod.metadata.name
-        );
+        assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"), "{scenario}: pod {:?}", pod.metadata.name);
     }
-    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
+    let claims =
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default").list(&ListParams::default()).await.unwrap();
     assert!(!claims.items.is_empty(), "{scenario}: has claims");
     for claim in claims.items {
         assert_eq!(
@@ -66,21 +56,12 @@ async fn upstream_examples_load_and_settle() {
     let scenarios: Vec<(&str, Vec<String>)> = vec![
         (
             "external-snapshotter",
-            [
-                "storageclass.yaml",
-                "snapshotclass-v1.yaml",
-                "pvc.yaml",
-                "snapshot-v1.yaml",
-                "restore.yaml",
-            ]
-            .iter()
-            .map(|f| format!("{snapshot_example}/{f}"))
-            .collect(),
+            ["storageclass.yaml", "snapshotclass-v1.yaml", "pvc.yaml", "snapshot-v1.yaml", "restore.yaml"]
+                .iter()
+                .map(|f| format!("{snapshot_example}/{f}"))
+                .collect(),
         ),
-        (
-            "ebs static provisioning",
-            vec![format!("{ebs}/static-provisioning/manifests")],
-        ),
+        ("ebs static provisioning", vec![format!("{ebs}/static-provisioning/manifests")]),
         ("ebs resizing", vec![format!("{ebs}/resizing/manifests")]),
         (
             "ebs snapshot",
@@ -92,18 +73,14 @@ async fn upstream_examples_load_and_settle() {
         ),
         (
             "ebs snapshot import",
-            vec![
-                format!("{ebs}/snapshot/manifests/classes"),
-                format!("{ebs}/snapshot/manifests/snapshot-import"),
-            ],
+            vec![format!("{ebs}/snapshot/manifests/classes"), format!("{ebs}/snapshot/manifests/snapshot-import")],
         ),
     ];
     for (scenario, files) in scenarios {
         let mut paths = vec![upstream(SNAPSHOTTER_CRDS)];
         paths.extend(files.iter().map(|f| upstream(f)));
-        let sim = drplan::sim::SimCluster::start(&paths, paused_config())
-            .await
-            .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        let sim =
+            drplan::sim::SimCluster::start(&paths, paused_config()).await.unwrap_or_else(|e| panic!("{scenario}: {e}"));
         sim.advance(Duration::from_secs(120));
         assert_settled(&sim.client().unwrap(), scenario).await;
     }
@@ -121,68 +98,39 @@ async fn upstream_snapshot_and_restore_examples_carry_data() {
     .iter()
     .map(|p| upstream(p))
     .collect();
-    let sim = drplan::sim::SimCluster::start(&paths, paused_config())
-        .await
-        .unwrap();
-    sim.write_claim_data("default", "hpvc", "hostpath data")
-        .expect("Immediate binding bound the claim at load");
-    sim.load(&[upstream(&format!("{dir}/snapshot-v1.yaml"))])
-        .unwrap();
-    sim.write_claim_data("default", "hpvc", "written after the snapshot")
-        .unwrap();
+    let sim = drplan::sim::SimCluster::start(&paths, paused_config()).await.unwrap();
+    sim.write_claim_data("default", "hpvc", "hostpath data").expect("Immediate binding bound the claim at load");
+    sim.load(&[upstream(&format!("{dir}/snapshot-v1.yaml"))]).unwrap();
+    sim.write_claim_data("default", "hpvc", "written after the snapshot").unwrap();
     sim.advance(Duration::from_secs(60));
-    let snapshot = snapshot_api(sim.client().unwrap())
-        .get("new-snapshot-demo-v1")
-        .await
-        .unwrap();
-    assert_eq!(
-        snapshot.data["status"]["readyToUse"], true,
-        "{:?}",
-        snapshot.data
-    );
-    sim.load(&[upstream(&format!("{dir}/restore.yaml"))])
-        .unwrap();
-    assert_eq!(
-        sim.read_claim_data("default", "hpvc-restore").unwrap(),
-        b"hostpath data"
-    );
+    let snapshot = snapshot_api(sim.client().unwrap()).get("new-snapshot-demo-v1").await.unwrap();
+    assert_eq!(snapshot.data["status"]["readyToUse"], true, "{:?}", snapshot.data);
+    sim.load(&[upstream(&format!("{dir}/restore.yaml"))]).unwrap();
+    assert_eq!(sim.read_claim_data("default", "hpvc-restore").unwrap(), b"hostpath data");
 }
 
 #[tokio::test]
 async fn invalid_upstream_snapshot_is_rejected_with_the_cel_rule_message() {
-    let sim = drplan::sim::SimCluster::start(&[upstream(SNAPSHOTTER_CRDS)], paused_config())
-        .await
-        .unwrap();
+    let sim = drplan::sim::SimCluster::start(&[upstream(SNAPSHOTTER_CRDS)], paused_config()).await.unwrap();
     let api = snapshot_api(sim.client().unwrap());
     let invalid = object_from("external-snapshotter/examples/kubernetes/invalid-snapshot-v1.yaml");
-    let err = api
-        .create(&PostParams::default(), &invalid)
-        .await
-        .unwrap_err();
-    let kube::Error::Api(status) = err else {
-        panic!("expected an API error, got {err:?}")
-    };
+    let err = api.create(&PostParams::default(), &invalid).await.unwrap_err();
+    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err:?}") };
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert!(
-        status.message.contains(
-            "exactly one of volumeSnapshotContentName and persistentVolumeClaimName must be set"
-        ),
+        status.message.contains("exactly one of volumeSnapshotContentName and persistentVolumeClaimName must be set"),
         "{}",
         status.message
     );
     assert!(status.message.contains("spec.source"), "{}", status.message);
 
     let valid = object_from("external-snapshotter/examples/kubernetes/snapshot-v1.yaml");
-    api.create(&PostParams::default(), &valid)
-        .await
-        .expect("the valid example is accepted");
+    api.create(&PostParams::default(), &valid).await.expect("the valid example is accepted");
 }
 
 #[tokio::test]
 async fn crd_schema_types_and_transition_rules_are_enforced() {
-    let sim = drplan::sim::SimCluster::start(&[upstream(SNAPSHOTTER_CRDS)], paused_config())
-        .await
-        .unwrap();
+    let sim = drplan::sim::SimCluster::start(&[upstream(SNAPSHOTTER_CRDS)], paused_config()).await.unwrap();
     let api = snapshot_api(sim.client().unwrap());
     let wrong_type: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
@@ -190,10 +138,7 @@ async fn crd_schema_types_and_transition_rules_are_enforced() {
         "spec": { "source": { "persistentVolumeClaimName": 7 } },
     }))
     .unwrap();
-    let err = api
-        .create(&PostParams::default(), &wrong_type)
-        .await
-        .unwrap_err();
+    let err = api.create(&PostParams::default(), &wrong_type).await.unwrap_err();
     assert!(
         matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("spec.source.persistentVolumeClaimName")),
         "{err:?}"
@@ -203,10 +148,7 @@ async fn crd_schema_types_and_transition_rules_are_enforced() {
     api.create(&PostParams::default(), &valid).await.unwrap();
     let mut changed = api.get("new-snapshot-demo-v1").await.unwrap();
     changed.data["spec"]["source"]["persistentVolumeClaimName"] = json!("another-pvc");
-    let err = api
-        .replace("new-snapshot-demo-v1", &PostParams::default(), &changed)
-        .await
-        .unwrap_err();
+    let err = api.replace("new-snapshot-demo-v1", &PostParams::default(), &changed).await.unwrap_err();
     assert!(
         matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.message.contains("persistentVolumeClaimName is immutable")),
         "{err:?}"

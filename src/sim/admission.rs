@@ -22,21 +22,13 @@ pub fn default_on_create(rt: &ResourceType, object: &mut Value) {
         "PersistentVolume" => {
             push_finalizer(object, PV_PROTECTION);
             set_if_absent(object, "status", json!({ "phase": "Pending" }));
-            set_if_absent(
-                &mut object["spec"],
-                "persistentVolumeReclaimPolicy",
-                json!("Retain"),
-            );
+            set_if_absent(&mut object["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
         }
         "Pod" => set_if_absent(object, "status", json!({ "phase": "Pending" })),
         "Namespace" => set_if_absent(object, "status", json!({ "phase": "Active" })),
         "StatefulSet" => {
             set_if_absent(&mut object["spec"], "replicas", json!(1));
-            set_if_absent(
-                &mut object["spec"],
-                "podManagementPolicy",
-                json!("OrderedReady"),
-            );
+            set_if_absent(&mut object["spec"], "podManagementPolicy", json!("OrderedReady"));
         }
         "Deployment" => set_if_absent(&mut object["spec"], "replicas", json!(1)),
         "StorageClass" => {
@@ -66,23 +58,14 @@ fn push_finalizer(object: &mut Value, finalizer: &str) {
 }
 
 /// Validation of built-in kinds; `old` is set on update.
-pub fn validate(
-    state: &State,
-    rt: &ResourceType,
-    object: &Value,
-    old: Option<&Value>,
-) -> ApiResult<()> {
+pub fn validate(state: &State, rt: &ResourceType, object: &Value, old: Option<&Value>) -> ApiResult<()> {
     let mut causes = validate_name(object);
     match rt.kind.as_str() {
         "PersistentVolumeClaim" => causes.extend(validate_pvc(object)),
         "PersistentVolume" if object["spec"]["capacity"]["storage"].is_null() => {
             causes.push(Cause::required("spec.capacity"));
         }
-        "Pod"
-            if object["spec"]["containers"]
-                .as_array()
-                .is_none_or(Vec::is_empty) =>
-        {
+        "Pod" if object["spec"]["containers"].as_array().is_none_or(Vec::is_empty) => {
             causes.push(Cause::required("spec.containers"));
         }
         "StatefulSet" | "Deployment" => causes.extend(validate_workload(object)),
@@ -94,25 +77,14 @@ pub fn validate(
     if let (Some(old), "StatefulSet") = (old, rt.kind.as_str()) {
         causes.extend(validate_statefulset_update(object, old));
     }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            &rt.group,
-            &rt.kind,
-            name_of(object),
-            causes,
-        ))
-    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.group, &rt.kind, name_of(object), causes)) }
 }
 
 fn validate_name(object: &Value) -> Vec<Cause> {
     let name = name_of(object);
     let valid = !name.is_empty()
         && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if valid {
@@ -136,9 +108,11 @@ fn validate_pvc(object: &Value) -> Vec<Cause> {
     }
     match spec["resources"]["requests"]["storage"].as_str() {
         None => causes.push(Cause::required("spec.resources[storage]")),
-        Some(text) if quantity::parse(text).is_none() => {
-            causes.push(Cause::invalid("spec.resources.requests[storage]", &json!(text), "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
-        }
+        Some(text) if quantity::parse(text).is_none() => causes.push(Cause::invalid(
+            "spec.resources.requests[storage]",
+            &json!(text),
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        )),
         Some(_) => {}
     }
     causes
@@ -146,27 +120,16 @@ fn validate_pvc(object: &Value) -> Vec<Cause> {
 
 /// Requested storage of a claim in bytes (0 when absent or malformed).
 pub fn requested_bytes(pvc: &Value) -> u128 {
-    pvc["spec"]["resources"]["requests"]["storage"]
-        .as_str()
-        .and_then(quantity::parse)
-        .unwrap_or(0)
+    pvc["spec"]["resources"]["requests"]["storage"].as_str().and_then(quantity::parse).unwrap_or(0)
 }
 
 /// The real API server only lets bound claims change their requested size, and only upwards;
 /// growing needs a StorageClass with `allowVolumeExpansion` (the admission plugin answers 403).
-fn validate_pvc_update(
-    state: &State,
-    rt: &ResourceType,
-    new: &Value,
-    old: &Value,
-) -> ApiResult<Vec<Cause>> {
+fn validate_pvc_update(state: &State, rt: &ResourceType, new: &Value, old: &Value) -> ApiResult<Vec<Cause>> {
     let mut causes = Vec::new();
     let (new_size, old_size) = (requested_bytes(new), requested_bytes(old));
     if new_size < old_size {
-        causes.push(Cause::forbidden(
-            "spec.resources.requests.storage",
-            "field can not be less than previous value",
-        ));
+        causes.push(Cause::forbidden("spec.resources.requests.storage", "field can not be less than previous value"));
     }
     let mut new_spec = new["spec"].clone();
     let mut old_spec = old["spec"].clone();
@@ -185,9 +148,8 @@ fn validate_pvc_update(
     }
     if new_size > old_size && causes.is_empty() {
         let class = new["spec"]["storageClassName"].as_str().unwrap_or_default();
-        let expandable = state
-            .get(&keys::storage_classes(), "", class)
-            .is_some_and(|sc| sc["allowVolumeExpansion"] == true);
+        let expandable =
+            state.get(&keys::storage_classes(), "", class).is_some_and(|sc| sc["allowVolumeExpansion"] == true);
         if !expandable {
             return Err(ApiError::forbidden(
                 &rt.group,
@@ -216,11 +178,7 @@ fn validate_workload(object: &Value) -> Vec<Cause> {
         ));
     }
     if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
-        causes.push(Cause::invalid(
-            "spec.replicas",
-            &spec["replicas"],
-            "must be greater than or equal to 0",
-        ));
+        causes.push(Cause::invalid("spec.replicas", &spec["replicas"], "must be greater than or equal to 0"));
     }
     causes
 }

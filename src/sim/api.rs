@@ -49,9 +49,7 @@ impl Propagation {
             "Background" => Ok(Propagation::Background),
             "Foreground" => Ok(Propagation::Foreground),
             "Orphan" => Ok(Propagation::Orphan),
-            other => Err(ApiError::bad_request(format!(
-                "unsupported propagationPolicy {other:?}"
-            ))),
+            other => Err(ApiError::bad_request(format!("unsupported propagationPolicy {other:?}"))),
         }
     }
 }
@@ -59,16 +57,8 @@ impl Propagation {
 pub const FOREGROUND_DELETION: &str = "foregroundDeletion";
 
 impl State {
-    pub fn get_object(
-        &self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        sub: Subresource,
-    ) -> ApiResult<Arc<Value>> {
-        let object = self
-            .get(&rt.key(), ns, name)
-            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+    pub fn get_object(&self, rt: &ResourceType, ns: &str, name: &str, sub: Subresource) -> ApiResult<Arc<Value>> {
+        let object = self.get(&rt.key(), ns, name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         match sub {
             Subresource::Scale => scale_view(rt, &object).map(Arc::new),
             _ => Ok(object),
@@ -92,12 +82,7 @@ impl State {
         (items, self.store.resource_version())
     }
 
-    pub fn create_object(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        mut object: Value,
-    ) -> ApiResult<Arc<Value>> {
+    pub fn create_object(&mut self, rt: &ResourceType, ns: &str, mut object: Value) -> ApiResult<Arc<Value>> {
         check_type(rt, &object)?;
         self.assign_name(&mut object);
         let name = identity(&object).1;
@@ -162,12 +147,7 @@ impl State {
         if let Some(schema) = &rt.schema {
             let causes = schema::validate(schema, object, old);
             if !causes.is_empty() {
-                return Err(ApiError::invalid(
-                    &rt.group,
-                    &rt.kind,
-                    identity(object).1.as_str(),
-                    causes,
-                ));
+                return Err(ApiError::invalid(&rt.group, &rt.kind, identity(object).1.as_str(), causes));
             }
         }
         if rt.key() == keys::crds() {
@@ -210,13 +190,8 @@ impl State {
         sub: Subresource,
     ) -> ApiResult<Arc<Value>> {
         let current = self.get_object(rt, ns, name, Subresource::Main)?;
-        if let Some(rv) = body["metadata"]["resourceVersion"]
-            .as_str()
-            .filter(|rv| !rv.is_empty())
-            && rv
-                != current["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or_default()
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty())
+            && rv != current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
         {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name));
         }
@@ -253,15 +228,9 @@ impl State {
             }
             other => other?,
         };
-        let view = if sub == Subresource::Scale {
-            Arc::new(scale_view(rt, &current)?)
-        } else {
-            current.clone()
-        };
+        let view = if sub == Subresource::Scale { Arc::new(scale_view(rt, &current)?) } else { current.clone() };
         let patched = patch::apply(kind, &view, body)?;
-        if patched["metadata"]["resourceVersion"] != view["metadata"]["resourceVersion"]
-            && kind != PatchKind::Apply
-        {
+        if patched["metadata"]["resourceVersion"] != view["metadata"]["resourceVersion"] && kind != PatchKind::Apply {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name));
         }
         if sub == Subresource::Scale {
@@ -271,27 +240,19 @@ impl State {
         self.commit_checked(rt, &current, merged)
     }
 
-    fn apply_scale(
-        &mut self,
-        rt: &ResourceType,
-        current: &Value,
-        scale: &Value,
-    ) -> ApiResult<Arc<Value>> {
-        let replicas = scale["spec"]["replicas"]
-            .as_i64()
-            .filter(|r| *r >= 0)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    super::state::name_of(current),
-                    vec![super::error::Cause::invalid(
-                        "spec.replicas",
-                        &scale["spec"]["replicas"],
-                        "must be greater than or equal to 0",
-                    )],
-                )
-            })?;
+    fn apply_scale(&mut self, rt: &ResourceType, current: &Value, scale: &Value) -> ApiResult<Arc<Value>> {
+        let replicas = scale["spec"]["replicas"].as_i64().filter(|r| *r >= 0).ok_or_else(|| {
+            ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                super::state::name_of(current),
+                vec![super::error::Cause::invalid(
+                    "spec.replicas",
+                    &scale["spec"]["replicas"],
+                    "must be greater than or equal to 0",
+                )],
+            )
+        })?;
         let mut updated = current.clone();
         updated["spec"]["replicas"] = json!(replicas);
         let stored = self.commit_checked(rt, current, updated)?;
@@ -299,21 +260,9 @@ impl State {
     }
 
     /// Validates and stores an update, bumping generation when the spec changed.
-    fn commit_checked(
-        &mut self,
-        rt: &ResourceType,
-        current: &Value,
-        mut updated: Value,
-    ) -> ApiResult<Arc<Value>> {
+    fn commit_checked(&mut self, rt: &ResourceType, current: &Value, mut updated: Value) -> ApiResult<Arc<Value>> {
         // Server-owned metadata cannot be changed by clients.
-        for field in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "generation",
-            "namespace",
-            "name",
-        ] {
+        for field in ["uid", "creationTimestamp", "deletionTimestamp", "generation", "namespace", "name"] {
             updated["metadata"][field] = current["metadata"][field].clone();
             if updated["metadata"][field].is_null()
                 && let Some(meta) = updated["metadata"].as_object_mut()
@@ -323,10 +272,7 @@ impl State {
         }
         if is_deleting(current) {
             // Finalizers may only be removed from an object being deleted.
-            let old = current["metadata"]["finalizers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let old = current["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
             if let Some(list) = updated["metadata"]["finalizers"].as_array_mut() {
                 list.retain(|f| old.contains(f));
             }
@@ -361,14 +307,9 @@ impl State {
         }
         match propagation {
             Propagation::Orphan => self.orphan_dependents(uid_of(&current).to_string()),
-            Propagation::Foreground
-                if !is_deleting(&current) && self.has_dependents(uid_of(&current)) =>
-            {
+            Propagation::Foreground if !is_deleting(&current) && self.has_dependents(uid_of(&current)) => {
                 let mut updated = (*current).clone();
-                let mut finalizers = updated["metadata"]["finalizers"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+                let mut finalizers = updated["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
                 finalizers.push(json!(FOREGROUND_DELETION));
                 updated["metadata"]["finalizers"] = json!(finalizers);
                 self.save(&rt.key(), updated);
@@ -396,14 +337,10 @@ impl State {
 /// The object must be of the kind served at the URL (when the body says).
 fn check_type(rt: &ResourceType, object: &Value) -> ApiResult<()> {
     if !object.is_object() {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        ));
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
     let kind_ok = object["kind"].as_str().is_none_or(|k| k == rt.kind);
-    let version_ok = object["apiVersion"]
-        .as_str()
-        .is_none_or(|v| v == rt.api_version());
+    let version_ok = object["apiVersion"].as_str().is_none_or(|v| v == rt.api_version());
     if kind_ok && version_ok {
         return Ok(());
     }
@@ -418,12 +355,7 @@ fn check_type(rt: &ResourceType, object: &Value) -> ApiResult<()> {
 
 /// The status subresource splits ownership: the main resource ignores status changes, the
 /// status subresource ignores everything but status.
-fn merge_for_update(
-    rt: &ResourceType,
-    current: &Value,
-    mut body: Value,
-    sub: Subresource,
-) -> Value {
+fn merge_for_update(rt: &ResourceType, current: &Value, mut body: Value, sub: Subresource) -> Value {
     body["apiVersion"] = json!(rt.api_version());
     body["kind"] = json!(rt.kind);
     if !rt.has_status {
@@ -461,20 +393,12 @@ fn without_meta_and_status(object: &Value) -> Value {
 /// The autoscaling/v1 Scale of a StatefulSet or Deployment.
 fn scale_view(rt: &ResourceType, object: &Value) -> ApiResult<Value> {
     if !rt.has_scale {
-        return Err(ApiError::not_found(
-            &rt.group,
-            &format!("{}/scale", rt.plural),
-            super::state::name_of(object),
-        ));
+        return Err(ApiError::not_found(&rt.group, &format!("{}/scale", rt.plural), super::state::name_of(object)));
     }
     let selector = &object["spec"]["selector"]["matchLabels"];
     let selector_text: Vec<String> = selector
         .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
         .unwrap_or_default();
     let meta = &object["metadata"];
     Ok(json!({

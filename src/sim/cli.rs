@@ -69,26 +69,14 @@ pub enum DataCommand {
 
 /// Runs a `dr sim` subcommand to completion; returns the process exit code.
 pub fn run(cmd: SimCommand) -> Result<i32, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         match cmd {
             SimCommand::Serve(args) => serve(args).await,
-            SimCommand::Data(DataCommand::Put {
-                server,
-                namespace,
-                claim,
-                value,
-            }) => data_request(&server, &namespace, &claim, Some(value))
-                .await
-                .map(|_| 0),
-            SimCommand::Data(DataCommand::Get {
-                server,
-                namespace,
-                claim,
-            }) => {
+            SimCommand::Data(DataCommand::Put { server, namespace, claim, value }) => {
+                data_request(&server, &namespace, &claim, Some(value)).await.map(|_| 0)
+            }
+            SimCommand::Data(DataCommand::Get { server, namespace, claim }) => {
                 let text = data_request(&server, &namespace, &claim, None).await?;
                 println!("{text}");
                 Ok(0)
@@ -98,21 +86,13 @@ pub fn run(cmd: SimCommand) -> Result<i32, String> {
 }
 
 pub fn load_faults(path: &std::path::Path) -> Result<Faults, String> {
-    let file = yaml::read_file(path, Limits::PLAN)
-        .map_err(|d| format!("{}: {}", path.display(), d.message))?;
-    let document = file
-        .documents
-        .first()
-        .map(|d| d.to_json())
-        .unwrap_or_default();
+    let file = yaml::read_file(path, Limits::PLAN).map_err(|d| format!("{}: {}", path.display(), d.message))?;
+    let document = file.documents.first().map(|d| d.to_json()).unwrap_or_default();
     serde_json::from_value(document).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 async fn serve(args: ServeArgs) -> Result<i32, String> {
-    let mut config = SimConfig {
-        speed: args.speed,
-        ..SimConfig::default()
-    };
+    let mut config = SimConfig { speed: args.speed, ..SimConfig::default() };
     if let Some(path) = &args.faults {
         config.faults = load_faults(path)?;
     }
@@ -123,33 +103,17 @@ async fn serve(args: ServeArgs) -> Result<i32, String> {
         .await
         .map_err(|e| e.to_string())?;
     if let Some(path) = &args.kubeconfig_out {
-        handle
-            .write_kubeconfig(path, &args.context)
-            .map_err(|e| e.to_string())?;
-        eprintln!(
-            "wrote kubeconfig {} (context {})",
-            path.display(),
-            args.context
-        );
+        handle.write_kubeconfig(path, &args.context).map_err(|e| e.to_string())?;
+        eprintln!("wrote kubeconfig {} (context {})", path.display(), args.context);
     }
-    eprintln!(
-        "serving the simulated cluster at {} (Ctrl-C to stop)",
-        handle.url()
-    );
+    eprintln!("serving the simulated cluster at {} (Ctrl-C to stop)", handle.url());
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     handle.shutdown();
     Ok(0)
 }
 
-async fn data_request(
-    server: &str,
-    ns: &str,
-    claim: &str,
-    value: Option<String>,
-) -> Result<String, String> {
-    let uri = server
-        .parse()
-        .map_err(|e| format!("--server {server}: {e}"))?;
+async fn data_request(server: &str, ns: &str, claim: &str, value: Option<String>) -> Result<String, String> {
+    let uri = server.parse().map_err(|e| format!("--server {server}: {e}"))?;
     let client = kube::Client::try_from(kube::Config::new(uri)).map_err(|e| e.to_string())?;
     let path = format!("/sim/v1/namespaces/{ns}/persistentvolumeclaims/{claim}/data");
     let builder = hyper::Request::builder().uri(path);
@@ -158,8 +122,5 @@ async fn data_request(
         None => builder.method("GET").body(Vec::new()),
     }
     .map_err(|e| e.to_string())?;
-    client
-        .request_text(request)
-        .await
-        .map_err(|e| e.to_string())
+    client.request_text(request).await.map_err(|e| e.to_string())
 }

@@ -43,26 +43,15 @@ impl ClockState {
 impl SimClock {
     /// A clock starting at the current wall-clock time, running at `speed` (1.0 = real time).
     pub fn new(start: Timestamp, paused: bool, speed: f64) -> SimClock {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
+        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
         SimClock {
-            inner: Arc::new(Mutex::new(ClockState {
-                anchor_sim: start,
-                anchor_real: Instant::now(),
-                paused,
-                speed,
-            })),
+            inner: Arc::new(Mutex::new(ClockState { anchor_sim: start, anchor_real: Instant::now(), paused, speed })),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
         // A poisoned clock still holds a valid time: keep going rather than propagate the panic.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn now(&self) -> Timestamp {
@@ -91,10 +80,7 @@ impl SimClock {
         let mut state = self.lock();
         state.reanchor();
         let span = jiff::SignedDuration::try_from(by).unwrap_or(jiff::SignedDuration::MAX);
-        state.anchor_sim = state
-            .anchor_sim
-            .checked_add(span)
-            .unwrap_or(state.anchor_sim);
+        state.anchor_sim = state.anchor_sim.checked_add(span).unwrap_or(state.anchor_sim);
     }
 }
 

@@ -29,9 +29,7 @@ pub enum SimError {
     Api(#[from] ApiError),
     #[error("building a client: {0}")]
     Client(String),
-    #[error(
-        "refusing to listen on non-loopback address {0} (pass --allow-non-loopback to override)"
-    )]
+    #[error("refusing to listen on non-loopback address {0} (pass --allow-non-loopback to override)")]
     NotLoopback(SocketAddr),
 }
 
@@ -45,9 +43,7 @@ impl Shared {
     /// The cluster state. A panic elsewhere must not take the sim down: the state is
     /// consistent between requests, so a poisoned lock is recovered.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -57,13 +53,7 @@ pub struct SimCluster;
 impl SimCluster {
     /// Loads the manifests and serves on a free loopback port.
     pub async fn start(manifests: &[PathBuf], config: SimConfig) -> Result<SimHandle, SimError> {
-        Self::start_on(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            manifests,
-            config,
-            false,
-        )
-        .await
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), manifests, config, false).await
     }
 
     /// Serves on `listen`; non-loopback addresses need `allow_non_loopback` (the sim has no auth).
@@ -81,25 +71,15 @@ impl SimCluster {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let clock = state.clock.clone();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            clock,
-        });
+        let shared = Arc::new(Shared { state: Mutex::new(state), clock });
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(super::http::serve(
-            listener,
-            shared.clone(),
-            stopped.clone(),
-        ));
+        tokio::spawn(super::http::serve(listener, shared.clone(), stopped.clone()));
         tokio::spawn(tick(shared.clone(), stopped));
         Ok(SimHandle { shared, addr, stop })
     }
 
     /// The loaded state, before serving (also what the benchmark measures).
-    pub fn build_state(
-        objects: Vec<manifests::ManifestObject>,
-        config: SimConfig,
-    ) -> Result<State, SimError> {
+    pub fn build_state(objects: Vec<manifests::ManifestObject>, config: SimConfig) -> Result<State, SimError> {
         let start = jiff::Timestamp::now();
         let clock = SimClock::new(
             jiff::Timestamp::from_second(start.as_second()).unwrap_or(start),
@@ -111,9 +91,7 @@ impl SimCluster {
         let count_nodes = |o: &&manifests::ManifestObject| o.object["kind"] == "Node";
         let has_nodes = objects.iter().any(|o| count_nodes(&o));
         let (first, rest): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| {
-            o.object["kind"] != "Pod"
-                && o.object["kind"] != "StatefulSet"
-                && o.object["kind"] != "Deployment"
+            o.object["kind"] != "Pod" && o.object["kind"] != "StatefulSet" && o.object["kind"] != "Deployment"
         });
         manifests::apply(&mut state, first).map_err(SimError::Manifest)?;
         if !has_nodes {
@@ -165,10 +143,7 @@ impl SimHandle {
 
     /// A client for the sim (plain HTTP, no auth).
     pub fn client(&self) -> Result<kube::Client, SimError> {
-        let uri = self
-            .url()
-            .parse()
-            .map_err(|e| SimError::Client(format!("{e}")))?;
+        let uri = self.url().parse().map_err(|e| SimError::Client(format!("{e}")))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
         kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
@@ -177,10 +152,7 @@ impl SimHandle {
     /// Writes a kubeconfig (JSON, which is valid YAML) usable by kubectl and
     /// `kube::Config::from_custom_kubeconfig`, with `context` as its current context.
     pub fn write_kubeconfig(&self, path: &Path, context: &str) -> Result<(), SimError> {
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(&kubeconfig(&self.url(), context)).unwrap_or_default(),
-        )?;
+        std::fs::write(path, serde_json::to_vec_pretty(&kubeconfig(&self.url(), context)).unwrap_or_default())?;
         Ok(())
     }
 
@@ -224,16 +196,8 @@ impl SimHandle {
         reconcile(&mut self.shared.lock());
     }
 
-    pub fn write_claim_data(
-        &self,
-        namespace: &str,
-        claim: &str,
-        bytes: impl Into<Vec<u8>>,
-    ) -> Result<(), SimError> {
-        Ok(self
-            .shared
-            .lock()
-            .write_claim_data(namespace, claim, bytes.into())?)
+    pub fn write_claim_data(&self, namespace: &str, claim: &str, bytes: impl Into<Vec<u8>>) -> Result<(), SimError> {
+        Ok(self.shared.lock().write_claim_data(namespace, claim, bytes.into())?)
     }
 
     pub fn read_claim_data(&self, namespace: &str, claim: &str) -> Result<Vec<u8>, SimError> {
@@ -252,12 +216,7 @@ impl SimHandle {
 
     /// Core/v1 Events recorded about the object `namespace/name`, oldest first.
     pub fn events_for(&self, namespace: &str, name: &str) -> Vec<Value> {
-        self.shared
-            .lock()
-            .events_for(namespace, name)
-            .iter()
-            .map(|e| (**e).clone())
-            .collect()
+        self.shared.lock().events_for(namespace, name).iter().map(|e| (**e).clone()).collect()
     }
 
     /// Runs `f` on the state under the lock (escape hatch for tests and tools).

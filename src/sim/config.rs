@@ -37,11 +37,7 @@ impl Default for SimConfig {
             snapshot_ready_after: Duration::from_secs(5),
             resize_after: Duration::from_secs(5),
             modification_limit: ModificationLimit::default(),
-            zones: vec![
-                "us-east-1a".into(),
-                "us-east-1b".into(),
-                "us-east-1c".into(),
-            ],
+            zones: vec!["us-east-1a".into(), "us-east-1b".into(), "us-east-1c".into()],
             watch_history: 10_000,
             faults: Faults::default(),
         }
@@ -57,10 +53,7 @@ pub struct ModificationLimit {
 
 impl Default for ModificationLimit {
     fn default() -> Self {
-        ModificationLimit {
-            max: 4,
-            window: Duration::from_secs(24 * 3600),
-        }
+        ModificationLimit { max: 4, window: Duration::from_secs(24 * 3600) }
     }
 }
 
@@ -102,15 +95,13 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
 impl FaultRule {
     pub fn matches(&self, verb: &str, resource: &str) -> bool {
-        self.verb.as_deref().is_none_or(|v| v == verb)
-            && self.resource.as_deref().is_none_or(|r| r == resource)
+        self.verb.as_deref().is_none_or(|v| v == verb) && self.resource.as_deref().is_none_or(|r| r == resource)
     }
 }
 
@@ -121,11 +112,7 @@ pub struct XorShift(u64);
 impl XorShift {
     pub fn new(seed: u64) -> XorShift {
         // Zero is a fixed point of xorshift; any other constant start works.
-        XorShift(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
+        XorShift(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -154,11 +141,7 @@ mod tests {
         let ys: Vec<u64> = (0..5).map(|_| b.next_u64()).collect();
         assert_eq!(xs, ys);
         assert_ne!(xs[0], XorShift::new(8).next_u64());
-        assert!(
-            (0..100)
-                .map(|_| a.next_f64())
-                .all(|f| (0.0..1.0).contains(&f))
-        );
+        assert!((0..100).map(|_| a.next_f64()).all(|f| (0.0..1.0).contains(&f)));
     }
 
     #[test]

@@ -13,8 +13,7 @@ impl State {
             .ok_or_else(|| ApiError::not_found("", "persistentvolumeclaims", claim))?;
         let unbound = || {
             let mut err = ApiError::conflict("", "persistentvolumeclaims", claim);
-            err.message =
-                format!("persistentvolumeclaims \"{claim}\" is not bound to a volume with data");
+            err.message = format!("persistentvolumeclaims \"{claim}\" is not bound to a volume with data");
             err
         };
         if pvc["status"]["phase"] != "Bound" {
@@ -22,9 +21,7 @@ impl State {
         }
         let pv_name = pvc["spec"]["volumeName"].as_str().ok_or_else(unbound)?;
         let pv = self.get(&keys::pvs(), "", pv_name).ok_or_else(unbound)?;
-        let handle = pv["spec"]["csi"]["volumeHandle"]
-            .as_str()
-            .ok_or_else(unbound)?;
+        let handle = pv["spec"]["csi"]["volumeHandle"].as_str().ok_or_else(unbound)?;
         if !self.volumes.contains_key(handle) {
             return Err(unbound());
         }
@@ -33,19 +30,12 @@ impl State {
 
     pub fn read_claim_data(&self, ns: &str, claim: &str) -> ApiResult<Vec<u8>> {
         let id = self.claim_volume_id(ns, claim)?;
-        Ok(self
-            .volumes
-            .get(&id)
-            .map(|v| v.payload.clone())
-            .unwrap_or_default())
+        Ok(self.volumes.get(&id).map(|v| v.payload.clone()).unwrap_or_default())
     }
 
     pub fn write_claim_data(&mut self, ns: &str, claim: &str, bytes: Vec<u8>) -> ApiResult<()> {
         let id = self.claim_volume_id(ns, claim)?;
-        let volume = self
-            .volumes
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::internal("backing volume vanished"))?;
+        let volume = self.volumes.get_mut(&id).ok_or_else(|| ApiError::internal("backing volume vanished"))?;
         volume.payload = bytes;
         Ok(())
     }

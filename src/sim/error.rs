@@ -16,11 +16,7 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Cause {
-        Cause {
-            reason: reason.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+        Cause { reason: reason.into(), field: field.into(), message: message.into() }
     }
 
     /// A `Required value` cause, phrased like the API server's field errors.
@@ -41,11 +37,7 @@ impl Cause {
             Value::Array(_) => "\"array\"".to_string(),
             other => other.to_string(),
         };
-        Cause::new(
-            "FieldValueInvalid",
-            field,
-            format!("Invalid value: {shown}: {why}"),
-        )
+        Cause::new("FieldValueInvalid", field, format!("Invalid value: {shown}: {why}"))
     }
 }
 
@@ -70,41 +62,24 @@ pub struct Details {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            details: None,
-        }
+        ApiError { code, reason, message: message.into(), details: None }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> ApiError {
-        self.details = Some(Box::new(Details {
-            name: name.into(),
-            group: group.into(),
-            kind: kind.into(),
-            causes: Vec::new(),
-        }));
+        self.details =
+            Some(Box::new(Details { name: name.into(), group: group.into(), kind: kind.into(), causes: Vec::new() }));
         self
     }
 
     /// `resource "name" not found`, e.g. `persistentvolumeclaims "data-0" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
-        ApiError::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", qualified(plural, group)),
-        )
-        .with_details(group, plural, name)
+        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(plural, group)))
+            .with_details(group, plural, name)
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
-        ApiError::new(
-            409,
-            "AlreadyExists",
-            format!("{} \"{name}\" already exists", qualified(plural, group)),
-        )
-        .with_details(group, plural, name)
+        ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(plural, group)))
+            .with_details(group, plural, name)
     }
 
     /// The optimistic-concurrency failure clients retry on.
@@ -123,26 +98,11 @@ impl ApiError {
 
     /// 422 with field causes; the message lists them like the API server does.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let listed: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
-        let summary = if listed.len() == 1 {
-            listed[0].clone()
-        } else {
-            format!("[{}]", listed.join(", "))
-        };
-        let group_suffix = if group.is_empty() {
-            String::new()
-        } else {
-            format!(".{group}")
-        };
-        let mut err = ApiError::new(
-            422,
-            "Invalid",
-            format!("{kind}{group_suffix} \"{name}\" is invalid: {summary}"),
-        )
-        .with_details(group, kind, name);
+        let listed: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let summary = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
+        let group_suffix = if group.is_empty() { String::new() } else { format!(".{group}") };
+        let mut err = ApiError::new(422, "Invalid", format!("{kind}{group_suffix} \"{name}\" is invalid: {summary}"))
+            .with_details(group, kind, name);
         if let Some(details) = err.details.as_mut() {
             details.causes = causes;
         }
@@ -150,15 +110,8 @@ impl ApiError {
     }
 
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "{} \"{name}\" is forbidden: {why}",
-                qualified(plural, group)
-            ),
-        )
-        .with_details(group, plural, name)
+        ApiError::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", qualified(plural, group)))
+            .with_details(group, plural, name)
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -196,11 +149,7 @@ impl ApiError {
             503 => "ServiceUnavailable",
             _ => "InternalError",
         };
-        ApiError::new(
-            code,
-            reason,
-            format!("injected fault: {reason} (sim fault injection)"),
-        )
+        ApiError::new(code, reason, format!("injected fault: {reason} (sim fault injection)"))
     }
 
     /// The `metav1.Status` body.
@@ -234,11 +183,7 @@ impl ApiError {
 
 /// `plural.group` for named groups, `plural` for the core group.
 fn qualified(plural: &str, group: &str) -> String {
-    if group.is_empty() {
-        plural.to_string()
-    } else {
-        format!("{plural}.{group}")
-    }
+    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
 }
 
 impl std::fmt::Display for ApiError {

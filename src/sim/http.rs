@@ -41,12 +41,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watc
         let shared = shared.clone();
         let stopped = stopped.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(shared.clone(), stopped.clone(), req));
+            let service = hyper::service::service_fn(move |req| handle(shared.clone(), stopped.clone(), req));
             // Connection errors (client went away) concern only that connection.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -83,32 +80,17 @@ fn route(path: &str) -> Route {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez"] => Route::Health,
         ["api"] => Route::CoreVersions,
-        ["api", version] => Route::ResourceList {
-            group: String::new(),
-            version: version.to_string(),
-        },
+        ["api", version] => Route::ResourceList { group: String::new(), version: version.to_string() },
         ["api", version, rest @ ..] => resource_route("", version, rest),
         ["apis"] => Route::Groups,
         ["apis", group] => Route::Group(group.to_string()),
-        ["apis", group, version] => Route::ResourceList {
-            group: group.to_string(),
-            version: version.to_string(),
-        },
+        ["apis", group, version] => Route::ResourceList { group: group.to_string(), version: version.to_string() },
         ["apis", group, version, rest @ ..] => resource_route(group, version, rest),
         ["openapi", "v3"] => Route::OpenApiV3Root,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
-        [
-            "sim",
-            "v1",
-            "namespaces",
-            ns,
-            "persistentvolumeclaims",
-            claim,
-            "data",
-        ] => Route::ClaimData {
-            namespace: ns.to_string(),
-            claim: claim.to_string(),
-        },
+        ["sim", "v1", "namespaces", ns, "persistentvolumeclaims", claim, "data"] => {
+            Route::ClaimData { namespace: ns.to_string(), claim: claim.to_string() }
+        }
         _ => Route::NotFound,
     }
 }
@@ -155,10 +137,7 @@ fn percent_decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
                     Ok(byte) => {
                         out.push(byte);
                         i += 2;
@@ -174,21 +153,14 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn json_response(code: u16, body: &Value) -> Response<ResponseBody> {
-    bytes_response(
-        code,
-        "application/json",
-        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
-    )
+    bytes_response(code, "application/json", Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
 }
 
 fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<ResponseBody> {
     let mut response = Response::new(Full::new(body).boxed());
-    *response.status_mut() =
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(value) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
     }
     response
 }
@@ -196,10 +168,7 @@ fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Respon
 fn error_response(error: &ApiError) -> Response<ResponseBody> {
     let mut response = json_response(error.code, &error.to_status());
     if error.code == 429 {
-        response.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            hyper::header::HeaderValue::from_static("1"),
-        );
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
     }
     response
 }
@@ -210,11 +179,7 @@ struct Intent {
     watch: bool,
 }
 
-fn intent(
-    method: &Method,
-    path: &ResourcePath,
-    params: &HashMap<String, String>,
-) -> ApiResult<Intent> {
+fn intent(method: &Method, path: &ResourcePath, params: &HashMap<String, String>) -> ApiResult<Intent> {
     let watch = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = match (method.as_str(), path.name.is_some()) {
         ("GET", true) => "get",
@@ -249,12 +214,10 @@ async fn handle(
             Some(body) => json_response(200, &body),
             None => error_response(&ApiError::not_found("", "groups", &group)),
         },
-        Route::ResourceList { group, version } => {
-            match shared.lock().registry.resource_list(&group, &version) {
-                Some(body) => json_response(200, &body),
-                None => error_response(&ApiError::not_found(&group, "versions", &version)),
-            }
-        }
+        Route::ResourceList { group, version } => match shared.lock().registry.resource_list(&group, &version) {
+            Some(body) => json_response(200, &body),
+            None => error_response(&ApiError::not_found(&group, "versions", &version)),
+        },
         Route::OpenApiV3Root => json_response(200, &shared.lock().registry.openapi_v3_root()),
         Route::OpenApiV3(path) => match shared.lock().registry.openapi_v3_document(&path) {
             Some(body) => json_response(200, &body),
@@ -297,30 +260,24 @@ fn parse_json(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     }
     if media.ends_with("yaml") {
         let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let parsed =
-            crate::lang::yaml::parse_str("request", text, crate::lang::yaml::Limits::MANIFEST)
-                .map_err(|d| ApiError::bad_request(d.message))?;
-        return Ok(parsed
-            .documents
-            .first()
-            .map(|d| d.to_json())
-            .unwrap_or(Value::Null));
+        let parsed = crate::lang::yaml::parse_str("request", text, crate::lang::yaml::Limits::MANIFEST)
+            .map_err(|d| ApiError::bad_request(d.message))?;
+        return Ok(parsed.documents.first().map(|d| d.to_json()).unwrap_or(Value::Null));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
-async fn claim_data(
-    shared: &Shared,
-    req: Request<Incoming>,
-    ns: &str,
-    claim: &str,
-) -> Response<ResponseBody> {
+async fn claim_data(shared: &Shared, req: Request<Incoming>, ns: &str, claim: &str) -> Response<ResponseBody> {
     let method = req.method().clone();
     let result = match method {
-        Method::GET => shared.lock().read_claim_data(ns, claim).map(|bytes| bytes_response(200, "application/octet-stream", Bytes::from(bytes))),
+        Method::GET => shared
+            .lock()
+            .read_claim_data(ns, claim)
+            .map(|bytes| bytes_response(200, "application/octet-stream", Bytes::from(bytes))),
         Method::PUT => match read_body(req).await {
-            Ok((_, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))),
+            Ok((_, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| {
+                json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
+            }),
             Err(e) => Err(e),
         },
         other => Err(ApiError::method_not_allowed(format!("{other} is not supported on volume data"))),
@@ -339,14 +296,7 @@ struct FaultDecision {
 
 fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision {
     let mut decision = FaultDecision::default();
-    let rules: Vec<_> = state
-        .config
-        .faults
-        .rules
-        .iter()
-        .filter(|r| r.matches(verb, resource))
-        .cloned()
-        .collect();
+    let rules: Vec<_> = state.config.faults.rules.iter().filter(|r| r.matches(verb, resource)).cloned().collect();
     for rule in rules {
         decision.latency += rule.latency.unwrap_or_default();
         decision.cut_after_events = decision.cut_after_events.or(rule.watch_cut_after_events);
@@ -380,9 +330,7 @@ async fn resource_request(
         Some(error) => error_response(&error),
         None if intent.watch => start_watch(shared, stopped, &path, &params, &faults),
         None => match read_body(req).await {
-            Ok((content_type, body)) => {
-                serve_verb(shared, &path, &params, intent.verb, &content_type, &body)
-            }
+            Ok((content_type, body)) => serve_verb(shared, &path, &params, intent.verb, &content_type, &body),
             Err(e) => error_response(&e),
         },
     };
@@ -413,30 +361,16 @@ fn resolve(state: &State, path: &ResourcePath) -> ApiResult<ResourceType> {
         .cloned()
         .ok_or_else(|| ApiError::not_found(&path.group, &path.plural, ""))?;
     if path.namespace.is_some() && !rt.namespaced {
-        return Err(ApiError::not_found(
-            &path.group,
-            &path.plural,
-            path.name.as_deref().unwrap_or_default(),
-        ));
+        return Err(ApiError::not_found(&path.group, &path.plural, path.name.as_deref().unwrap_or_default()));
     }
     Ok(rt)
 }
 
 fn selectors(params: &HashMap<String, String>) -> ApiResult<(Selector, Selector)> {
-    let labels = Selector::parse_labels(
-        params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )
-    .map_err(ApiError::bad_request)?;
-    let fields = Selector::parse_fields(
-        params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )
-    .map_err(ApiError::bad_request)?;
+    let labels = Selector::parse_labels(params.get("labelSelector").map(String::as_str).unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
+    let fields = Selector::parse_fields(params.get("fieldSelector").map(String::as_str).unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
 
@@ -480,43 +414,26 @@ fn run_verb(
     let sub = Subresource::parse(path.subresource.as_deref())?;
     let dry_run = params.contains_key("dryRun");
     match verb {
-        "get" => state
-            .get_object(rt, ns, name, sub)
-            .map(|o| (200, (*o).clone())),
+        "get" => state.get_object(rt, ns, name, sub).map(|o| (200, (*o).clone())),
         "create" => {
             let object = parse_json(content_type, body)?;
             if dry_run {
                 return Ok((201, object));
             }
-            state
-                .create_object(rt, ns, object)
-                .map(|o| (201, (*o).clone()))
+            state.create_object(rt, ns, object).map(|o| (201, (*o).clone()))
         }
         "update" => {
             let object = parse_json(content_type, body)?;
-            state
-                .update_object(rt, ns, name, object, sub)
-                .map(|o| (200, (*o).clone()))
+            state.update_object(rt, ns, name, object, sub).map(|o| (200, (*o).clone()))
         }
         "patch" => {
             let kind = PatchKind::from_content_type(content_type)?;
-            let patch = parse_json(
-                if kind == PatchKind::Apply {
-                    content_type
-                } else {
-                    "application/json"
-                },
-                body,
-            )?;
-            state
-                .patch_object(rt, ns, name, kind, &patch, sub)
-                .map(|o| (200, (*o).clone()))
+            let patch = parse_json(if kind == PatchKind::Apply { content_type } else { "application/json" }, body)?;
+            state.patch_object(rt, ns, name, kind, &patch, sub).map(|o| (200, (*o).clone()))
         }
         "delete" => {
             let (propagation, uid) = delete_options(params, body)?;
-            state
-                .delete_with(rt, ns, name, propagation, uid.as_deref())
-                .map(|o| (200, (*o).clone()))
+            state.delete_with(rt, ns, name, propagation, uid.as_deref()).map(|o| (200, (*o).clone()))
         }
         "deletecollection" => {
             let (propagation, _) = delete_options(params, body)?;
@@ -525,44 +442,26 @@ fn run_verb(
             let mut deleted = Vec::new();
             for item in items {
                 let (item_ns, item_name) = super::store::identity(&item);
-                deleted.push(
-                    (*state.delete_with(rt, &item_ns, &item_name, propagation, None)?).clone(),
-                );
+                deleted.push((*state.delete_with(rt, &item_ns, &item_name, propagation, None)?).clone());
             }
             Ok((
                 200,
                 json!({ "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted }),
             ))
         }
-        other => Err(ApiError::method_not_allowed(format!(
-            "verb {other} is not supported"
-        ))),
+        other => Err(ApiError::method_not_allowed(format!("verb {other} is not supported"))),
     }
 }
 
-fn delete_options(
-    params: &HashMap<String, String>,
-    body: &[u8],
-) -> ApiResult<(Propagation, Option<String>)> {
-    let options: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        parse_json("application/json", body)?
-    };
+fn delete_options(params: &HashMap<String, String>, body: &[u8]) -> ApiResult<(Propagation, Option<String>)> {
+    let options: Value = if body.is_empty() { Value::Null } else { parse_json("application/json", body)? };
     let policy = params
         .get("propagationPolicy")
         .cloned()
         .or_else(|| options["propagationPolicy"].as_str().map(str::to_string))
         .or_else(|| (options["orphanDependents"] == true).then(|| "Orphan".to_string()));
-    let propagation = policy
-        .as_deref()
-        .map(Propagation::parse)
-        .transpose()?
-        .unwrap_or_default();
-    Ok((
-        propagation,
-        options["preconditions"]["uid"].as_str().map(str::to_string),
-    ))
+    let propagation = policy.as_deref().map(Propagation::parse).transpose()?.unwrap_or_default();
+    Ok((propagation, options["preconditions"]["uid"].as_str().map(str::to_string)))
 }
 
 /// Lists are assembled from shared object pointers under the lock and serialized after it.
@@ -610,21 +509,15 @@ fn start_watch(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let from = params
-        .get("resourceVersion")
-        .filter(|rv| !rv.is_empty() && *rv != "0");
+    let from = params.get("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0");
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut initial: Vec<Bytes> = Vec::new();
     let live = match from {
         Some(rv) => match rv
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))
-            .and_then(|rv| {
-                state
-                    .store
-                    .watch_from(&rt.key(), rv)
-                    .map_err(ApiError::expired)
-            }) {
+            .and_then(|rv| state.store.watch_from(&rt.key(), rv).map_err(ApiError::expired))
+        {
             Ok((replay, live)) => {
                 initial.extend(
                     replay
@@ -642,11 +535,7 @@ fn start_watch(
         None => {
             let (items, rv) = state.list_objects(&rt, path.namespace.as_deref(), &labels, &fields);
             initial.extend(items.iter().map(|o| watch_line("ADDED", o)));
-            state
-                .store
-                .watch_from(&rt.key(), rv)
-                .ok()
-                .map(|(_, live)| live)
+            state.store.watch_from(&rt.key(), rv).ok().map(|(_, live)| live)
         }
     };
     drop(state);
@@ -663,20 +552,14 @@ fn start_watch(
         tx,
         initial,
         live,
-        WatchFilter {
-            key: rt.key(),
-            labels,
-            fields,
-            namespace: path.namespace.clone(),
-        },
+        WatchFilter { key: rt.key(), labels, fields, namespace: path.namespace.clone() },
         limit,
         stopped,
     ));
     let mut response = Response::new(ChannelBody { rx }.boxed());
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -693,16 +576,12 @@ struct WatchLimit {
 }
 
 fn in_scope(event: &WatchEvent, path: &ResourcePath, labels: &Selector, fields: &Selector) -> bool {
-    let ns_ok = path
-        .namespace
-        .as_deref()
-        .is_none_or(|ns| event.object["metadata"]["namespace"] == ns);
+    let ns_ok = path.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"] == ns);
     ns_ok && labels.matches_labels(&event.object) && fields.matches_fields(&event.object)
 }
 
 fn watch_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line =
-        serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
+    let mut line = serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -738,10 +617,7 @@ async fn pump_watch(
         };
         // A lagging watcher is closed; the client re-watches from its last resourceVersion.
         let Ok(event) = event else { return };
-        let ns_ok = filter
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| event.object["metadata"]["namespace"] == ns);
+        let ns_ok = filter.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"] == ns);
         if event.resource != filter.key
             || !ns_ok
             || !filter.labels.matches_labels(&event.object)
@@ -749,16 +625,8 @@ async fn pump_watch(
         {
             continue;
         }
-        let event_type = if event.event_type == EventType::Deleted {
-            "DELETED"
-        } else {
-            event.event_type.as_str()
-        };
-        if tx
-            .send(watch_line(event_type, &event.object))
-            .await
-            .is_err()
-        {
+        let event_type = if event.event_type == EventType::Deleted { "DELETED" } else { event.event_type.as_str() };
+        if tx.send(watch_line(event_type, &event.object)).await.is_err() {
             return;
         }
         sent += 1;
@@ -774,13 +642,8 @@ impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 
@@ -790,52 +653,26 @@ mod tests {
 
     #[test]
     fn routes_core_named_group_and_namespace_paths() {
+        assert_eq!(route("/api/v1"), Route::ResourceList { group: "".into(), version: "v1".into() });
+        let Route::Resource(p) = route("/apis/apps/v1/namespaces/db/statefulsets/cassandra/scale") else { panic!() };
         assert_eq!(
-            route("/api/v1"),
-            Route::ResourceList {
-                group: "".into(),
-                version: "v1".into()
-            }
-        );
-        let Route::Resource(p) = route("/apis/apps/v1/namespaces/db/statefulsets/cassandra/scale")
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (
-                p.namespace.as_deref(),
-                p.plural.as_str(),
-                p.name.as_deref(),
-                p.subresource.as_deref()
-            ),
+            (p.namespace.as_deref(), p.plural.as_str(), p.name.as_deref(), p.subresource.as_deref()),
             (Some("db"), "statefulsets", Some("cassandra"), Some("scale"))
         );
-        let Route::Resource(p) = route("/api/v1/namespaces/db") else {
-            panic!()
-        };
-        assert_eq!(
-            (p.namespace, p.plural.as_str(), p.name.as_deref()),
-            (None, "namespaces", Some("db"))
-        );
-        let Route::Resource(p) = route("/api/v1/persistentvolumes") else {
-            panic!()
-        };
+        let Route::Resource(p) = route("/api/v1/namespaces/db") else { panic!() };
+        assert_eq!((p.namespace, p.plural.as_str(), p.name.as_deref()), (None, "namespaces", Some("db")));
+        let Route::Resource(p) = route("/api/v1/persistentvolumes") else { panic!() };
         assert_eq!((p.namespace, p.name), (None, None));
         assert_eq!(route("/nope"), Route::NotFound);
         assert_eq!(
             route("/sim/v1/namespaces/db/persistentvolumeclaims/c/data"),
-            Route::ClaimData {
-                namespace: "db".into(),
-                claim: "c".into()
-            }
+            Route::ClaimData { namespace: "db".into(), claim: "c".into() }
         );
     }
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let params = query_params(Some(
-            "labelSelector=app%3Dcassandra%2Ctier+in+%28db%29&watch=1",
-        ));
+        let params = query_params(Some("labelSelector=app%3Dcassandra%2Ctier+in+%28db%29&watch=1"));
         assert_eq!(params["labelSelector"], "app=cassandra,tier in (db)");
         assert_eq!(percent_decode("100%"), "100%");
     }

@@ -14,18 +14,9 @@ use crate::lang::yaml::{self, Limits};
 
 /// The external-snapshotter CRDs, served unless the manifests bring their own.
 const SNAPSHOT_CRDS: [(&str, &str); 3] = [
-    (
-        "volumesnapshotclasses",
-        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml"),
-    ),
-    (
-        "volumesnapshotcontents",
-        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml"),
-    ),
-    (
-        "volumesnapshots",
-        include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml"),
-    ),
+    ("volumesnapshotclasses", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml")),
+    ("volumesnapshotcontents", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml")),
+    ("volumesnapshots", include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml")),
 ];
 
 /// An object read from a manifest, with where it came from for error messages.
@@ -44,8 +35,8 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<ManifestObject>, String> {
     }
     let mut objects = Vec::new();
     for file in files {
-        let parsed = yaml::read_file(&file, Limits::MANIFEST)
-            .map_err(|d| format!("{}: {}", file.display(), d.message))?;
+        let parsed =
+            yaml::read_file(&file, Limits::MANIFEST).map_err(|d| format!("{}: {}", file.display(), d.message))?;
         for (index, document) in parsed.documents.iter().enumerate() {
             let origin = format!("{} (document {})", file.display(), index + 1);
             flatten(document.to_json(), &origin, &mut objects);
@@ -63,9 +54,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
     let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
     for child in children {
-        let is_manifest = child
-            .extension()
-            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
+        let is_manifest = child.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
         if child.is_dir() {
             collect_files(&child, files)?;
         } else if is_manifest {
@@ -81,20 +70,14 @@ fn flatten(document: Value, origin: &str, out: &mut Vec<ManifestObject>) {
         return;
     }
     if document["kind"] == "List"
-        || document["kind"]
-            .as_str()
-            .is_some_and(|k| k.ends_with("List"))
-            && document["items"].is_array()
+        || document["kind"].as_str().is_some_and(|k| k.ends_with("List")) && document["items"].is_array()
     {
         for item in document["items"].as_array().cloned().unwrap_or_default() {
             flatten(item, origin, out);
         }
         return;
     }
-    out.push(ManifestObject {
-        origin: origin.to_string(),
-        object: document,
-    });
+    out.push(ManifestObject { origin: origin.to_string(), object: document });
 }
 
 /// Order of creation: definitions and classes before the objects that refer to them.
@@ -124,10 +107,7 @@ pub fn apply(state: &mut State, mut objects: Vec<ManifestObject>) -> Result<usiz
 }
 
 fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
-    let api_version = object["apiVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
     let kind = object["kind"].as_str().unwrap_or_default().to_string();
     let rt = state
         .registry
@@ -135,10 +115,7 @@ fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
         .cloned()
         .ok_or_else(|| format!("no kind {kind:?} is registered for version {api_version:?}"))?;
     let ns = if rt.namespaced {
-        object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string()
+        object["metadata"]["namespace"].as_str().unwrap_or("default").to_string()
     } else {
         String::new()
     };
@@ -150,9 +127,7 @@ fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
         meta.remove("resourceVersion");
     }
     let name = name_of(&object).to_string();
-    state
-        .create_object(&rt, &ns, object)
-        .map_err(|e| format!("{kind} {name}: {}", e.message))?;
+    state.create_object(&rt, &ns, object).map_err(|e| format!("{kind} {name}: {}", e.message))?;
     Ok(())
 }
 
@@ -174,10 +149,9 @@ pub fn bootstrap(state: &mut State, manifests: &[ManifestObject]) -> Result<(), 
         ensure_namespace(state, ns);
     }
     for (plural, text) in SNAPSHOT_CRDS {
-        let defined = manifests.iter().any(|m| {
-            m.object["kind"] == "CustomResourceDefinition"
-                && m.object["spec"]["names"]["plural"] == plural
-        });
+        let defined = manifests
+            .iter()
+            .any(|m| m.object["kind"] == "CustomResourceDefinition" && m.object["spec"]["names"]["plural"] == plural);
         if defined {
             continue;
         }
@@ -205,9 +179,7 @@ pub fn default_nodes(state: &mut State) -> Result<(), String> {
     }
     for zone in zones {
         let name = format!("sim-node-{zone}");
-        let region = zone
-            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-            .to_string();
+        let region = zone.trim_end_matches(|c: char| c.is_ascii_alphabetic()).to_string();
         let node = json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": { "name": name, "labels": {

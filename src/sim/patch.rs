@@ -40,8 +40,7 @@ pub fn apply(kind: PatchKind, target: &Value, patch: &Value) -> ApiResult<Value>
             json_patch::patch(&mut doc, &ops).map_err(|e| {
                 let mut err = ApiError::invalid("", "", "", Vec::new());
                 err.code = 422;
-                err.message =
-                    format!("the server rejected our request due to an error in our request: {e}");
+                err.message = format!("the server rejected our request due to an error in our request: {e}");
                 err.details = None;
                 err
             })?;
@@ -101,12 +100,8 @@ fn strategic_merge(doc: &mut Value, patch: &Value, field: &str) {
         }
         let _ = field;
         match (doc_map.get_mut(key), value) {
-            (Some(existing @ Value::Array(_)), Value::Array(items)) => {
-                merge_list(existing, items, key)
-            }
-            (Some(existing @ Value::Object(_)), Value::Object(_)) => {
-                strategic_merge(existing, value, key)
-            }
+            (Some(existing @ Value::Array(_)), Value::Array(items)) => merge_list(existing, items, key),
+            (Some(existing @ Value::Object(_)), Value::Object(_)) => strategic_merge(existing, value, key),
             _ => {
                 let mut fresh = Value::Null;
                 strategic_merge_into_new(&mut fresh, value, key);
@@ -121,13 +116,7 @@ fn strategic_merge_into_new(slot: &mut Value, value: &Value, field: &str) {
     match value {
         Value::Object(_) => strategic_merge(slot, value, field),
         Value::Array(items) => {
-            *slot = Value::Array(
-                items
-                    .iter()
-                    .filter(|i| i.get("$patch").is_none())
-                    .cloned()
-                    .collect(),
-            )
+            *slot = Value::Array(items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect())
         }
         other => *slot = other.clone(),
     }
@@ -178,10 +167,7 @@ mod tests {
         let target = json!({"spec": {"replicas": 1, "args": ["a"], "containers": [{"name": "app", "image": "v1"}, {"name": "side", "image": "s"}]}});
         let patch = json!({"$setElementOrder/containers": [{"name": "app"}], "spec": {"args": ["b"], "containers": [{"name": "app", "image": "v2"}, {"name": "side", "$patch": "delete"}]}});
         let patched = apply(PatchKind::Strategic, &target, &patch).unwrap();
-        assert_eq!(
-            patched["spec"]["containers"],
-            json!([{"name": "app", "image": "v2"}])
-        );
+        assert_eq!(patched["spec"]["containers"], json!([{"name": "app", "image": "v2"}]));
         assert_eq!(patched["spec"]["args"], json!(["b"]));
         assert_eq!(patched["spec"]["replicas"], 1);
         assert!(patched.get("$setElementOrder/containers").is_none());
@@ -190,26 +176,12 @@ mod tests {
     #[test]
     fn json_patch_and_merge_patch() {
         let target = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 3}});
-        let merged = apply(
-            PatchKind::Merge,
-            &target,
-            &json!({"metadata": {"labels": {"a": null, "b": "2"}}}),
-        )
-        .unwrap();
+        let merged = apply(PatchKind::Merge, &target, &json!({"metadata": {"labels": {"a": null, "b": "2"}}})).unwrap();
         assert_eq!(merged["metadata"]["labels"], json!({"b": "2"}));
         let ops = json!([{"op": "replace", "path": "/spec/replicas", "value": 0}]);
-        assert_eq!(
-            apply(PatchKind::Json, &target, &ops).unwrap()["spec"]["replicas"],
-            0
-        );
+        assert_eq!(apply(PatchKind::Json, &target, &ops).unwrap()["spec"]["replicas"], 0);
         let failing = json!([{"op": "test", "path": "/spec/replicas", "value": 9}]);
-        assert_eq!(
-            apply(PatchKind::Json, &target, &failing).unwrap_err().code,
-            422
-        );
-        assert_eq!(
-            PatchKind::from_content_type("text/plain").unwrap_err().code,
-            415
-        );
+        assert_eq!(apply(PatchKind::Json, &target, &failing).unwrap_err().code, 422);
+        assert_eq!(PatchKind::from_content_type("text/plain").unwrap_err().code, 415);
     }
 }

@@ -4,9 +4,7 @@
 /// does for storage. Returns `None` for malformed text.
 pub fn parse(text: &str) -> Option<u128> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     if number.is_empty() || number.starts_with('-') {
         return None;

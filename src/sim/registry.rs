@@ -21,14 +21,7 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
-    fn builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-        kind: &str,
-        namespaced: bool,
-        short: &[&str],
-    ) -> Self {
+    fn builtin(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, short: &[&str]) -> Self {
         ResourceType {
             group: group.into(),
             version: version.into(),
@@ -44,11 +37,7 @@ impl ResourceType {
 
     /// `v1` for the core group, `group/version` otherwise.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// The storage key: resources are unique by group and plural.
@@ -135,22 +124,8 @@ impl Registry {
         let mut types = vec![
             ResourceType::builtin("", "v1", "namespaces", "Namespace", false, &["ns"]),
             ResourceType::builtin("", "v1", "pods", "Pod", true, &["po"]),
-            ResourceType::builtin(
-                "",
-                "v1",
-                "persistentvolumeclaims",
-                "PersistentVolumeClaim",
-                true,
-                &["pvc"],
-            ),
-            ResourceType::builtin(
-                "",
-                "v1",
-                "persistentvolumes",
-                "PersistentVolume",
-                false,
-                &["pv"],
-            ),
+            ResourceType::builtin("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"]),
+            ResourceType::builtin("", "v1", "persistentvolumes", "PersistentVolume", false, &["pv"]),
             ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
             ResourceType::builtin("", "v1", "secrets", "Secret", true, &[]),
             ResourceType::builtin("", "v1", "events", "Event", true, &["ev"]),
@@ -159,22 +134,8 @@ impl Registry {
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
             ResourceType::builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"]),
             ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
-            ResourceType::builtin(
-                "storage.k8s.io",
-                "v1",
-                "storageclasses",
-                "StorageClass",
-                false,
-                &["sc"],
-            ),
-            ResourceType::builtin(
-                "policy",
-                "v1",
-                "poddisruptionbudgets",
-                "PodDisruptionBudget",
-                true,
-                &["pdb"],
-            ),
+            ResourceType::builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]),
+            ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
             ResourceType::builtin(
                 "apiextensions.k8s.io",
@@ -192,9 +153,7 @@ impl Registry {
                 "ConfigMap" | "Secret" | "Event" | "StorageClass" | "Lease" | "ServiceAccount"
             );
         }
-        Registry {
-            types: types.into_iter().map(|t| (t.key(), t)).collect(),
-        }
+        Registry { types: types.into_iter().map(|t| (t.key(), t)).collect() }
     }
 
     pub fn get(&self, key: &ResourceKey) -> Option<&ResourceType> {
@@ -203,16 +162,12 @@ impl Registry {
 
     /// The type served at `group/version` under `plural`.
     pub fn by_path(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.types
-            .get(&ResourceKey::new(group, plural))
-            .filter(|t| t.version == version)
+        self.types.get(&ResourceKey::new(group, plural)).filter(|t| t.version == version)
     }
 
     /// The type for an object's `apiVersion` and `kind`.
     pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
-        self.types
-            .values()
-            .find(|t| t.api_version() == api_version && t.kind == kind)
+        self.types.values().find(|t| t.api_version() == api_version && t.kind == kind)
     }
 
     pub fn types(&self) -> impl Iterator<Item = &ResourceType> {
@@ -229,11 +184,8 @@ impl Registry {
 
     /// `(group, version)` pairs served, core first, sorted.
     fn group_versions(&self) -> Vec<(String, String)> {
-        let mut gvs: Vec<(String, String)> = self
-            .types
-            .values()
-            .map(|t| (t.group.clone(), t.version.clone()))
-            .collect();
+        let mut gvs: Vec<(String, String)> =
+            self.types.values().map(|t| (t.group.clone(), t.version.clone())).collect();
         gvs.sort();
         gvs.dedup();
         gvs
@@ -251,20 +203,14 @@ impl Registry {
     /// `/apis`: every named group with its versions (legacy, non-aggregated form).
     pub fn api_group_list(&self) -> Value {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (group, version) in self
-            .group_versions()
-            .into_iter()
-            .filter(|(g, _)| !g.is_empty())
-        {
+        for (group, version) in self.group_versions().into_iter().filter(|(g, _)| !g.is_empty()) {
             groups.entry(group).or_default().push(version);
         }
         let groups: Vec<Value> = groups
             .into_iter()
             .map(|(group, versions)| {
-                let gvs: Vec<Value> = versions
-                    .iter()
-                    .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
-                    .collect();
+                let gvs: Vec<Value> =
+                    versions.iter().map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v })).collect();
                 json!({ "name": group, "versions": gvs, "preferredVersion": gvs[0] })
             })
             .collect();
@@ -274,11 +220,7 @@ impl Registry {
     /// `/apis/{group}`: one group.
     pub fn api_group(&self, group: &str) -> Option<Value> {
         let list = self.api_group_list();
-        let found = list["groups"]
-            .as_array()?
-            .iter()
-            .find(|g| g["name"] == group)?
-            .clone();
+        let found = list["groups"].as_array()?.iter().find(|g| g["name"] == group)?.clone();
         let mut found = found;
         found["kind"] = json!("APIGroup");
         found["apiVersion"] = json!("v1");
@@ -287,11 +229,8 @@ impl Registry {
 
     /// `/api/v1` or `/apis/{group}/{version}`: the resources with their verbs and subresources.
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
-        let types: Vec<&ResourceType> = self
-            .types
-            .values()
-            .filter(|t| t.group == group && t.version == version)
-            .collect();
+        let types: Vec<&ResourceType> =
+            self.types.values().filter(|t| t.group == group && t.version == version).collect();
         if types.is_empty() {
             return None;
         }
@@ -299,27 +238,13 @@ impl Registry {
         for t in types {
             resources.push(resource_entry(t));
             if t.has_status {
-                resources.push(subresource_entry(
-                    t,
-                    "status",
-                    &t.kind,
-                    &["get", "patch", "update"],
-                ));
+                resources.push(subresource_entry(t, "status", &t.kind, &["get", "patch", "update"]));
             }
             if t.has_scale {
-                resources.push(subresource_entry(
-                    t,
-                    "scale",
-                    "Scale",
-                    &["get", "patch", "update"],
-                ));
+                resources.push(subresource_entry(t, "scale", "Scale", &["get", "patch", "update"]));
             }
         }
-        let group_version = if group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{group}/{version}")
-        };
+        let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         Some(
             json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
         )
@@ -336,10 +261,7 @@ impl Registry {
             .into_iter()
             .map(|(group, version)| {
                 let path = openapi_path(&group, &version);
-                (
-                    path.clone(),
-                    json!({ "serverRelativeURL": format!("/openapi/v3/{path}") }),
-                )
+                (path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}") }))
             })
             .collect();
         json!({ "paths": paths })
@@ -354,46 +276,25 @@ impl Registry {
             _ => return None,
         };
         let mut paths = serde_json::Map::new();
-        for t in self
-            .types
-            .values()
-            .filter(|t| t.group == group && t.version == version)
-        {
-            let prefix = if group.is_empty() {
-                format!("/api/{version}")
-            } else {
-                format!("/apis/{group}/{version}")
-            };
-            let scope = if t.namespaced {
-                "/namespaces/{namespace}"
-            } else {
-                ""
-            };
+        for t in self.types.values().filter(|t| t.group == group && t.version == version) {
+            let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+            let scope = if t.namespaced { "/namespaces/{namespace}" } else { "" };
             let operation = json!({
                 "x-kubernetes-group-version-kind": { "group": t.group, "version": t.version, "kind": t.kind },
                 "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }],
                 "responses": { "200": { "description": "OK" } },
             });
-            paths.insert(
-                format!("{prefix}{scope}/{}/{{name}}", t.plural),
-                json!({ "patch": operation }),
-            );
+            paths.insert(format!("{prefix}{scope}/{}/{{name}}", t.plural), json!({ "patch": operation }));
         }
         if paths.is_empty() {
             return None;
         }
-        Some(
-            json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes", "version": "v1.33.0" }, "paths": paths }),
-        )
+        Some(json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes", "version": "v1.33.0" }, "paths": paths }))
     }
 }
 
 fn openapi_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 fn resource_entry(t: &ResourceType) -> Value {
@@ -428,16 +329,10 @@ fn subresource_entry(t: &ResourceType, sub: &str, kind: &str, verbs: &[&str]) ->
 /// The resource type a CRD object defines (its served storage version), or why it can't.
 pub fn resource_from_crd(crd: &Value) -> Result<ResourceType, String> {
     let spec = &crd["spec"];
-    let text = |v: &Value, what: &str| {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("CRD is missing {what}"))
-    };
+    let text = |v: &Value, what: &str| v.as_str().map(str::to_string).ok_or_else(|| format!("CRD is missing {what}"));
     let group = text(&spec["group"], "spec.group")?;
     let names = &spec["names"];
-    let versions = spec["versions"]
-        .as_array()
-        .ok_or("CRD is missing spec.versions")?;
+    let versions = spec["versions"].as_array().ok_or("CRD is missing spec.versions")?;
     let version = versions
         .iter()
         .find(|v| v["storage"] == true)
@@ -451,11 +346,7 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceType, String> {
         namespaced: spec["scope"] != "Cluster",
         short_names: names["shortNames"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default(),
         has_status: version["subresources"].get("status").is_some(),
         has_scale: version["subresources"].get("scale").is_some(),

@@ -24,8 +24,7 @@ pub fn validate(schema: &Value, object: &mut Value, old: Option<&Value>) -> Vec<
         if !preserves_unknown(schema) {
             let known = schema["properties"].as_object();
             map.retain(|k, _| {
-                matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
-                    || known.is_some_and(|p| p.contains_key(k))
+                matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || known.is_some_and(|p| p.contains_key(k))
             });
         }
     }
@@ -41,11 +40,7 @@ fn preserves_unknown(schema: &Value) -> bool {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 /// Checks one value against its schema node, pruning unknown object fields.
@@ -59,9 +54,7 @@ fn check(schema: &Value, value: &mut Value, path: &str, causes: &mut Vec<Cause>)
         causes.push(Cause::new(
             "FieldValueTypeInvalid",
             path,
-            format!(
-                "Invalid value: \"{got}\": {path} in body must be of type {expected}: \"{got}\""
-            ),
+            format!("Invalid value: \"{got}\": {path} in body must be of type {expected}: \"{got}\""),
         ));
         return;
     }
@@ -117,12 +110,7 @@ fn type_matches(schema: &Value, value: &Value) -> bool {
 }
 
 fn check_required(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
-    for field in schema["required"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for field in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         if value.get(field).is_none() {
             causes.push(Cause::required(join(path, field)));
         }
@@ -137,10 +125,7 @@ fn check_enum(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>
         causes.push(Cause::new(
             "FieldValueNotSupported",
             path,
-            format!(
-                "Unsupported value: {value}: supported values: {}",
-                listed.join(", ")
-            ),
+            format!("Unsupported value: {value}: supported values: {}", listed.join(", ")),
         ));
     }
 }
@@ -149,25 +134,13 @@ fn check_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
     if let Value::String(s) = value {
         let length = s.chars().count() as u64;
         if let Some(max) = schema["maxLength"].as_u64().filter(|max| length > *max) {
-            causes.push(Cause::new(
-                "FieldValueTooLong",
-                path,
-                format!("Too long: may not be more than {max} bytes"),
-            ));
+            causes.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
         }
         if let Some(min) = schema["minLength"].as_u64().filter(|min| length < *min) {
-            causes.push(Cause::invalid(
-                path,
-                value,
-                &format!("{path} in body should be at least {min} chars long"),
-            ));
+            causes.push(Cause::invalid(path, value, &format!("{path} in body should be at least {min} chars long")));
         }
         if schema["format"] == "date-time" && jiff::Timestamp::from_str_loose(s).is_none() {
-            causes.push(Cause::invalid(
-                path,
-                value,
-                &format!("{path} in body must be of type date-time"),
-            ));
+            causes.push(Cause::invalid(path, value, &format!("{path} in body must be of type date-time")));
         }
     }
     if let Some(n) = value.as_f64() {
@@ -179,11 +152,7 @@ fn check_bounds(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
             ));
         }
         if let Some(max) = schema["maximum"].as_f64().filter(|max| n > *max) {
-            causes.push(Cause::invalid(
-                path,
-                value,
-                &format!("{path} in body should be less than or equal to {max}"),
-            ));
+            causes.push(Cause::invalid(path, value, &format!("{path} in body should be less than or equal to {max}")));
         }
     }
 }
@@ -202,11 +171,7 @@ fn check_one_of(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         })
         .count();
     if matching != 1 {
-        causes.push(Cause::invalid(
-            path,
-            value,
-            "must validate one and only one schema (oneOf)",
-        ));
+        causes.push(Cause::invalid(path, value, "must validate one and only one schema (oneOf)"));
     }
 }
 
@@ -231,14 +196,8 @@ fn cel_causes(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<Cause>
             .into_iter()
             .map(|e| {
                 let field = e.field_path.trim_start_matches('.').to_string();
-                let value = field
-                    .split('.')
-                    .filter(|s| !s.is_empty())
-                    .fold(object, |v, k| &v[k]);
-                let reason = e
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "FieldValueInvalid".into());
+                let value = field.split('.').filter(|s| !s.is_empty()).fold(object, |v, k| &v[k]);
+                let reason = e.reason.clone().unwrap_or_else(|| "FieldValueInvalid".into());
                 let mut cause = Cause::invalid(field, value, &e.message);
                 cause.reason = reason;
                 cause
@@ -283,15 +242,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_pruned_and_cel_rules_run() {
-        let mut object =
-            json!({"metadata": {"name": "x"}, "spec": {"size": 20, "extra": 1}, "junk": true});
+        let mut object = json!({"metadata": {"name": "x"}, "spec": {"size": 20, "extra": 1}, "junk": true});
         let causes = validate(&schema(), &mut object, None);
         assert!(object.get("junk").is_none() && object["spec"].get("extra").is_none());
         assert_eq!(causes.len(), 1);
-        assert!(
-            causes[0].message.contains("size must be small"),
-            "{causes:?}"
-        );
+        assert!(causes[0].message.contains("size must be small"), "{causes:?}");
         assert_eq!(causes[0].field, "spec");
     }
 }

@@ -53,9 +53,7 @@ impl Selector {
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 Requirement::Equals(k.trim().into(), v.trim().into())
             } else {
-                return Err(format!(
-                    "invalid field selector term {term:?}: expected key=value or key!=value"
-                ));
+                return Err(format!("invalid field selector term {term:?}: expected key=value or key!=value"));
             };
             requirements.push(requirement);
         }
@@ -67,24 +65,13 @@ impl Selector {
         let mut requirements = Vec::new();
         if let Some(labels) = selector["matchLabels"].as_object() {
             for (k, v) in labels {
-                requirements.push(Requirement::Equals(
-                    k.clone(),
-                    v.as_str().unwrap_or_default().into(),
-                ));
+                requirements.push(Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().into()));
             }
         }
-        for expr in selector["matchExpressions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for expr in selector["matchExpressions"].as_array().into_iter().flatten() {
             let key = expr["key"].as_str().unwrap_or_default().to_string();
-            let values: Vec<String> = expr["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect();
+            let values: Vec<String> =
+                expr["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
             requirements.push(match expr["operator"].as_str().unwrap_or_default() {
                 "In" => Requirement::In(key, values),
                 "NotIn" => Requirement::NotIn(key, values),
@@ -102,17 +89,13 @@ impl Selector {
     /// Matches the object's `metadata.labels`.
     pub fn matches_labels(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
-        self.requirements
-            .iter()
-            .all(|r| r.matches(|k| labels.get(k).and_then(Value::as_str).map(String::from)))
+        self.requirements.iter().all(|r| r.matches(|k| labels.get(k).and_then(Value::as_str).map(String::from)))
     }
 
     /// Matches dotted field paths (`metadata.name`, `status.phase`, `spec.nodeName`, ...).
     /// An absent field compares as the empty string, like the API server's field sets.
     pub fn matches_fields(&self, object: &Value) -> bool {
-        self.requirements
-            .iter()
-            .all(|r| r.matches(|path| Some(field_text(object, path))))
+        self.requirements.iter().all(|r| r.matches(|path| Some(field_text(object, path))))
     }
 }
 
@@ -151,14 +134,9 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
     }
     for (op, is_in) in [(" notin ", false), (" in ", true)] {
         if let Some((key, rest)) = term.split_once(op) {
-            let values = parse_value_list(rest)
-                .ok_or_else(|| format!("invalid label selector term {term:?}"))?;
+            let values = parse_value_list(rest).ok_or_else(|| format!("invalid label selector term {term:?}"))?;
             let key = key.trim().to_string();
-            return Ok(if is_in {
-                Requirement::In(key, values)
-            } else {
-                Requirement::NotIn(key, values)
-            });
+            return Ok(if is_in { Requirement::In(key, values) } else { Requirement::NotIn(key, values) });
         }
     }
     if let Some((k, v)) = term.split_once("!=") {
@@ -175,13 +153,7 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
 
 fn parse_value_list(text: &str) -> Option<Vec<String>> {
     let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(
-        inner
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
-    )
+    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
 #[cfg(test)]
@@ -207,23 +179,11 @@ mod tests {
             "app=cassandra,tier in (db)",
         ];
         for s in yes {
-            assert!(
-                Selector::parse_labels(s).unwrap().matches_labels(&p),
-                "{s} should match"
-            );
+            assert!(Selector::parse_labels(s).unwrap().matches_labels(&p), "{s} should match");
         }
-        let no = [
-            "app=web",
-            "tier notin (db)",
-            "legacy",
-            "!app",
-            "tier in (web,cache)",
-        ];
+        let no = ["app=web", "tier notin (db)", "legacy", "!app", "tier in (web,cache)"];
         for s in no {
-            assert!(
-                !Selector::parse_labels(s).unwrap().matches_labels(&p),
-                "{s} should not match"
-            );
+            assert!(!Selector::parse_labels(s).unwrap().matches_labels(&p), "{s} should not match");
         }
         assert!(Selector::parse_labels("a in (b").is_err());
     }
@@ -231,21 +191,9 @@ mod tests {
     #[test]
     fn field_selector_reads_dotted_paths() {
         let p = pod(json!({}));
-        assert!(
-            Selector::parse_fields("metadata.name=p,status.phase!=Pending")
-                .unwrap()
-                .matches_fields(&p)
-        );
-        assert!(
-            !Selector::parse_fields("metadata.namespace=other")
-                .unwrap()
-                .matches_fields(&p)
-        );
-        assert!(
-            Selector::parse_fields("spec.nodeName=")
-                .unwrap()
-                .matches_fields(&p)
-        );
+        assert!(Selector::parse_fields("metadata.name=p,status.phase!=Pending").unwrap().matches_fields(&p));
+        assert!(!Selector::parse_fields("metadata.namespace=other").unwrap().matches_fields(&p));
+        assert!(Selector::parse_fields("spec.nodeName=").unwrap().matches_fields(&p));
         assert!(Selector::parse_fields("bogus").is_err());
     }
 }

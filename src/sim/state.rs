@@ -92,12 +92,7 @@ impl State {
     pub fn new_uid(&mut self) -> String {
         self.ids += 1;
         let n = self.ids;
-        format!(
-            "{:08x}-{:04x}-4000-8000-{:012x}",
-            n >> 16,
-            n & 0xffff,
-            n.wrapping_mul(0x9E37_79B9) & 0xffff_ffff_ffff
-        )
+        format!("{:08x}-{:04x}-4000-8000-{:012x}", n >> 16, n & 0xffff, n.wrapping_mul(0x9E37_79B9) & 0xffff_ffff_ffff)
     }
 
     /// A short lower-case hex id for names and volume handles.
@@ -154,10 +149,7 @@ impl State {
             return false;
         }
         let mut updated = object.clone();
-        let mut list = updated["metadata"]["finalizers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let mut list = updated["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
         list.push(json!(finalizer));
         updated["metadata"]["finalizers"] = Value::Array(list);
         self.save(key, updated);
@@ -170,10 +162,7 @@ impl State {
             let (ns, name) = identity(&object);
             let time = self.now_text();
             self.gc_pending = true;
-            return self
-                .store
-                .remove(key, &ns, &name, &time)
-                .unwrap_or_else(|| Arc::new(object));
+            return self.store.remove(key, &ns, &name, &time).unwrap_or_else(|| Arc::new(object));
         }
         self.save(key, object)
     }
@@ -190,31 +179,16 @@ impl State {
     }
 
     /// Records a core/v1 Event about `involved`, folding repeats into `count`.
-    pub fn record_event(
-        &mut self,
-        involved: &Value,
-        warning: bool,
-        reason: &str,
-        message: &str,
-        component: &str,
-    ) {
+    pub fn record_event(&mut self, involved: &Value, warning: bool, reason: &str, message: &str, component: &str) {
         let (ns, name) = identity(involved);
-        let ns = if ns.is_empty() {
-            "default".to_string()
-        } else {
-            ns
-        };
-        let uid = involved["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let ns = if ns.is_empty() { "default".to_string() } else { ns };
+        let uid = involved["metadata"]["uid"].as_str().unwrap_or_default().to_string();
         let now = self.now_text();
         let events = self.store.list(&keys::events(), Some(&ns));
-        if let Some(existing) = events.iter().find(|e| {
-            e["involvedObject"]["uid"] == uid.as_str()
-                && e["reason"] == reason
-                && e["message"] == message
-        }) {
+        if let Some(existing) = events
+            .iter()
+            .find(|e| e["involvedObject"]["uid"] == uid.as_str() && e["reason"] == reason && e["message"] == message)
+        {
             let mut updated = (**existing).clone();
             updated["count"] = json!(existing["count"].as_u64().unwrap_or(1) + 1);
             updated["lastTimestamp"] = json!(now);
@@ -246,30 +220,20 @@ impl State {
 
     /// Events recorded about an object, oldest first.
     pub fn events_for(&self, ns: &str, name: &str) -> Vec<Arc<Value>> {
-        self.store
-            .list(&keys::events(), Some(ns))
-            .into_iter()
-            .filter(|e| e["involvedObject"]["name"] == name)
-            .collect()
+        self.store.list(&keys::events(), Some(ns)).into_iter().filter(|e| e["involvedObject"]["name"] == name).collect()
     }
 }
 
 pub fn is_deleting(object: &Value) -> bool {
-    object["metadata"]
-        .get("deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
+    object["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
 }
 
 pub fn finalizers_empty(object: &Value) -> bool {
-    object["metadata"]["finalizers"]
-        .as_array()
-        .is_none_or(Vec::is_empty)
+    object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
 }
 
 pub fn has_finalizer(object: &Value, finalizer: &str) -> bool {
-    object["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|l| l.iter().any(|f| f == finalizer))
+    object["metadata"]["finalizers"].as_array().is_some_and(|l| l.iter().any(|f| f == finalizer))
 }
 
 pub fn name_of(object: &Value) -> &str {

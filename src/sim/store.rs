@@ -88,10 +88,7 @@ impl Store {
     }
 
     pub fn get(&self, resource: &ResourceKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.buckets
-            .get(resource)?
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        self.buckets.get(resource)?.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
     /// Objects of a resource, in one namespace or (for `None`) all.
@@ -119,44 +116,21 @@ impl Store {
         object["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let (ns, name) = identity(&object);
         let object = Arc::new(object);
-        let previous = self
-            .buckets
-            .entry(resource.clone())
-            .or_default()
-            .insert((ns.clone(), name.clone()), object.clone());
-        let event_type = if previous.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
+        let previous =
+            self.buckets.entry(resource.clone()).or_default().insert((ns.clone(), name.clone()), object.clone());
+        let event_type = if previous.is_some() { EventType::Modified } else { EventType::Added };
         self.record(resource, event_type, object.clone(), ns, name, time);
         object
     }
 
     /// Removes an object; the DELETED event carries it with a fresh resourceVersion.
-    pub fn remove(
-        &mut self,
-        resource: &ResourceKey,
-        namespace: &str,
-        name: &str,
-        time: &str,
-    ) -> Option<Arc<Value>> {
-        let removed = self
-            .buckets
-            .get_mut(resource)?
-            .remove(&(namespace.to_string(), name.to_string()))?;
+    pub fn remove(&mut self, resource: &ResourceKey, namespace: &str, name: &str, time: &str) -> Option<Arc<Value>> {
+        let removed = self.buckets.get_mut(resource)?.remove(&(namespace.to_string(), name.to_string()))?;
         self.rv += 1;
         let mut last = (*removed).clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let last = Arc::new(last);
-        self.record(
-            resource,
-            EventType::Deleted,
-            last.clone(),
-            namespace.into(),
-            name.into(),
-            time,
-        );
+        self.record(resource, EventType::Deleted, last.clone(), namespace.into(), name.into(), time);
         Some(last)
     }
 
@@ -169,12 +143,7 @@ impl Store {
         name: String,
         time: &str,
     ) {
-        let event = Arc::new(WatchEvent {
-            rv: self.rv,
-            resource: resource.clone(),
-            event_type,
-            object,
-        });
+        let event = Arc::new(WatchEvent { rv: self.rv, resource: resource.clone(), event_type, object });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(dropped) = self.history.pop_front() {
@@ -205,12 +174,7 @@ impl Store {
         if rv < self.oldest_watchable {
             return Err(rv);
         }
-        let replay = self
-            .history
-            .iter()
-            .filter(|e| e.rv > rv && &e.resource == resource)
-            .cloned()
-            .collect();
+        let replay = self.history.iter().filter(|e| e.rv > rv && &e.resource == resource).cloned().collect();
         Ok((replay, self.sender.subscribe()))
     }
 
@@ -222,10 +186,7 @@ impl Store {
 /// (namespace, name) of an object; cluster-scoped objects have an empty namespace.
 pub fn identity(object: &Value) -> (String, String) {
     let meta = &object["metadata"];
-    (
-        meta["namespace"].as_str().unwrap_or_default().to_string(),
-        meta["name"].as_str().unwrap_or_default().to_string(),
-    )
+    (meta["namespace"].as_str().unwrap_or_default().to_string(), meta["name"].as_str().unwrap_or_default().to_string())
 }
 
 #[cfg(test)]
@@ -237,38 +198,16 @@ mod tests {
     fn versions_increase_and_history_expires() {
         let key = ResourceKey::new("", "configmaps");
         let mut store = Store::new(2);
-        let a = store.put(
-            &key,
-            json!({"metadata": {"name": "a", "namespace": "x"}}),
-            "t",
-        );
-        let b = store.put(
-            &key,
-            json!({"metadata": {"name": "b", "namespace": "x"}}),
-            "t",
-        );
-        assert!(
-            a["metadata"]["resourceVersion"].as_str() < b["metadata"]["resourceVersion"].as_str()
-        );
-        store.put(
-            &key,
-            json!({"metadata": {"name": "c", "namespace": "y"}}),
-            "t",
-        );
+        let a = store.put(&key, json!({"metadata": {"name": "a", "namespace": "x"}}), "t");
+        let b = store.put(&key, json!({"metadata": {"name": "b", "namespace": "x"}}), "t");
+        assert!(a["metadata"]["resourceVersion"].as_str() < b["metadata"]["resourceVersion"].as_str());
+        store.put(&key, json!({"metadata": {"name": "c", "namespace": "y"}}), "t");
         assert_eq!(store.list(&key, Some("x")).len(), 2);
         assert_eq!(store.list(&key, None).len(), 3);
-        assert!(
-            store.watch_from(&key, 1).is_err(),
-            "history of 2 events cannot replay from the start"
-        );
-        let (replay, _) = store
-            .watch_from(&key, store.resource_version() - 1)
-            .unwrap();
+        assert!(store.watch_from(&key, 1).is_err(), "history of 2 events cannot replay from the start");
+        let (replay, _) = store.watch_from(&key, store.resource_version() - 1).unwrap();
         assert_eq!(replay.len(), 1);
         store.remove(&key, "x", "a", "t");
-        assert_eq!(
-            store.mutations().last().unwrap().event_type,
-            EventType::Deleted
-        );
+        assert_eq!(store.mutations().last().unwrap().event_type, EventType::Deleted);
     }
 }

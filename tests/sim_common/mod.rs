@@ -9,30 +9,20 @@ use std::time::Duration;
 use drplan::sim::{SimCluster, SimConfig, SimHandle};
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sim_fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sim_fixtures").join(name)
 }
 
 pub fn upstream(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/upstream")
-        .join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/upstream").join(path)
 }
 
 /// A paused sim with pods ready 5s after scheduling.
 pub fn paused_config() -> SimConfig {
-    SimConfig {
-        paused: true,
-        pod_ready_after: Duration::from_secs(5),
-        ..SimConfig::default()
-    }
+    SimConfig { paused: true, pod_ready_after: Duration::from_secs(5), ..SimConfig::default() }
 }
 
 pub async fn start(paths: &[PathBuf]) -> (SimHandle, kube::Client) {
-    let handle = SimCluster::start(paths, paused_config())
-        .await
-        .expect("sim starts");
+    let handle = SimCluster::start(paths, paused_config()).await.expect("sim starts");
     let client = handle.client().expect("client for the sim");
     (handle, client)
 }

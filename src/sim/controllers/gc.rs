@@ -25,10 +25,7 @@ fn owned_objects(state: &State) -> Vec<(ResourceKey, Value)> {
     let mut owned = Vec::new();
     for key in owner_capable(state) {
         for object in state.all(&key) {
-            if object["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-            {
+            if object["metadata"]["ownerReferences"].as_array().is_some_and(|r| !r.is_empty()) {
                 owned.push((key.clone(), (*object).clone()));
             }
         }
@@ -39,30 +36,14 @@ fn owned_objects(state: &State) -> Vec<(ResourceKey, Value)> {
 /// Resource types whose objects can carry owner references: all but the high-volume storage
 /// kinds that never do in this sim's controllers (keeps GC cheap at 10,000 volumes).
 fn owner_capable(state: &State) -> Vec<ResourceKey> {
-    let skip = [
-        keys::pvs(),
-        keys::events(),
-        keys::nodes(),
-        keys::namespaces(),
-    ];
+    let skip = [keys::pvs(), keys::events(), keys::nodes(), keys::namespaces()];
     let mut keys: Vec<ResourceKey> = state
         .all(&keys::crds())
         .iter()
-        .filter_map(|crd| {
-            crate::sim::registry::resource_from_crd(crd)
-                .ok()
-                .map(|r| r.key())
-        })
+        .filter_map(|crd| crate::sim::registry::resource_from_crd(crd).ok().map(|r| r.key()))
         .collect();
     keys.extend(
-        [
-            "pods",
-            "persistentvolumeclaims",
-            "configmaps",
-            "secrets",
-            "services",
-        ]
-        .map(|p| ResourceKey::new("", p)),
+        ["pods", "persistentvolumeclaims", "configmaps", "secrets", "services"].map(|p| ResourceKey::new("", p)),
     );
     keys.extend([keys::statefulsets(), keys::deployments()]);
     keys.retain(|k| !skip.contains(k));
@@ -84,13 +65,8 @@ fn collect_orphans(state: &mut State) -> bool {
     let uids = all_uids(state);
     let mut changed = false;
     for (key, object) in owned_objects(state) {
-        let refs = object["metadata"]["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let all_owners_gone = refs
-            .iter()
-            .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()));
+        let refs = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let all_owners_gone = refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()));
         if all_owners_gone && !is_deleting(&object) {
             state.delete_object(&key, &object);
             changed = true;
@@ -108,10 +84,8 @@ fn finish_foreground(state: &mut State) -> bool {
                 continue;
             }
             let uid = uid_of(&owner).to_string();
-            let dependents: Vec<(ResourceKey, Value)> = owned_objects(state)
-                .into_iter()
-                .filter(|(_, o)| owned_by(o, &uid))
-                .collect();
+            let dependents: Vec<(ResourceKey, Value)> =
+                owned_objects(state).into_iter().filter(|(_, o)| owned_by(o, &uid)).collect();
             if dependents.is_empty() {
                 changed |= state.remove_finalizer(&key, &owner, FOREGROUND_DELETION);
             } else {
@@ -129,16 +103,12 @@ fn finish_foreground(state: &mut State) -> bool {
 }
 
 fn owned_by(object: &Value, owner_uid: &str) -> bool {
-    object["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
+    object["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
 }
 
 /// Whether any object names `owner_uid` as its owner.
 pub fn dependents_exist(state: &State, owner_uid: &str) -> bool {
-    owned_objects(state)
-        .iter()
-        .any(|(_, o)| owned_by(o, owner_uid))
+    owned_objects(state).iter().any(|(_, o)| owned_by(o, owner_uid))
 }
 
 impl State {
@@ -169,12 +139,8 @@ impl State {
 /// A terminating namespace deletes what it holds and goes once empty.
 fn finish_namespaces(state: &mut State) -> bool {
     let mut changed = false;
-    let terminating: Vec<Value> = state
-        .all(&keys::namespaces())
-        .iter()
-        .filter(|ns| is_deleting(ns))
-        .map(|ns| (**ns).clone())
-        .collect();
+    let terminating: Vec<Value> =
+        state.all(&keys::namespaces()).iter().filter(|ns| is_deleting(ns)).map(|ns| (**ns).clone()).collect();
     for namespace in terminating {
         let ns = name_of(&namespace).to_string();
         let namespaced: Vec<ResourceKey> = state.registry_namespaced_keys();
@@ -199,10 +165,6 @@ fn finish_namespaces(state: &mut State) -> bool {
 
 impl State {
     fn registry_namespaced_keys(&self) -> Vec<ResourceKey> {
-        self.registry
-            .types()
-            .filter(|t| t.namespaced)
-            .map(|t| t.key())
-            .collect()
+        self.registry.types().filter(|t| t.namespaced).map(|t| t.key()).collect()
     }
 }

@@ -31,14 +31,8 @@ fn run_pass(state: &mut State) -> bool {
         ("controller/garbage-collector", gc::reconcile),
         ("controller/statefulset", workloads::reconcile_statefulsets),
         ("controller/deployment", workloads::reconcile_deployments),
-        (
-            "controller/persistentvolume-binder",
-            storage::reconcile_claims,
-        ),
-        (
-            "controller/persistentvolume-binder",
-            storage::reconcile_volumes,
-        ),
+        ("controller/persistentvolume-binder", storage::reconcile_claims),
+        ("controller/persistentvolume-binder", storage::reconcile_volumes),
         ("controller/scheduler", workloads::schedule_pods),
         ("controller/kubelet", workloads::run_pods),
         ("controller/snapshot-controller", snapshots::reconcile),

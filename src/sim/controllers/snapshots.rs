@@ -10,14 +10,11 @@ use serde_json::{Value, json};
 use crate::sim::clock::{after, format_time, parse_time};
 use crate::sim::quantity::format_bytes;
 use crate::sim::registry::keys;
-use crate::sim::state::{
-    SnapshotData, State, has_finalizer, is_deleting, name_of, namespace_of, uid_of,
-};
+use crate::sim::state::{SnapshotData, State, has_finalizer, is_deleting, name_of, namespace_of, uid_of};
 
 pub const AS_SOURCE: &str = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection";
 pub const BOUND: &str = "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection";
-pub const CONTENT_BOUND: &str =
-    "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection";
+pub const CONTENT_BOUND: &str = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection";
 pub const PVC_AS_SOURCE: &str = "snapshot.storage.kubernetes.io/pvc-as-source-protection";
 /// VolumeSnapshotClass annotation overriding how long snapshots take to become ready.
 pub const READY_AFTER: &str = "sim.drplan.dev/ready-after";
@@ -33,9 +30,7 @@ pub fn reconcile(state: &mut State) -> bool {
             finish_deletion(state, &snapshot)
         } else if snapshot["status"]["boundVolumeSnapshotContentName"].is_string() {
             update_readiness(state, &snapshot)
-        } else if let Some(content) =
-            snapshot["spec"]["source"]["volumeSnapshotContentName"].as_str()
-        {
+        } else if let Some(content) = snapshot["spec"]["source"]["volumeSnapshotContentName"].as_str() {
             bind_existing(state, &snapshot, content)
         } else {
             create_content(state, &snapshot)
@@ -47,10 +42,10 @@ pub fn reconcile(state: &mut State) -> bool {
 fn snapshot_class(state: &State, snapshot: &Value) -> Option<Arc<Value>> {
     match snapshot["spec"]["volumeSnapshotClassName"].as_str() {
         Some(name) => state.get(&keys::snapshot_classes(), "", name),
-        None => state.all(&keys::snapshot_classes()).into_iter().find(|c| {
-            c["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"]
-                == "true"
-        }),
+        None => state
+            .all(&keys::snapshot_classes())
+            .into_iter()
+            .find(|c| c["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"] == "true"),
     }
 }
 
@@ -66,25 +61,16 @@ fn set_error(state: &mut State, snapshot: &Value, message: String) -> bool {
     if failed["status"]["error"]["message"] == message.as_str() {
         return false;
     }
-    failed["status"] =
-        json!({ "readyToUse": false, "error": { "message": message, "time": state.now_text() } });
+    failed["status"] = json!({ "readyToUse": false, "error": { "message": message, "time": state.now_text() } });
     state.save(&keys::snapshots(), failed);
-    state.record_event(
-        snapshot,
-        true,
-        "SnapshotCreationFailed",
-        &message,
-        COMPONENT,
-    );
+    state.record_event(snapshot, true, "SnapshotCreationFailed", &message, COMPONENT);
     true
 }
 
 fn create_content(state: &mut State, snapshot: &Value) -> bool {
     let ns = namespace_of(snapshot).to_string();
     let Some(class) = snapshot_class(state, snapshot) else {
-        let wanted = snapshot["spec"]["volumeSnapshotClassName"]
-            .as_str()
-            .unwrap_or("<default>");
+        let wanted = snapshot["spec"]["volumeSnapshotClassName"].as_str().unwrap_or("<default>");
         return set_error(
             state,
             snapshot,
@@ -93,18 +79,12 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
             ),
         );
     };
-    let claim_name = snapshot["spec"]["source"]["persistentVolumeClaimName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let claim_name = snapshot["spec"]["source"]["persistentVolumeClaimName"].as_str().unwrap_or_default().to_string();
     let volume_id = match state.claim_volume_id(&ns, &claim_name) {
         Ok(id) => id,
         Err(e) => {
-            let message = format!(
-                "failed to get input parameters to create snapshot {}: \"{}\"",
-                name_of(snapshot),
-                e.message
-            );
+            let message =
+                format!("failed to get input parameters to create snapshot {}: \"{}\"", name_of(snapshot), e.message);
             return set_error(state, snapshot, message);
         }
     };
@@ -112,13 +92,7 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
         return false;
     };
     let handle = format!("snap-{}", state.new_hex(17));
-    state.snapshot_data.insert(
-        handle.clone(),
-        SnapshotData {
-            payload: volume.payload.clone(),
-            size: volume.size,
-        },
-    );
+    state.snapshot_data.insert(handle.clone(), SnapshotData { payload: volume.payload.clone(), size: volume.size });
     let now = state.now();
     let content = json!({
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
@@ -165,10 +139,7 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
         snapshot,
         false,
         "SnapshotCreated",
-        &format!(
-            "Snapshot {ns}/{} was successfully created by the CSI driver.",
-            name_of(snapshot)
-        ),
+        &format!("Snapshot {ns}/{} was successfully created by the CSI driver.", name_of(snapshot)),
         COMPONENT,
     );
     state.wake_at(after(now, ready_after(state, Some(&class))));
@@ -178,24 +149,11 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
 /// A pre-provisioned content (imported snapshot) is bound as is.
 fn bind_existing(state: &mut State, snapshot: &Value, content_name: &str) -> bool {
     let Some(content) = state.get(&keys::snapshot_contents(), "", content_name) else {
-        return set_error(
-            state,
-            snapshot,
-            format!("VolumeSnapshotContent {content_name} not found"),
-        );
+        return set_error(state, snapshot, format!("VolumeSnapshotContent {content_name} not found"));
     };
-    let handle = content["spec"]["source"]["snapshotHandle"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let handle = content["spec"]["source"]["snapshotHandle"].as_str().unwrap_or_default().to_string();
     let size = state.snapshot_data.get(&handle).map_or(0, |d| d.size);
-    state
-        .snapshot_data
-        .entry(handle.clone())
-        .or_insert(SnapshotData {
-            payload: Vec::new(),
-            size,
-        });
+    state.snapshot_data.entry(handle.clone()).or_insert(SnapshotData { payload: Vec::new(), size });
     let now = state.now();
     let mut ready_content = (*content).clone();
     ready_content["status"] = json!({
@@ -216,17 +174,12 @@ fn update_readiness(state: &mut State, snapshot: &Value) -> bool {
     if snapshot["status"]["readyToUse"] == true {
         return false;
     }
-    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"]
-        .as_str()
-        .unwrap_or_default();
+    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap_or_default();
     let Some(content) = state.get(&keys::snapshot_contents(), "", content_name) else {
         return false;
     };
     let class = snapshot_class(state, snapshot);
-    let created = snapshot["status"]["creationTime"]
-        .as_str()
-        .and_then(parse_time)
-        .unwrap_or_else(|| state.now());
+    let created = snapshot["status"]["creationTime"].as_str().and_then(parse_time).unwrap_or_else(|| state.now());
     let ready_at = after(created, ready_after(state, class.as_deref()));
     if state.now() < ready_at {
         state.wake_at(ready_at);
@@ -243,11 +196,7 @@ fn update_readiness(state: &mut State, snapshot: &Value) -> bool {
         snapshot,
         false,
         "SnapshotReady",
-        &format!(
-            "Snapshot {}/{} is ready to use.",
-            namespace_of(snapshot),
-            name_of(snapshot)
-        ),
+        &format!("Snapshot {}/{} is ready to use.", namespace_of(snapshot), name_of(snapshot)),
         COMPONENT,
     );
     true
@@ -259,15 +208,11 @@ fn release_source_claim(state: &mut State, snapshot: &Value) {
     let Some(claim_name) = snapshot["spec"]["source"]["persistentVolumeClaimName"].as_str() else {
         return;
     };
-    let still_cutting = state
-        .store
-        .list(&keys::snapshots(), Some(ns))
-        .iter()
-        .any(|s| {
-            s["spec"]["source"]["persistentVolumeClaimName"] == claim_name
-                && s["status"]["readyToUse"] != true
-                && uid_of(s) != uid_of(snapshot)
-        });
+    let still_cutting = state.store.list(&keys::snapshots(), Some(ns)).iter().any(|s| {
+        s["spec"]["source"]["persistentVolumeClaimName"] == claim_name
+            && s["status"]["readyToUse"] != true
+            && uid_of(s) != uid_of(snapshot)
+    });
     if let Some(claim) = state.get(&keys::pvcs(), ns, claim_name)
         && !still_cutting
     {
@@ -277,26 +222,17 @@ fn release_source_claim(state: &mut State, snapshot: &Value) {
 
 fn finish_deletion(state: &mut State, snapshot: &Value) -> bool {
     let ns = namespace_of(snapshot);
-    let in_use_as_source = state
-        .store
-        .list(&keys::pvcs(), Some(ns))
-        .iter()
-        .any(|claim| {
-            claim["status"]["phase"] != "Bound"
-                && [
-                    &claim["spec"]["dataSource"],
-                    &claim["spec"]["dataSourceRef"],
-                ]
+    let in_use_as_source = state.store.list(&keys::pvcs(), Some(ns)).iter().any(|claim| {
+        claim["status"]["phase"] != "Bound"
+            && [&claim["spec"]["dataSource"], &claim["spec"]["dataSourceRef"]]
                 .iter()
                 .any(|s| s["kind"] == "VolumeSnapshot" && s["name"] == name_of(snapshot))
-        });
+    });
     if in_use_as_source {
         return false;
     }
     release_source_claim(state, snapshot);
-    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"]
-        .as_str()
-        .unwrap_or_default();
+    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap_or_default();
     if let Some(content) = state.get(&keys::snapshot_contents(), "", content_name)
         && content["spec"]["deletionPolicy"] == "Delete"
     {
@@ -320,8 +256,7 @@ fn release_contents(state: &mut State) -> bool {
             snapshot_ref["name"].as_str().unwrap_or_default(),
         );
         let bound = snapshot.is_some_and(|s| {
-            uid_of(&s) == snapshot_ref["uid"].as_str().unwrap_or_default()
-                || snapshot_ref["uid"].is_null()
+            uid_of(&s) == snapshot_ref["uid"].as_str().unwrap_or_default() || snapshot_ref["uid"].is_null()
         });
         if bound {
             continue;
@@ -350,20 +285,10 @@ pub fn restorable(state: &State, ns: &str, name: &str) -> Result<SnapshotData, S
     if snapshot["status"]["readyToUse"] != true {
         return Err(format!("snapshot {name} is not Ready"));
     }
-    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"]
-        .as_str()
-        .unwrap_or_default();
+    let content_name = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap_or_default();
     let content = state
         .get(&keys::snapshot_contents(), "", content_name)
-        .ok_or_else(|| {
-            format!("volumesnapshotcontents.snapshot.storage.k8s.io \"{content_name}\" not found")
-        })?;
-    let handle = content["status"]["snapshotHandle"]
-        .as_str()
-        .unwrap_or_default();
-    state
-        .snapshot_data
-        .get(handle)
-        .cloned()
-        .ok_or_else(|| format!("snapshot {handle} not found at the provider"))
+        .ok_or_else(|| format!("volumesnapshotcontents.snapshot.storage.k8s.io \"{content_name}\" not found"))?;
+    let handle = content["status"]["snapshotHandle"].as_str().unwrap_or_default();
+    state.snapshot_data.get(handle).cloned().ok_or_else(|| format!("snapshot {handle} not found at the provider"))
 }

@@ -26,9 +26,10 @@ pub fn waits_for_consumer(state: &State, claim: &Value) -> bool {
 fn class_of(state: &State, claim: &Value) -> Option<Arc<Value>> {
     match claim["spec"]["storageClassName"].as_str() {
         Some(name) => state.get(&keys::storage_classes(), "", name),
-        None => state.all(&keys::storage_classes()).into_iter().find(|sc| {
-            sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        }),
+        None => state
+            .all(&keys::storage_classes())
+            .into_iter()
+            .find(|sc| sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"),
     }
 }
 
@@ -41,10 +42,7 @@ struct PvIndex {
 
 impl PvIndex {
     fn build(state: &State) -> PvIndex {
-        let mut index = PvIndex {
-            by_claim: HashMap::new(),
-            unclaimed: Vec::new(),
-        };
+        let mut index = PvIndex { by_claim: HashMap::new(), unclaimed: Vec::new() };
         for pv in state.all(&keys::pvs()) {
             if is_deleting(&pv) {
                 continue;
@@ -52,9 +50,7 @@ impl PvIndex {
             let claim_ref = &pv["spec"]["claimRef"];
             match (claim_ref["namespace"].as_str(), claim_ref["name"].as_str()) {
                 (Some(ns), Some(name)) => {
-                    index
-                        .by_claim
-                        .insert((ns.to_string(), name.to_string()), pv);
+                    index.by_claim.insert((ns.to_string(), name.to_string()), pv);
                 }
                 _ if pv["status"]["phase"] == "Available" => index.unclaimed.push(pv),
                 _ => {}
@@ -81,24 +77,15 @@ pub fn reconcile_claims(state: &mut State) -> bool {
 
 /// pvc-protection: a claim stays Terminating while a pod that is not finished uses it.
 fn release_protection(state: &mut State, claim: &Value) -> bool {
-    let in_use = state
-        .store
-        .list(&keys::pods(), Some(namespace_of(claim)))
-        .iter()
-        .any(|pod| {
-            let finished = matches!(
-                pod["status"]["phase"].as_str(),
-                Some("Succeeded" | "Failed")
-            );
-            !finished && pod_claims(pod).iter().any(|c| c == name_of(claim))
-        });
+    let in_use = state.store.list(&keys::pods(), Some(namespace_of(claim))).iter().any(|pod| {
+        let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        !finished && pod_claims(pod).iter().any(|c| c == name_of(claim))
+    });
     !in_use && state.remove_finalizer(&keys::pvcs(), claim, PVC_PROTECTION)
 }
 
 fn check_still_bound(state: &mut State, claim: &Value) -> bool {
-    let pv_exists = claim["spec"]["volumeName"]
-        .as_str()
-        .is_some_and(|pv| state.get(&keys::pvs(), "", pv).is_some());
+    let pv_exists = claim["spec"]["volumeName"].as_str().is_some_and(|pv| state.get(&keys::pvs(), "", pv).is_some());
     if pv_exists {
         return false;
     }
@@ -116,21 +103,13 @@ fn check_still_bound(state: &mut State, claim: &Value) -> bool {
 
 fn bind_claim(state: &mut State, claim: &Value, index: &mut PvIndex) -> bool {
     let key = (namespace_of(claim).to_string(), name_of(claim).to_string());
-    if let Some(pv_name) = claim["spec"]["volumeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-    {
+    if let Some(pv_name) = claim["spec"]["volumeName"].as_str().filter(|n| !n.is_empty()) {
         return match state.get(&keys::pvs(), "", pv_name) {
             Some(pv) if pv_accepts(&pv, claim) => bind(state, claim, &pv),
             _ => false, // the named PV is missing or taken: the claim waits, as in a real cluster
         };
     }
-    if let Some(pv) = index
-        .by_claim
-        .get(&key)
-        .cloned()
-        .filter(|pv| pv_accepts(pv, claim))
-    {
+    if let Some(pv) = index.by_claim.get(&key).cloned().filter(|pv| pv_accepts(pv, claim)) {
         return bind(state, claim, &pv);
     }
     if let Some(position) = index.unclaimed.iter().position(|pv| pv_matches(pv, claim)) {
@@ -144,8 +123,7 @@ fn bind_claim(state: &mut State, claim: &Value, index: &mut PvIndex) -> bool {
 fn pv_accepts(pv: &Value, claim: &Value) -> bool {
     let claim_ref = &pv["spec"]["claimRef"];
     if is_deleting(pv)
-        || pv["status"]["phase"] == "Released"
-            && claim_ref["uid"].as_str().is_some_and(|u| !u.is_empty())
+        || pv["status"]["phase"] == "Released" && claim_ref["uid"].as_str().is_some_and(|u| !u.is_empty())
     {
         return false;
     }
@@ -154,18 +132,13 @@ fn pv_accepts(pv: &Value, claim: &Value) -> bool {
     }
     claim_ref["name"] == name_of(claim)
         && claim_ref["namespace"] == namespace_of(claim)
-        && claim_ref["uid"]
-            .as_str()
-            .is_none_or(|uid| uid.is_empty() || uid == uid_of(claim))
+        && claim_ref["uid"].as_str().is_none_or(|uid| uid.is_empty() || uid == uid_of(claim))
 }
 
 /// An unclaimed PV satisfies the claim's class and size.
 fn pv_matches(pv: &Value, claim: &Value) -> bool {
     let class = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let capacity = pv["spec"]["capacity"]["storage"]
-        .as_str()
-        .and_then(quantity::parse)
-        .unwrap_or(0);
+    let capacity = pv["spec"]["capacity"]["storage"].as_str().and_then(quantity::parse).unwrap_or(0);
     class(&pv["spec"]["storageClassName"]) == class(&claim["spec"]["storageClassName"])
         && capacity >= requested_bytes(claim)
 }
@@ -197,16 +170,11 @@ fn provision(state: &mut State, claim: &Value) -> bool {
     let Some(class) = class_of(state, claim) else {
         return false;
     };
-    let provisioner = class["provisioner"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let provisioner = class["provisioner"].as_str().unwrap_or_default().to_string();
     if provisioner == "kubernetes.io/no-provisioner" {
         return false;
     }
-    let selected_node = claim["metadata"]["annotations"][SELECTED_NODE]
-        .as_str()
-        .map(str::to_string);
+    let selected_node = claim["metadata"]["annotations"][SELECTED_NODE].as_str().map(str::to_string);
     if class["volumeBindingMode"] == "WaitForFirstConsumer" && selected_node.is_none() {
         state.record_event(
             claim,
@@ -229,13 +197,7 @@ fn provision(state: &mut State, claim: &Value) -> bool {
     let volume_id = format!("vol-{}", state.new_hex(17));
     state.volumes.insert(
         volume_id.clone(),
-        BackingVolume {
-            id: volume_id.clone(),
-            zone: zone.clone(),
-            size,
-            payload,
-            modifications: Vec::new(),
-        },
+        BackingVolume { id: volume_id.clone(), zone: zone.clone(), size, payload, modifications: Vec::new() },
     );
     let pv = provisioned_pv(claim, &class, &volume_id, &zone);
     let Some(rt) = state.registry.get(&keys::pvs()).cloned() else {
@@ -244,13 +206,7 @@ fn provision(state: &mut State, claim: &Value) -> bool {
     match state.create_object(&rt, "", pv) {
         Ok(created) => {
             let message = format!("Successfully provisioned volume {}", name_of(&created));
-            state.record_event(
-                claim,
-                false,
-                "ProvisioningSucceeded",
-                &message,
-                &provisioner,
-            );
+            state.record_event(claim, false, "ProvisioningSucceeded", &message, &provisioner);
             bind(state, claim, &created)
         }
         Err(e) => {
@@ -261,16 +217,8 @@ fn provision(state: &mut State, claim: &Value) -> bool {
     }
 }
 
-fn provision_zone(
-    state: &State,
-    claim: &Value,
-    class: &Value,
-    selected_node: Option<&str>,
-) -> String {
-    if let Some(zone) = selected_node
-        .and_then(|n| state.get(&keys::nodes(), "", n))
-        .and_then(|n| node_zone(&n))
-    {
+fn provision_zone(state: &State, claim: &Value, class: &Value, selected_node: Option<&str>) -> String {
+    if let Some(zone) = selected_node.and_then(|n| state.get(&keys::nodes(), "", n)).and_then(|n| node_zone(&n)) {
         return zone;
     }
     let allowed = class["allowedTopologies"][0]["matchLabelExpressions"][0]["values"][0].as_str();
@@ -279,10 +227,7 @@ fn provision_zone(
     }
     let zones = &state.config.zones;
     let spread = uid_of(claim).bytes().map(usize::from).sum::<usize>();
-    zones
-        .get(spread % zones.len().max(1))
-        .cloned()
-        .unwrap_or_else(|| "zone-a".into())
+    zones.get(spread % zones.len().max(1)).cloned().unwrap_or_else(|| "zone-a".into())
 }
 
 fn provisioned_pv(claim: &Value, class: &Value, volume_id: &str, zone: &str) -> Value {
@@ -314,25 +259,17 @@ fn provisioned_pv(claim: &Value, class: &Value, volume_id: &str, zone: &str) -> 
 /// The initial contents of a new volume: empty, a snapshot's data, or a cloned claim's data.
 /// Errors are the provisioner's event messages.
 fn source_payload(state: &State, claim: &Value, class: &Value) -> Result<Vec<u8>, String> {
-    let source = [
-        &claim["spec"]["dataSourceRef"],
-        &claim["spec"]["dataSource"],
-    ]
-    .into_iter()
-    .find(|s| s.is_object());
+    let source = [&claim["spec"]["dataSourceRef"], &claim["spec"]["dataSource"]].into_iter().find(|s| s.is_object());
     let Some(source) = source else {
         return Ok(Vec::new());
     };
     let ns = namespace_of(claim);
     let source_name = source["name"].as_str().unwrap_or_default();
-    let prefix = format!(
-        "failed to provision volume with StorageClass \"{}\"",
-        name_of(class)
-    );
+    let prefix = format!("failed to provision volume with StorageClass \"{}\"", name_of(class));
     match source["kind"].as_str() {
         Some("VolumeSnapshot") => {
-            let snapshot = super::snapshots::restorable(state, ns, source_name)
-                .map_err(|why| format!("{prefix}: {why}"))?;
+            let snapshot =
+                super::snapshots::restorable(state, ns, source_name).map_err(|why| format!("{prefix}: {why}"))?;
             let requested = requested_bytes(claim);
             if requested < snapshot.size {
                 return Err(format!(
@@ -343,14 +280,8 @@ fn source_payload(state: &State, claim: &Value, class: &Value) -> Result<Vec<u8>
             Ok(snapshot.payload)
         }
         Some("PersistentVolumeClaim") => {
-            let volume = state
-                .claim_volume_id(ns, source_name)
-                .map_err(|e| format!("{prefix}: {}", e.message))?;
-            Ok(state
-                .volumes
-                .get(&volume)
-                .map(|v| v.payload.clone())
-                .unwrap_or_default())
+            let volume = state.claim_volume_id(ns, source_name).map_err(|e| format!("{prefix}: {}", e.message))?;
+            Ok(state.volumes.get(&volume).map(|v| v.payload.clone()).unwrap_or_default())
         }
         other => Err(format!("{prefix}: unsupported data source kind {other:?}")),
     }
@@ -361,8 +292,7 @@ pub fn reconcile_volumes(state: &mut State) -> bool {
     for pv in state.all(&keys::pvs()) {
         adopt_backing_volume(state, &pv);
         changed |= if is_deleting(&pv) {
-            pv["status"]["phase"] != "Bound"
-                && state.remove_finalizer(&keys::pvs(), &pv, PV_PROTECTION)
+            pv["status"]["phase"] != "Bound" && state.remove_finalizer(&keys::pvs(), &pv, PV_PROTECTION)
         } else {
             sync_pv_phase(state, &pv)
         };
@@ -378,10 +308,7 @@ fn adopt_backing_volume(state: &mut State, pv: &Value) {
     if state.volumes.contains_key(handle) {
         return;
     }
-    let size = pv["spec"]["capacity"]["storage"]
-        .as_str()
-        .and_then(quantity::parse)
-        .unwrap_or(0);
+    let size = pv["spec"]["capacity"]["storage"].as_str().and_then(quantity::parse).unwrap_or(0);
     let volume = BackingVolume {
         id: handle.to_string(),
         zone: pv_zone(pv).unwrap_or_default(),
@@ -399,11 +326,7 @@ fn sync_pv_phase(state: &mut State, pv: &Value) -> bool {
         return set_pv_phase(state, pv, "Available");
     }
     let ns = claim_ref["namespace"].as_str().unwrap_or_default();
-    let claim = state.get(
-        &keys::pvcs(),
-        ns,
-        claim_ref["name"].as_str().unwrap_or_default(),
-    );
+    let claim = state.get(&keys::pvcs(), ns, claim_ref["name"].as_str().unwrap_or_default());
     match claim {
         Some(claim) if uid_of(&claim) == ref_uid => {
             if claim["spec"]["volumeName"] == name_of(pv) {
@@ -450,10 +373,7 @@ pub fn reconcile_expansion(state: &mut State) -> bool {
         if is_deleting(&claim) || claim["status"]["phase"] != "Bound" {
             continue;
         }
-        let capacity = claim["status"]["capacity"]["storage"]
-            .as_str()
-            .and_then(quantity::parse)
-            .unwrap_or(0);
+        let capacity = claim["status"]["capacity"]["storage"].as_str().and_then(quantity::parse).unwrap_or(0);
         if requested_bytes(&claim) > capacity {
             changed |= expand(state, &claim);
         }
@@ -462,10 +382,7 @@ pub fn reconcile_expansion(state: &mut State) -> bool {
 }
 
 fn condition<'a>(claim: &'a Value, kind: &str) -> Option<&'a Value> {
-    claim["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
+    claim["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
 }
 
 fn expand(state: &mut State, claim: &Value) -> bool {
@@ -486,9 +403,7 @@ fn expand(state: &mut State, claim: &Value) -> bool {
     }
     let limit = state.config.modification_limit;
     let window_start = now
-        .checked_sub(
-            jiff::SignedDuration::try_from(limit.window).unwrap_or(jiff::SignedDuration::MAX),
-        )
+        .checked_sub(jiff::SignedDuration::try_from(limit.window).unwrap_or(jiff::SignedDuration::MAX))
         .unwrap_or(Timestamp::MIN);
     let Some(volume) = state.volumes.get_mut(&volume_id) else {
         return false;
@@ -504,20 +419,11 @@ fn expand(state: &mut State, claim: &Value) -> bool {
     let conditions: Vec<Value> =
         vec![json!({ "type": RESIZING, "status": "True", "lastTransitionTime": state.now_text() })];
     resizing["status"]["conditions"] = json!(conditions);
-    resizing["status"]["allocatedResources"] =
-        json!({ "storage": claim["spec"]["resources"]["requests"]["storage"] });
+    resizing["status"]["allocatedResources"] = json!({ "storage": claim["spec"]["resources"]["requests"]["storage"] });
     state.save(&keys::pvcs(), resizing);
-    let message = format!(
-        "External resizer is resizing volume {}",
-        claim["spec"]["volumeName"].as_str().unwrap_or_default()
-    );
-    state.record_event(
-        claim,
-        false,
-        "Resizing",
-        &message,
-        "external-resizer ebs.csi.aws.com",
-    );
+    let message =
+        format!("External resizer is resizing volume {}", claim["spec"]["volumeName"].as_str().unwrap_or_default());
+    state.record_event(claim, false, "Resizing", &message, "external-resizer ebs.csi.aws.com");
     state.wake_at(after(now, state.config.resize_after));
     true
 }
@@ -540,13 +446,7 @@ fn report_rate_limited(state: &mut State, claim: &Value, volume_id: &str) -> boo
         return false;
     }
     state.save(&keys::pvcs(), failed);
-    state.record_event(
-        claim,
-        true,
-        "VolumeResizeFailed",
-        &message,
-        "external-resizer ebs.csi.aws.com",
-    );
+    state.record_event(claim, true, "VolumeResizeFailed", &message, "external-resizer ebs.csi.aws.com");
     true
 }
 
@@ -556,10 +456,7 @@ fn finish_resize(state: &mut State, claim: &Value, volume_id: &str) -> bool {
     if let Some(volume) = state.volumes.get_mut(volume_id) {
         volume.size = bytes;
     }
-    if let Some(pv) = claim["spec"]["volumeName"]
-        .as_str()
-        .and_then(|n| state.get(&keys::pvs(), "", n))
-    {
+    if let Some(pv) = claim["spec"]["volumeName"].as_str().and_then(|n| state.get(&keys::pvs(), "", n)) {
         let mut grown = (*pv).clone();
         grown["spec"]["capacity"]["storage"] = requested.clone();
         state.save(&keys::pvs(), grown);
@@ -575,12 +472,6 @@ fn finish_resize(state: &mut State, claim: &Value, volume_id: &str) -> bool {
         claim["spec"]["volumeName"].as_str().unwrap_or_default(),
         format_bytes(bytes)
     );
-    state.record_event(
-        claim,
-        false,
-        "VolumeResizeSuccessful",
-        &message,
-        "external-resizer ebs.csi.aws.com",
-    );
+    state.record_event(claim, false, "VolumeResizeSuccessful", &message, "external-resizer ebs.csi.aws.com");
     true
 }

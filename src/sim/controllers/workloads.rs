@@ -15,11 +15,7 @@ use crate::sim::state::{State, is_deleting, name_of, namespace_of, uid_of};
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Annotation the scheduler sets on WaitForFirstConsumer claims.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-const ZONE_KEYS: [&str; 3] = [
-    ZONE_LABEL,
-    "topology.ebs.csi.aws.com/zone",
-    "failure-domain.beta.kubernetes.io/zone",
-];
+const ZONE_KEYS: [&str; 3] = [ZONE_LABEL, "topology.ebs.csi.aws.com/zone", "failure-domain.beta.kubernetes.io/zone"];
 
 pub fn reconcile_statefulsets(state: &mut State) -> bool {
     let mut changed = false;
@@ -37,19 +33,14 @@ fn owned_pods(state: &State, owner: &Value) -> Vec<Arc<Value>> {
         .store
         .list(&keys::pods(), Some(namespace_of(owner)))
         .into_iter()
-        .filter(|p| {
-            p["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|o| o["uid"] == uid))
-        })
+        .filter(|p| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|o| o["uid"] == uid)))
         .collect()
 }
 
 pub fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 fn replicas_of(workload: &Value) -> usize {
@@ -62,10 +53,7 @@ fn sync_statefulset(state: &mut State, sts: &Value) -> bool {
     let parallel = sts["spec"]["podManagementPolicy"] == "Parallel";
     let mut by_ordinal: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
     for pod in owned_pods(state, sts) {
-        if let Some(ordinal) = name_of(&pod)
-            .strip_prefix(&format!("{name}-"))
-            .and_then(|o| o.parse().ok())
-        {
+        if let Some(ordinal) = name_of(&pod).strip_prefix(&format!("{name}-")).and_then(|o| o.parse().ok()) {
             by_ordinal.insert(ordinal, pod);
         }
     }
@@ -83,11 +71,7 @@ fn sync_statefulset(state: &mut State, sts: &Value) -> bool {
         }
     }
     // Scale down removes the highest ordinal first, one at a time.
-    if let Some((_, pod)) = by_ordinal
-        .iter()
-        .rev()
-        .find(|(o, p)| **o >= replicas && !is_deleting(p))
-    {
+    if let Some((_, pod)) = by_ordinal.iter().rev().find(|(o, p)| **o >= replicas && !is_deleting(p)) {
         state.delete_object(&keys::pods(), pod);
         changed = true;
     }
@@ -104,37 +88,20 @@ fn owner_reference(owner: &Value, kind: &str) -> Value {
 fn create_statefulset_pod(state: &mut State, sts: &Value, ordinal: usize) -> bool {
     let (ns, name) = (namespace_of(sts).to_string(), name_of(sts).to_string());
     let pod_name = format!("{name}-{ordinal}");
-    let mut volumes: Vec<Value> = sts["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for template in sts["spec"]["volumeClaimTemplates"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
+    let mut volumes: Vec<Value> = sts["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    for template in sts["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
         let template_name = name_of(&template).to_string();
         let claim_name = format!("{template_name}-{name}-{ordinal}");
-        if state.get(&keys::pvcs(), &ns, &claim_name).is_none()
-            && !create_claim(state, sts, &template, &claim_name)
-        {
+        if state.get(&keys::pvcs(), &ns, &claim_name).is_none() && !create_claim(state, sts, &template, &claim_name) {
             return false;
         }
         volumes.retain(|v| v["name"] != template_name.as_str());
-        volumes.push(
-            json!({ "name": template_name, "persistentVolumeClaim": { "claimName": claim_name } }),
-        );
+        volumes.push(json!({ "name": template_name, "persistentVolumeClaim": { "claimName": claim_name } }));
     }
     let template = &sts["spec"]["template"];
-    let mut labels = template["metadata"]["labels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
     labels.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
-    labels.insert(
-        "apps.kubernetes.io/pod-index".into(),
-        json!(ordinal.to_string()),
-    );
+    labels.insert("apps.kubernetes.io/pod-index".into(), json!(ordinal.to_string()));
     let mut spec = template["spec"].clone();
     spec["volumes"] = json!(volumes);
     spec["hostname"] = json!(pod_name);
@@ -155,10 +122,7 @@ fn create_statefulset_pod(state: &mut State, sts: &Value, ordinal: usize) -> boo
 
 fn create_claim(state: &mut State, sts: &Value, template: &Value, claim_name: &str) -> bool {
     let ns = namespace_of(sts).to_string();
-    let mut labels = template["metadata"]["labels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
     if let Some(selector) = sts["spec"]["selector"]["matchLabels"].as_object() {
         labels.extend(selector.clone());
     }
@@ -171,13 +135,7 @@ fn create_claim(state: &mut State, sts: &Value, template: &Value, claim_name: &s
 }
 
 /// Creates through admission (stamping uid etc.); failures become a FailedCreate event.
-fn create_or_report(
-    state: &mut State,
-    owner: &Value,
-    key: &ResourceKey,
-    ns: &str,
-    mut object: Value,
-) -> bool {
+fn create_or_report(state: &mut State, owner: &Value, key: &ResourceKey, ns: &str, mut object: Value) -> bool {
     strip_nulls(&mut object["metadata"]);
     let Some(rt) = state.registry.get(key).cloned() else {
         return false;
@@ -191,23 +149,11 @@ fn create_or_report(
                 owner["kind"].as_str().unwrap_or_default(),
                 name_of(owner)
             );
-            state.record_event(
-                owner,
-                false,
-                "SuccessfulCreate",
-                &message,
-                "statefulset-controller",
-            );
+            state.record_event(owner, false, "SuccessfulCreate", &message, "statefulset-controller");
             true
         }
         Err(e) => {
-            state.record_event(
-                owner,
-                true,
-                "FailedCreate",
-                &e.message,
-                "statefulset-controller",
-            );
+            state.record_event(owner, true, "FailedCreate", &e.message, "statefulset-controller");
             false
         }
     }
@@ -223,14 +169,8 @@ fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value)
     let pods = owned_pods(state, workload);
     let live = pods.iter().filter(|p| !is_deleting(p)).count();
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
-    let mut status = workload["status"]
-        .as_object()
-        .cloned()
-        .unwrap_or_else(Map::new);
-    status.insert(
-        "observedGeneration".into(),
-        workload["metadata"]["generation"].clone(),
-    );
+    let mut status = workload["status"].as_object().cloned().unwrap_or_else(Map::new);
+    status.insert("observedGeneration".into(), workload["metadata"]["generation"].clone());
     status.insert("replicas".into(), json!(live));
     status.insert("readyReplicas".into(), json!(ready));
     status.insert("availableReplicas".into(), json!(ready));
@@ -239,10 +179,13 @@ fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value)
         status.insert("currentReplicas".into(), json!(live));
     } else {
         let available = ready >= replicas_of(workload);
-        status.insert("conditions".into(), json!([{
-            "type": "Available", "status": if available { "True" } else { "False" },
-            "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-        }]));
+        status.insert(
+            "conditions".into(),
+            json!([{
+                "type": "Available", "status": if available { "True" } else { "False" },
+                "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+            }]),
+        );
     }
     let mut updated = workload.clone();
     updated["status"] = Value::Object(status);
@@ -267,36 +210,22 @@ fn template_hash(template: &Value) -> String {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..10)
-        .map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
-        .collect()
+    (0..10).map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
 }
 
 fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
     let hash = template_hash(&deploy["spec"]["template"]);
-    let mut pods: Vec<Arc<Value>> = owned_pods(state, deploy)
-        .into_iter()
-        .filter(|p| !is_deleting(p))
-        .collect();
+    let mut pods: Vec<Arc<Value>> = owned_pods(state, deploy).into_iter().filter(|p| !is_deleting(p)).collect();
     let mut changed = false;
     // A changed template replaces the pods (recreate strategy, no surge).
-    for stale in pods
-        .iter()
-        .filter(|p| p["metadata"]["labels"]["pod-template-hash"] != hash.as_str())
-    {
+    for stale in pods.iter().filter(|p| p["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
         state.delete_object(&keys::pods(), stale);
         changed = true;
     }
     pods.retain(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
     let replicas = replicas_of(deploy);
     pods.sort_by_key(|p| {
-        (
-            p["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            name_of(p).to_string(),
-        )
+        (p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(), name_of(p).to_string())
     });
     for extra in pods.iter().skip(replicas).rev() {
         state.delete_object(&keys::pods(), extra);
@@ -311,10 +240,7 @@ fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
 fn create_deployment_pod(state: &mut State, deploy: &Value, hash: &str) -> bool {
     let ns = namespace_of(deploy).to_string();
     let template = &deploy["spec"]["template"];
-    let mut labels = template["metadata"]["labels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
     labels.insert("pod-template-hash".into(), json!(hash));
     let suffix = state.new_hex(5);
     let pod = json!({
@@ -335,11 +261,7 @@ pub fn pod_claims(pod: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|v| {
-            v["persistentVolumeClaim"]["claimName"]
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -348,22 +270,16 @@ pub fn pv_zone(pv: &Value) -> Option<String> {
     let terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array();
     for term in terms.into_iter().flatten() {
         for expr in term["matchExpressions"].as_array().into_iter().flatten() {
-            if ZONE_KEYS.contains(&expr["key"].as_str().unwrap_or_default())
-                && expr["operator"] == "In"
-            {
+            if ZONE_KEYS.contains(&expr["key"].as_str().unwrap_or_default()) && expr["operator"] == "In" {
                 return expr["values"][0].as_str().map(str::to_string);
             }
         }
     }
-    ZONE_KEYS
-        .iter()
-        .find_map(|k| pv["metadata"]["labels"][*k].as_str().map(str::to_string))
+    ZONE_KEYS.iter().find_map(|k| pv["metadata"]["labels"][*k].as_str().map(str::to_string))
 }
 
 pub fn node_zone(node: &Value) -> Option<String> {
-    ZONE_KEYS
-        .iter()
-        .find_map(|k| node["metadata"]["labels"][*k].as_str().map(str::to_string))
+    ZONE_KEYS.iter().find_map(|k| node["metadata"]["labels"][*k].as_str().map(str::to_string))
 }
 
 /// What a pod's volumes demand of its node.
@@ -375,37 +291,25 @@ struct VolumeNeeds {
 
 fn volume_needs(state: &State, pod: &Value) -> Result<VolumeNeeds, String> {
     let ns = namespace_of(pod);
-    let mut needs = VolumeNeeds {
-        zone: None,
-        delayed_claims: Vec::new(),
-    };
+    let mut needs = VolumeNeeds { zone: None, delayed_claims: Vec::new() };
     for claim_name in pod_claims(pod) {
         let claim = state
             .get(&keys::pvcs(), ns, &claim_name)
             .ok_or_else(|| format!("persistentvolumeclaim \"{claim_name}\" not found"))?;
         if is_deleting(&claim) {
-            return Err(format!(
-                "persistentvolumeclaim \"{claim_name}\" is being deleted"
-            ));
+            return Err(format!("persistentvolumeclaim \"{claim_name}\" is being deleted"));
         }
-        let bound_pv = claim["spec"]["volumeName"]
-            .as_str()
-            .and_then(|pv| state.get(&keys::pvs(), "", pv));
+        let bound_pv = claim["spec"]["volumeName"].as_str().and_then(|pv| state.get(&keys::pvs(), "", pv));
         match bound_pv {
             Some(pv) => {
                 if let Some(zone) = pv_zone(&pv) {
                     if needs.zone.as_ref().is_some_and(|z| *z != zone) {
-                        return Err(
-                            "0 nodes are available: node(s) had volume node affinity conflict"
-                                .into(),
-                        );
+                        return Err("0 nodes are available: node(s) had volume node affinity conflict".into());
                     }
                     needs.zone = Some(zone);
                 }
             }
-            None if super::storage::waits_for_consumer(state, &claim) => {
-                needs.delayed_claims.push(claim)
-            }
+            None if super::storage::waits_for_consumer(state, &claim) => needs.delayed_claims.push(claim),
             None => return Err("pod has unbound immediate PersistentVolumeClaims".into()),
         }
     }
@@ -424,37 +328,22 @@ fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String,
     nodes
         .iter()
         .filter(|n| n["spec"]["unschedulable"] != true)
-        .filter(|n| {
-            selector.is_none_or(|s| s.iter().all(|(k, v)| &n["metadata"]["labels"][k] == v))
-        })
+        .filter(|n| selector.is_none_or(|s| s.iter().all(|(k, v)| &n["metadata"]["labels"][k] == v)))
         .filter(|n| zone.is_none_or(|z| node_zone(n).as_deref() == Some(z)))
-        .min_by_key(|n| {
-            (
-                load.get(name_of(n)).copied().unwrap_or(0),
-                name_of(n).to_string(),
-            )
-        })
+        .min_by_key(|n| (load.get(name_of(n)).copied().unwrap_or(0), name_of(n).to_string()))
         .map(|n| name_of(n).to_string())
         .ok_or_else(|| match zone {
-            Some(z) => format!(
-                "0/{} nodes are available: node(s) had volume node affinity conflict (zone {z})",
-                nodes.len()
-            ),
-            None => format!(
-                "0/{} nodes are available: node(s) didn't match Pod's node affinity/selector",
-                nodes.len()
-            ),
+            Some(z) => {
+                format!("0/{} nodes are available: node(s) had volume node affinity conflict (zone {z})", nodes.len())
+            }
+            None => format!("0/{} nodes are available: node(s) didn't match Pod's node affinity/selector", nodes.len()),
         })
 }
 
 pub fn schedule_pods(state: &mut State) -> bool {
     let mut changed = false;
     for pod in state.all(&keys::pods()) {
-        if is_deleting(&pod)
-            || pod["spec"]["nodeName"]
-                .as_str()
-                .is_some_and(|n| !n.is_empty())
-        {
+        if is_deleting(&pod) || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
             continue;
         }
         let placement = volume_needs(state, &pod).and_then(|needs| {
@@ -478,14 +367,9 @@ fn bind_pod(state: &mut State, pod: &Value, node: &str, delayed_claims: &[Arc<Va
     let now = state.now_text();
     let mut updated = pod.clone();
     updated["spec"]["nodeName"] = json!(node);
-    updated["status"]["conditions"] =
-        json!([{ "type": "PodScheduled", "status": "True", "lastTransitionTime": now }]);
+    updated["status"]["conditions"] = json!([{ "type": "PodScheduled", "status": "True", "lastTransitionTime": now }]);
     state.save(&keys::pods(), updated);
-    let message = format!(
-        "Successfully assigned {}/{} to {node}",
-        namespace_of(pod),
-        name_of(pod)
-    );
+    let message = format!("Successfully assigned {}/{} to {node}", namespace_of(pod), name_of(pod));
     state.record_event(pod, false, "Scheduled", &message, "default-scheduler");
     true
 }
@@ -508,10 +392,7 @@ pub fn run_pods(state: &mut State) -> bool {
     let mut changed = false;
     let ready_after = state.config.pod_ready_after;
     for pod in state.all(&keys::pods()) {
-        if is_deleting(&pod)
-            || pod["spec"]["nodeName"].is_null()
-            || pod["status"]["phase"] != "Pending"
-        {
+        if is_deleting(&pod) || pod["spec"]["nodeName"].is_null() || pod["status"]["phase"] != "Pending" {
             continue;
         }
         if !claims_bound(state, &pod) {
@@ -539,9 +420,7 @@ pub fn run_pods(state: &mut State) -> bool {
 
 fn claims_bound(state: &State, pod: &Value) -> bool {
     pod_claims(pod).iter().all(|c| {
-        state
-            .get(&keys::pvcs(), namespace_of(pod), c)
-            .is_some_and(|claim| claim["status"]["phase"] == "Bound")
+        state.get(&keys::pvcs(), namespace_of(pod), c).is_some_and(|claim| claim["status"]["phase"] == "Bound")
     })
 }
 
@@ -551,13 +430,14 @@ fn running_pod(state: &mut State, pod: &Value, at: &str) -> Value {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| json!({
-            "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
-            "state": { "running": { "startedAt": at } },
-        }))
+        .map(|c| {
+            json!({
+                "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
+                "state": { "running": { "startedAt": at } },
+            })
+        })
         .collect();
-    let condition =
-        |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": at });
+    let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": at });
     let octet = state.rng.next_u64() % 250 + 2;
     running["status"] = json!({
         "phase": "Running",
