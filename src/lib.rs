@@ -13,4 +13,5 @@ pub mod cluster;
 pub mod diag;
 pub mod graph;
 pub mod lang;
+pub mod sim;
 pub mod steps;

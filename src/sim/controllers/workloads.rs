@@ -1,0 +1,451 @@
+//! Workload controllers: StatefulSets (ordered pods, claims from templates), Deployments,
+//! the scheduler (zone-aware through volume node affinity) and a kubelet that turns
+//! scheduled pods Running and Ready after a delay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::sim::clock::{after, format_time, parse_time};
+use crate::sim::registry::{ResourceKey, keys};
+use crate::sim::state::{State, is_deleting, name_of, namespace_of, uid_of};
+
+/// Node label holding the zone, as cloud providers set it.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Annotation the scheduler sets on WaitForFirstConsumer claims.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+const ZONE_KEYS: [&str; 3] = [ZONE_LABEL, "topology.ebs.csi.aws.com/zone", "failure-domain.beta.kubernetes.io/zone"];
+
+pub fn reconcile_statefulsets(state: &mut State) -> bool {
+    let mut changed = false;
+    for sts in state.all(&keys::statefulsets()) {
+        if !is_deleting(&sts) {
+            changed |= sync_statefulset(state, &sts);
+        }
+    }
+    changed
+}
+
+fn owned_pods(state: &State, owner: &Value) -> Vec<Arc<Value>> {
+    let uid = uid_of(owner);
+    state
+        .store
+        .list(&keys::pods(), Some(namespace_of(owner)))
+        .into_iter()
+        .filter(|p| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|o| o["uid"] == uid)))
+        .collect()
+}
+
+pub fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn replicas_of(workload: &Value) -> usize {
+    workload["spec"]["replicas"].as_u64().unwrap_or(1) as usize
+}
+
+fn sync_statefulset(state: &mut State, sts: &Value) -> bool {
+    let name = name_of(sts);
+    let replicas = replicas_of(sts);
+    let parallel = sts["spec"]["podManagementPolicy"] == "Parallel";
+    let mut by_ordinal: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
+    for pod in owned_pods(state, sts) {
+        if let Some(ordinal) = name_of(&pod).strip_prefix(&format!("{name}-")).and_then(|o| o.parse().ok()) {
+            by_ordinal.insert(ordinal, pod);
+        }
+    }
+    let mut changed = false;
+    for ordinal in 0..replicas {
+        match by_ordinal.get(&ordinal) {
+            Some(pod) if parallel || pod_ready(pod) => continue,
+            Some(_) => break, // OrderedReady: the next pod waits for this one
+            None => {
+                changed |= create_statefulset_pod(state, sts, ordinal);
+                if !parallel {
+                    break;
+                }
+            }
+        }
+    }
+    // Scale down removes the highest ordinal first, one at a time.
+    if let Some((_, pod)) = by_ordinal.iter().rev().find(|(o, p)| **o >= replicas && !is_deleting(p)) {
+        state.delete_object(&keys::pods(), pod);
+        changed = true;
+    }
+    changed | write_workload_status(state, &keys::statefulsets(), sts)
+}
+
+fn owner_reference(owner: &Value, kind: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": kind, "name": name_of(owner), "uid": uid_of(owner),
+        "controller": true, "blockOwnerDeletion": true,
+    })
+}
+
+fn create_statefulset_pod(state: &mut State, sts: &Value, ordinal: usize) -> bool {
+    let (ns, name) = (namespace_of(sts).to_string(), name_of(sts).to_string());
+    let pod_name = format!("{name}-{ordinal}");
+    let mut volumes: Vec<Value> = sts["spec"]["template"]["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    for template in sts["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
+        let template_name = name_of(&template).to_string();
+        let claim_name = format!("{template_name}-{name}-{ordinal}");
+        if state.get(&keys::pvcs(), &ns, &claim_name).is_none() && !create_claim(state, sts, &template, &claim_name) {
+            return false;
+        }
+        volumes.retain(|v| v["name"] != template_name.as_str());
+        volumes.push(json!({ "name": template_name, "persistentVolumeClaim": { "claimName": claim_name } }));
+    }
+    let template = &sts["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    labels.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
+    labels.insert("apps.kubernetes.io/pod-index".into(), json!(ordinal.to_string()));
+    let mut spec = template["spec"].clone();
+    spec["volumes"] = json!(volumes);
+    spec["hostname"] = json!(pod_name);
+    if let Some(service) = sts["spec"]["serviceName"].as_str() {
+        spec["subdomain"] = json!(service);
+    }
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": pod_name, "namespace": ns, "labels": labels,
+            "annotations": template["metadata"]["annotations"].clone(),
+            "ownerReferences": [owner_reference(sts, "StatefulSet")],
+        },
+        "spec": spec,
+    });
+    create_or_report(state, sts, &keys::pods(), &ns, pod)
+}
+
+fn create_claim(state: &mut State, sts: &Value, template: &Value, claim_name: &str) -> bool {
+    let ns = namespace_of(sts).to_string();
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    if let Some(selector) = sts["spec"]["selector"]["matchLabels"].as_object() {
+        labels.extend(selector.clone());
+    }
+    let claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": claim_name, "namespace": ns, "labels": labels, "annotations": template["metadata"]["annotations"].clone() },
+        "spec": template["spec"].clone(),
+    });
+    create_or_report(state, sts, &keys::pvcs(), &ns, claim)
+}
+
+/// Creates through admission (stamping uid etc.); failures become a FailedCreate event.
+fn create_or_report(state: &mut State, owner: &Value, key: &ResourceKey, ns: &str, mut object: Value) -> bool {
+    strip_nulls(&mut object["metadata"]);
+    let Some(rt) = state.registry.get(key).cloned() else {
+        return false;
+    };
+    match state.create_object(&rt, ns, object) {
+        Ok(created) => {
+            let message = format!(
+                "create {} {} in {} {} successful",
+                rt.singular(),
+                name_of(&created),
+                owner["kind"].as_str().unwrap_or_default(),
+                name_of(owner)
+            );
+            state.record_event(owner, false, "SuccessfulCreate", &message, "statefulset-controller");
+            true
+        }
+        Err(e) => {
+            state.record_event(owner, true, "FailedCreate", &e.message, "statefulset-controller");
+            false
+        }
+    }
+}
+
+fn strip_nulls(value: &mut Value) {
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+}
+
+fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value) -> bool {
+    let pods = owned_pods(state, workload);
+    let live = pods.iter().filter(|p| !is_deleting(p)).count();
+    let ready = pods.iter().filter(|p| pod_ready(p)).count();
+    let mut status = workload["status"].as_object().cloned().unwrap_or_else(Map::new);
+    status.insert("observedGeneration".into(), workload["metadata"]["generation"].clone());
+    status.insert("replicas".into(), json!(live));
+    status.insert("readyReplicas".into(), json!(ready));
+    status.insert("availableReplicas".into(), json!(ready));
+    status.insert("updatedReplicas".into(), json!(live));
+    if key == &keys::statefulsets() {
+        status.insert("currentReplicas".into(), json!(live));
+    } else {
+        let available = ready >= replicas_of(workload);
+        status.insert(
+            "conditions".into(),
+            json!([{
+                "type": "Available", "status": if available { "True" } else { "False" },
+                "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+            }]),
+        );
+    }
+    let mut updated = workload.clone();
+    updated["status"] = Value::Object(status);
+    state.save_if_changed(key, workload, updated)
+}
+
+pub fn reconcile_deployments(state: &mut State) -> bool {
+    let mut changed = false;
+    for deploy in state.all(&keys::deployments()) {
+        if !is_deleting(&deploy) {
+            changed |= sync_deployment(state, &deploy);
+        }
+    }
+    changed
+}
+
+/// A stable 10-character hash of the pod template, like `pod-template-hash`.
+fn template_hash(template: &Value) -> String {
+    let text = template.to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..10).map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
+}
+
+fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
+    let hash = template_hash(&deploy["spec"]["template"]);
+    let mut pods: Vec<Arc<Value>> = owned_pods(state, deploy).into_iter().filter(|p| !is_deleting(p)).collect();
+    let mut changed = false;
+    // A changed template replaces the pods (recreate strategy, no surge).
+    for stale in pods.iter().filter(|p| p["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
+        state.delete_object(&keys::pods(), stale);
+        changed = true;
+    }
+    pods.retain(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
+    let replicas = replicas_of(deploy);
+    pods.sort_by_key(|p| {
+        (p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(), name_of(p).to_string())
+    });
+    for extra in pods.iter().skip(replicas).rev() {
+        state.delete_object(&keys::pods(), extra);
+        changed = true;
+    }
+    for _ in pods.len()..replicas {
+        changed |= create_deployment_pod(state, deploy, &hash);
+    }
+    changed | write_workload_status(state, &keys::deployments(), deploy)
+}
+
+fn create_deployment_pod(state: &mut State, deploy: &Value, hash: &str) -> bool {
+    let ns = namespace_of(deploy).to_string();
+    let template = &deploy["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    labels.insert("pod-template-hash".into(), json!(hash));
+    let suffix = state.new_hex(5);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": format!("{}-{hash}-{suffix}", name_of(deploy)), "namespace": ns, "labels": labels,
+            "annotations": template["metadata"]["annotations"].clone(),
+            "ownerReferences": [owner_reference(deploy, "Deployment")],
+        },
+        "spec": template["spec"].clone(),
+    });
+    create_or_report(state, deploy, &keys::pods(), &ns, pod)
+}
+
+/// Claim names a pod mounts.
+pub fn pod_claims(pod: &Value) -> Vec<String> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The zone a PersistentVolume is pinned to, by node affinity or label.
+pub fn pv_zone(pv: &Value) -> Option<String> {
+    let terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].as_array();
+    for term in terms.into_iter().flatten() {
+        for expr in term["matchExpressions"].as_array().into_iter().flatten() {
+            if ZONE_KEYS.contains(&expr["key"].as_str().unwrap_or_default()) && expr["operator"] == "In" {
+                return expr["values"][0].as_str().map(str::to_string);
+            }
+        }
+    }
+    ZONE_KEYS.iter().find_map(|k| pv["metadata"]["labels"][*k].as_str().map(str::to_string))
+}
+
+pub fn node_zone(node: &Value) -> Option<String> {
+    ZONE_KEYS.iter().find_map(|k| node["metadata"]["labels"][*k].as_str().map(str::to_string))
+}
+
+/// What a pod's volumes demand of its node.
+struct VolumeNeeds {
+    zone: Option<String>,
+    /// Unbound WaitForFirstConsumer claims to mark with the chosen node.
+    delayed_claims: Vec<Arc<Value>>,
+}
+
+fn volume_needs(state: &State, pod: &Value) -> Result<VolumeNeeds, String> {
+    let ns = namespace_of(pod);
+    let mut needs = VolumeNeeds { zone: None, delayed_claims: Vec::new() };
+    for claim_name in pod_claims(pod) {
+        let claim = state
+            .get(&keys::pvcs(), ns, &claim_name)
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim_name}\" not found"))?;
+        if is_deleting(&claim) {
+            return Err(format!("persistentvolumeclaim \"{claim_name}\" is being deleted"));
+        }
+        let bound_pv = claim["spec"]["volumeName"].as_str().and_then(|pv| state.get(&keys::pvs(), "", pv));
+        match bound_pv {
+            Some(pv) => {
+                if let Some(zone) = pv_zone(&pv) {
+                    if needs.zone.as_ref().is_some_and(|z| *z != zone) {
+                        return Err("0 nodes are available: node(s) had volume node affinity conflict".into());
+                    }
+                    needs.zone = Some(zone);
+                }
+            }
+            None if super::storage::waits_for_consumer(state, &claim) => needs.delayed_claims.push(claim),
+            None => return Err("pod has unbound immediate PersistentVolumeClaims".into()),
+        }
+    }
+    Ok(needs)
+}
+
+fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String, String> {
+    let nodes = state.all(&keys::nodes());
+    let selector = pod["spec"]["nodeSelector"].as_object();
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    for other in state.all(&keys::pods()) {
+        if let Some(node) = other["spec"]["nodeName"].as_str() {
+            *load.entry(node.to_string()).or_default() += 1;
+        }
+    }
+    nodes
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"] != true)
+        .filter(|n| selector.is_none_or(|s| s.iter().all(|(k, v)| &n["metadata"]["labels"][k] == v)))
+        .filter(|n| zone.is_none_or(|z| node_zone(n).as_deref() == Some(z)))
+        .min_by_key(|n| (load.get(name_of(n)).copied().unwrap_or(0), name_of(n).to_string()))
+        .map(|n| name_of(n).to_string())
+        .ok_or_else(|| match zone {
+            Some(z) => {
+                format!("0/{} nodes are available: node(s) had volume node affinity conflict (zone {z})", nodes.len())
+            }
+            None => format!("0/{} nodes are available: node(s) didn't match Pod's node affinity/selector", nodes.len()),
+        })
+}
+
+pub fn schedule_pods(state: &mut State) -> bool {
+    let mut changed = false;
+    for pod in state.all(&keys::pods()) {
+        if is_deleting(&pod) || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+            continue;
+        }
+        let placement = volume_needs(state, &pod).and_then(|needs| {
+            let node = choose_node(state, &pod, needs.zone.as_deref())?;
+            Ok((node, needs.delayed_claims))
+        });
+        changed |= match placement {
+            Ok((node, delayed)) => bind_pod(state, &pod, &node, &delayed),
+            Err(reason) => mark_unschedulable(state, &pod, &reason),
+        };
+    }
+    changed
+}
+
+fn bind_pod(state: &mut State, pod: &Value, node: &str, delayed_claims: &[Arc<Value>]) -> bool {
+    for claim in delayed_claims {
+        let mut marked = (**claim).clone();
+        marked["metadata"]["annotations"][SELECTED_NODE] = json!(node);
+        state.save_if_changed(&keys::pvcs(), claim, marked);
+    }
+    let now = state.now_text();
+    let mut updated = pod.clone();
+    updated["spec"]["nodeName"] = json!(node);
+    updated["status"]["conditions"] = json!([{ "type": "PodScheduled", "status": "True", "lastTransitionTime": now }]);
+    state.save(&keys::pods(), updated);
+    let message = format!("Successfully assigned {}/{} to {node}", namespace_of(pod), name_of(pod));
+    state.record_event(pod, false, "Scheduled", &message, "default-scheduler");
+    true
+}
+
+fn mark_unschedulable(state: &mut State, pod: &Value, reason: &str) -> bool {
+    let mut updated = pod.clone();
+    updated["status"]["conditions"] = json!([{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": reason,
+    }]);
+    if state.save_if_changed(&keys::pods(), pod, updated) {
+        state.record_event(pod, true, "FailedScheduling", reason, "default-scheduler");
+        return true;
+    }
+    false
+}
+
+/// Kubelet: a scheduled pod whose claims are bound becomes Running and Ready after
+/// `pod_ready_after`, counted from scheduling.
+pub fn run_pods(state: &mut State) -> bool {
+    let mut changed = false;
+    let ready_after = state.config.pod_ready_after;
+    for pod in state.all(&keys::pods()) {
+        if is_deleting(&pod) || pod["spec"]["nodeName"].is_null() || pod["status"]["phase"] != "Pending" {
+            continue;
+        }
+        if !claims_bound(state, &pod) {
+            continue;
+        }
+        let scheduled = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled")
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .and_then(parse_time)
+            .unwrap_or_else(|| state.now());
+        let ready_at = after(scheduled, ready_after);
+        if state.now() < ready_at {
+            state.wake_at(ready_at);
+            continue;
+        }
+        let running = running_pod(state, &pod, &format_time(ready_at));
+        state.save(&keys::pods(), running);
+        changed = true;
+    }
+    changed
+}
+
+fn claims_bound(state: &State, pod: &Value) -> bool {
+    pod_claims(pod).iter().all(|c| {
+        state.get(&keys::pvcs(), namespace_of(pod), c).is_some_and(|claim| claim["status"]["phase"] == "Bound")
+    })
+}
+
+fn running_pod(state: &mut State, pod: &Value, at: &str) -> Value {
+    let mut running = pod.clone();
+    let statuses: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            json!({
+                "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
+                "state": { "running": { "startedAt": at } },
+            })
+        })
+        .collect();
+    let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": at });
+    let octet = state.rng.next_u64() % 250 + 2;
+    running["status"] = json!({
+        "phase": "Running",
+        "startTime": at,
+        "podIP": format!("10.0.0.{octet}"),
+        "hostIP": "10.0.0.1",
+        "conditions": [condition("PodScheduled"), condition("Initialized"), condition("ContainersReady"), condition("Ready")],
+        "containerStatuses": statuses,
+    });
+    running
+}

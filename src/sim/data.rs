@@ -1,0 +1,42 @@
+//! Volume contents: resolving a claim to its PV and backing volume, and reading or writing
+//! the bytes a test stores there (exposed over HTTP and on the handle).
+
+use super::error::{ApiError, ApiResult};
+use super::registry::keys;
+use super::state::State;
+
+impl State {
+    /// The backing volume id of a bound claim; 404 if the claim is missing, 409 if unbound.
+    pub fn claim_volume_id(&self, ns: &str, claim: &str) -> ApiResult<String> {
+        let pvc = self
+            .get(&keys::pvcs(), ns, claim)
+            .ok_or_else(|| ApiError::not_found("", "persistentvolumeclaims", claim))?;
+        let unbound = || {
+            let mut err = ApiError::conflict("", "persistentvolumeclaims", claim);
+            err.message = format!("persistentvolumeclaims \"{claim}\" is not bound to a volume with data");
+            err
+        };
+        if pvc["status"]["phase"] != "Bound" {
+            return Err(unbound());
+        }
+        let pv_name = pvc["spec"]["volumeName"].as_str().ok_or_else(unbound)?;
+        let pv = self.get(&keys::pvs(), "", pv_name).ok_or_else(unbound)?;
+        let handle = pv["spec"]["csi"]["volumeHandle"].as_str().ok_or_else(unbound)?;
+        if !self.volumes.contains_key(handle) {
+            return Err(unbound());
+        }
+        Ok(handle.to_string())
+    }
+
+    pub fn read_claim_data(&self, ns: &str, claim: &str) -> ApiResult<Vec<u8>> {
+        let id = self.claim_volume_id(ns, claim)?;
+        Ok(self.volumes.get(&id).map(|v| v.payload.clone()).unwrap_or_default())
+    }
+
+    pub fn write_claim_data(&mut self, ns: &str, claim: &str, bytes: Vec<u8>) -> ApiResult<()> {
+        let id = self.claim_volume_id(ns, claim)?;
+        let volume = self.volumes.get_mut(&id).ok_or_else(|| ApiError::internal("backing volume vanished"))?;
+        volume.payload = bytes;
+        Ok(())
+    }
+}

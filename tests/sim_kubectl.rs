@@ -1,0 +1,90 @@
+//! kubectl, a client nobody here wrote, against the simulated cluster: get, scale, delete
+//! and apply through the kubeconfig the sim writes. kubectl must be installed (`.ci/run`
+//! installs Debian's `kubernetes-client`); its absence fails the test.
+
+mod sim_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use drplan::sim::{SimCluster, SimConfig};
+use sim_common::{fixture, scratch_dir};
+
+fn kubectl_binary() -> PathBuf {
+    let candidates =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    candidates.into_iter().map(|dir| dir.join("kubectl")).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("kubectl is not installed: this test needs it (Debian package kubernetes-client; .ci/run installs it)")
+    })
+}
+
+/// Runs kubectl off the async runtime (the sim serves on it) and returns stdout; fails on error.
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let (binary, kubeconfig) = (kubectl_binary(), kubeconfig.to_path_buf());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", kubeconfig.parent().unwrap())
+            .args(&args)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kubectl failed\nstdout: {stdout}\nstderr: {stderr}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_scale_delete_apply() {
+    let config = SimConfig { pod_ready_after: Duration::ZERO, ..SimConfig::default() };
+    let sim = SimCluster::start(&[fixture("cassandra")], config).await.unwrap();
+    sim.settle();
+    let dir = scratch_dir("kubectl");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+
+    let pods = kubectl(&kubeconfig, &["get", "pods", "-n", "db", "-o", "name"]).await;
+    assert_eq!(pods.lines().collect::<Vec<_>>(), ["pod/cassandra-0", "pod/cassandra-1", "pod/cassandra-2"]);
+    let claims = kubectl(&kubeconfig, &["get", "pvc", "-n", "db", "-o", "jsonpath={.items[*].status.phase}"]).await;
+    assert_eq!(claims, "Bound Bound Bound");
+    let table = kubectl(&kubeconfig, &["get", "sts", "-n", "db"]).await;
+    assert!(table.contains("cassandra"), "{table}");
+
+    let scaled = kubectl(&kubeconfig, &["scale", "statefulset", "cassandra", "-n", "db", "--replicas=1"]).await;
+    assert!(scaled.contains("scaled"), "{scaled}");
+    let pods = kubectl(&kubeconfig, &["get", "pods", "-n", "db", "-o", "name"]).await;
+    assert_eq!(pods.trim(), "pod/cassandra-0");
+
+    let deleted = kubectl(&kubeconfig, &["delete", "pod", "cassandra-0", "-n", "db"]).await;
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let recreated =
+        kubectl(&kubeconfig, &["get", "pod", "cassandra-0", "-n", "db", "-o", "jsonpath={.metadata.uid}"]).await;
+    assert!(!recreated.is_empty(), "the StatefulSet recreates its pod");
+
+    let manifest = dir.join("settings.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: db\ndata:\n  mode: restore\n",
+    )
+    .unwrap();
+    let manifest_arg = manifest.to_str().unwrap();
+    assert!(kubectl(&kubeconfig, &["apply", "-f", manifest_arg]).await.contains("created"));
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: db\ndata:\n  mode: verify\n",
+    )
+    .unwrap();
+    assert!(kubectl(&kubeconfig, &["apply", "-f", manifest_arg]).await.contains("configured"));
+    let mode = kubectl(&kubeconfig, &["get", "configmap", "settings", "-n", "db", "-o", "jsonpath={.data.mode}"]).await;
+    assert_eq!(mode, "verify");
+
+    let verbs: Vec<String> =
+        sim.requests().iter().filter(|r| r.resource == "configmaps").map(|r| r.verb.clone()).collect();
+    assert!(verbs.contains(&"patch".to_string()), "kubectl apply patches an existing object: {verbs:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
