@@ -42,6 +42,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of the plan format.
     Schema,
+    /// The simulated cluster: serve manifests as a Kubernetes API on loopback.
+    Sim {
+        #[command(subcommand)]
+        command: crate::sim::cli::SimCommand,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -54,6 +59,10 @@ pub fn main() -> i32 {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
+        Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
+            eprintln!("error: {message}");
+            1
+        }),
     }
 }
 
