@@ -5,6 +5,7 @@
 //! anything, what it typically takes), not how it is executed against an API.
 
 mod action;
+pub mod kube;
 mod refs;
 
 pub use action::*;

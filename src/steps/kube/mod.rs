@@ -49,7 +49,7 @@ impl StepRunner for KubeRunner {
             return Err(StepError::failed(format!("intent `{}` was not expanded", step.id)));
         };
         let client = self.client(step)?;
-        let k = Kube { client, ns: step.namespace.clone(), ctx, runner: self, step };
+        let k = Kube { client, ns: step.namespace.clone(), ctx, step };
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
@@ -113,7 +113,6 @@ pub(crate) struct Kube<'a> {
     pub client: Client,
     pub ns: String,
     pub ctx: &'a StepContext,
-    pub runner: &'a KubeRunner,
     pub step: &'a Step,
 }
 
