@@ -257,7 +257,8 @@ pub async fn execute<R: StepRunner>(
         .map_err(|_| StepError::failed("steps still hold the checkpoint"))?
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    let all_done = graph.steps().all(|(_, s)| is_done(checkpoint.record.steps.get(&s.id).map(|r| r.status).unwrap_or_default()));
+    let all_done =
+        graph.steps().all(|(_, s)| is_done(checkpoint.record.steps.get(&s.id).map(|r| r.status).unwrap_or_default()));
     let status = if !failed.is_empty() {
         RunStatus::Failed
     } else if all_done {

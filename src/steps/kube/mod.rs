@@ -9,10 +9,10 @@ mod workloads;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Client;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
@@ -101,10 +101,9 @@ async fn within<F: std::future::Future<Output = Result<(), StepError>>>(
 ) -> Result<(), StepError> {
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(StepError::failed(format!(
-            "step `{id}` timed out after {}",
-            humantime::format_duration(timeout)
-        ))),
+        Err(_) => {
+            Err(StepError::failed(format!("step `{id}` timed out after {}", humantime::format_duration(timeout))))
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use kube::api::{DeleteParams, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
-use super::{classify, clean_manifest, create_or_exists, is_not_found, Kube};
+use super::{Kube, classify, clean_manifest, create_or_exists, is_not_found};
 use crate::exec::StepError;
 use crate::steps::{Action, ObjectRef};
 

@@ -5,9 +5,11 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::ApiResource;
 use kube::runtime::wait::{await_condition, conditions};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{classify, clean_manifest, create_or_exists, expand_name, gvk_resource, is_not_found, label_value, Kube, RUN_LABEL};
+use super::{
+    Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, gvk_resource, is_not_found, label_value,
+};
 use crate::exec::StepError;
 use crate::steps::{Action, ReclaimPolicy, ResizePvcParams, RestorePvcParams, SnapshotPvcParams, StaticPvParams};
 
@@ -80,7 +82,8 @@ pub async fn wait_snapshot_ready(k: &Kube<'_>, claim: &str) -> Result<(), StepEr
     let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
     let settled = |o: Option<&DynamicObject>| {
         o.is_some_and(|o| {
-            o.data.pointer("/status/readyToUse") == Some(&json!(true)) || o.data.pointer("/status/error/message").is_some()
+            o.data.pointer("/status/readyToUse") == Some(&json!(true))
+                || o.data.pointer("/status/error/message").is_some()
         })
     };
     let snapshot = await_condition(api, &name, settled)
@@ -99,7 +102,8 @@ async fn volume_of(k: &Kube<'_>, claim: &str) -> Result<String, StepError> {
     if let Some(pv) = k.ctx.captured("pv").and_then(|v| v.as_str().map(String::from)) {
         return Ok(pv);
     }
-    let pvc = k.api::<PersistentVolumeClaim>().get(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+    let pvc =
+        k.api::<PersistentVolumeClaim>().get(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
     pvc.spec
         .and_then(|s| s.volume_name)
         .filter(|v| !v.is_empty())
@@ -128,7 +132,8 @@ pub async fn set_reclaim_policy(k: &Kube<'_>, claim: &str, policy: ReclaimPolicy
 async fn ready_snapshot_of_this_run(k: &Kube<'_>, claim: &str) -> Result<bool, StepError> {
     let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
     let selector = format!("{RUN_LABEL}={}", label_value(&k.ctx.run_id));
-    let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| classify("listing VolumeSnapshots", e))?;
+    let list =
+        api.list(&ListParams::default().labels(&selector)).await.map_err(|e| classify("listing VolumeSnapshots", e))?;
     Ok(list.items.iter().any(|s| {
         s.data.pointer("/spec/source/persistentVolumeClaimName").and_then(Value::as_str) == Some(claim)
             && s.data.pointer("/status/readyToUse") == Some(&json!(true))
@@ -197,7 +202,11 @@ async fn check_deletion_is_safe(
     let Some(pv_name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
         return Ok(());
     };
-    let pv = k.cluster_api::<PersistentVolume>().get(&pv_name).await.map_err(|e| classify(&format!("reading PV {pv_name}"), e))?;
+    let pv = k
+        .cluster_api::<PersistentVolume>()
+        .get(&pv_name)
+        .await
+        .map_err(|e| classify(&format!("reading PV {pv_name}"), e))?;
     let policy = pv.spec.and_then(|s| s.persistent_volume_reclaim_policy).unwrap_or_else(|| "Delete".into());
     if policy == "Delete" {
         return Err(StepError::unsafe_(format!(
@@ -229,13 +238,18 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
     let before = deleted_claim(k, claim).unwrap_or(Value::Null);
     let size = match &p.size {
         Some(size) => size.value.to_string(),
-        None => before.pointer("/spec/resources/requests/storage").and_then(Value::as_str).map(String::from).ok_or_else(|| {
-            StepError::failed(format!("no size for restored claim {claim}: give `size` or restore after deletePvc"))
-        })?,
+        None => before
+            .pointer("/spec/resources/requests/storage")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| {
+                StepError::failed(format!("no size for restored claim {claim}: give `size` or restore after deletePvc"))
+            })?,
     };
-    let storage_class = p.storage_class.clone().or_else(|| {
-        before.pointer("/spec/storageClassName").and_then(Value::as_str).map(String::from)
-    });
+    let storage_class = p
+        .storage_class
+        .clone()
+        .or_else(|| before.pointer("/spec/storageClassName").and_then(Value::as_str).map(String::from));
     let access_modes = before.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"]));
     let mut pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": { "name": claim, "namespace": k.ns, "labels": before.pointer("/metadata/labels").cloned().unwrap_or(json!({})) },
@@ -282,15 +296,19 @@ pub async fn bind_static(k: &Kube<'_>, p: &StaticPvParams) -> Result<(), StepErr
             { "matchExpressions": [ { "key": v.zone_label(), "operator": "In", "values": [zone] } ] }
         ] } });
     }
-    let mut pv: PersistentVolume = serde_json::from_value(json!({ "metadata": { "name": p.pv_name }, "spec": pv_spec }))
-        .map_err(|e| StepError::failed(e.to_string()))?;
+    let mut pv: PersistentVolume =
+        serde_json::from_value(json!({ "metadata": { "name": p.pv_name }, "spec": pv_spec }))
+            .map_err(|e| StepError::failed(e.to_string()))?;
     merge_ownership(k, &mut pv.metadata);
     let pvs: Api<PersistentVolume> = k.cluster_api();
     if !create_or_exists(&pvs, &pv, &format!("PV {}", p.pv_name)).await? {
         let existing = pvs.get(&p.pv_name).await.map_err(|e| classify(&format!("reading PV {}", p.pv_name), e))?;
         let handle = existing.spec.as_ref().and_then(|s| s.csi.as_ref()).map(|c| c.volume_handle.as_str());
         if !k.created_by_this_run(&existing.metadata) || handle != Some(v.volume_handle.as_str()) {
-            return Err(StepError::conflict(format!("PV {} already exists and was not created by this run", p.pv_name)));
+            return Err(StepError::conflict(format!(
+                "PV {} already exists and was not created by this run",
+                p.pv_name
+            )));
         }
     }
     let mut pvc: PersistentVolumeClaim = serde_json::from_value(json!({
@@ -309,7 +327,10 @@ pub async fn bind_static(k: &Kube<'_>, p: &StaticPvParams) -> Result<(), StepErr
         let existing = pvcs.get(&p.claim).await.map_err(|e| classify(&format!("reading PVC {}", p.claim), e))?;
         let bound_to = existing.spec.as_ref().and_then(|s| s.volume_name.as_deref());
         if !k.created_by_this_run(&existing.metadata) || bound_to != Some(p.pv_name.as_str()) {
-            return Err(StepError::conflict(format!("PVC {}/{} already exists and is not bound to PV {}", k.ns, p.claim, p.pv_name)));
+            return Err(StepError::conflict(format!(
+                "PVC {}/{} already exists and is not bound to PV {}",
+                k.ns, p.claim, p.pv_name
+            )));
         }
     }
     Ok(())
@@ -332,7 +353,9 @@ pub async fn resize(k: &Kube<'_>, p: &ResizePvcParams) -> Result<(), StepError> 
     let api: Api<PersistentVolumeClaim> = k.api();
     let size = p.size.value.to_string();
     let patch = Patch::Merge(json!({ "spec": { "resources": { "requests": { "storage": size } } } }));
-    api.patch(claim, &PatchParams::default(), &patch).await.map_err(|e| classify(&format!("resizing PVC {claim}"), e))?;
+    api.patch(claim, &PatchParams::default(), &patch)
+        .await
+        .map_err(|e| classify(&format!("resizing PVC {claim}"), e))?;
     let wanted = p.size.value.bytes();
     let settled = move |o: Option<&PersistentVolumeClaim>| {
         let Some(o) = o else { return false };

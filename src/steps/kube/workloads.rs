@@ -8,9 +8,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{classify, is_not_found, Kube};
+use super::{Kube, classify, is_not_found};
 use crate::exec::StepError;
 use crate::steps::{Action, WorkloadKind, WorkloadRef};
 
@@ -123,7 +123,12 @@ pub async fn wait_pods_gone(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepErr
     Err(StepError::transient(format!("the watch on pods of {w} ended")))
 }
 
-fn workload_ready(spec_replicas: Option<i32>, ready: Option<i32>, observed: Option<i64>, generation: Option<i64>) -> bool {
+fn workload_ready(
+    spec_replicas: Option<i32>,
+    ready: Option<i32>,
+    observed: Option<i64>,
+    generation: Option<i64>,
+) -> bool {
     let wanted = spec_replicas.unwrap_or(1);
     ready.unwrap_or(0) >= wanted && observed.unwrap_or(0) >= generation.unwrap_or(0)
 }
@@ -169,8 +174,8 @@ pub async fn wait_ready(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> 
 pub async fn set_claim(k: &Kube<'_>, w: &WorkloadRef, volume: &str, claim: &str) -> Result<(), StepError> {
     let context = format!("reading {w}");
     let object: Value = match w.kind {
-        WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(|o| serde_json::to_value(o)),
-        WorkloadKind::Deployment => k.api::<Deployment>().get(&w.name).await.map(|o| serde_json::to_value(o)),
+        WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(serde_json::to_value),
+        WorkloadKind::Deployment => k.api::<Deployment>().get(&w.name).await.map(serde_json::to_value),
     }
     .map_err(|e| classify(&context, e))?
     .map_err(|e| StepError::failed(format!("{context}: {e}")))?;
@@ -198,8 +203,12 @@ pub async fn set_claim(k: &Kube<'_>, w: &WorkloadRef, volume: &str, claim: &str)
     let params = PatchParams::default();
     let context = format!("pointing volume `{volume}` of {w} at {claim}");
     match w.kind {
-        WorkloadKind::StatefulSet => k.api::<StatefulSet>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ()),
-        WorkloadKind::Deployment => k.api::<Deployment>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ()),
+        WorkloadKind::StatefulSet => {
+            k.api::<StatefulSet>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ())
+        }
+        WorkloadKind::Deployment => {
+            k.api::<Deployment>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ())
+        }
     }
     .map_err(|e| classify(&context, e))
 }
@@ -218,7 +227,10 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
         }
     };
     if current.as_ref().and_then(|p| p.metadata.uid.as_deref()) == Some(old_uid.as_str()) {
-        let params = DeleteParams { preconditions: Some(Preconditions { uid: Some(old_uid.clone()), resource_version: None }), ..DeleteParams::default() };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(old_uid.clone()), resource_version: None }),
+            ..DeleteParams::default()
+        };
         match pods.delete(name, &params).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
@@ -229,9 +241,10 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
         p.is_some_and(|p| {
             p.metadata.uid.as_deref() != Some(old_uid.as_str())
                 && p.metadata.deletion_timestamp.is_none()
-                && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                })
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
     };
     kube::runtime::wait::await_condition(pods, name, replaced_and_ready)
@@ -256,4 +269,3 @@ pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, 
         .collect();
     Ok(users)
 }
-
