@@ -81,7 +81,7 @@ pub async fn connect(
             let sub = dir.join(name);
             let manifests = if sub.is_dir() { sub } else { dir.clone() };
             let config = SimConfig { speed: args.sim_speed, ..SimConfig::default() };
-            let sim = SimCluster::start(&[manifests.clone()], config)
+            let sim = SimCluster::start(std::slice::from_ref(&manifests), config)
                 .await
                 .map_err(|e| format!("starting the simulated cluster from {}: {e}", manifests.display()))?;
             targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
