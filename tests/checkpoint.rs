@@ -108,6 +108,9 @@ fn saving_replaces_the_file_without_leaving_temp_files() {
         run.steps.get_mut("snapshot").unwrap().attempts = attempt;
         store.save_run(&run).unwrap();
     }
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(run_file(&store, &run)).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "run files are private to their owner");
     let run_dir = run_file(&store, &run).parent().unwrap().to_path_buf();
     assert_eq!(files_in(&run_dir), ["run.json"]);
     assert_eq!(store.load_run(&run.run_id).unwrap().steps["snapshot"].attempts, 4);
