@@ -3,7 +3,7 @@
 //! The pipeline, one module per stage:
 //! - [`lang`]: plan files → typed plans, with source spans (Terraform's `configs`).
 //! - [`steps`]: the typed step kinds a run is made of.
-//! - [`cluster`]: facts about clusters (manifests now, the live API later).
+//! - [`cluster`]: facts about clusters, from manifests or the live API.
 //! - [`graph`]: intents expanded into a DAG of steps, checked for safety, rendered.
 //! - [`state`]: live state read for a plan, predicted changes, diffs (`dr plan`).
 //! - [`exec`]: the executor: bounded parallelism, retries, a checkpoint per transition.
