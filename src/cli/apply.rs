@@ -1,6 +1,6 @@
 //! `dr apply`, `dr resume`, `dr runs`: running plans against live (or simulated) clusters.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::cluster::{ClusterInventories, live};
 use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
 use crate::sim::{SimCluster, SimConfig, SimHandle};
+use crate::state::{self, Change, LiveState, StepState, report::PlanReport};
 use crate::steps::kube::KubeRunner;
 
 /// How to reach the plan's clusters.
@@ -104,26 +105,45 @@ fn plan_clusters(loaded: &LoadedPlan) -> BTreeMap<String, Option<String>> {
     loaded.plan.clusters.iter().map(|c| (c.name.value.clone(), c.context.clone())).collect()
 }
 
-/// Expands the plan against live state: one list per kind and namespace it touches.
-pub async fn build_live(loaded: &LoadedPlan, targets: &Targets) -> Result<StepGraph, String> {
-    let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
-    let mut namespaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (_, step) in outline.iter().flat_map(|g| g.steps()) {
-        if !step.cluster.is_empty() {
-            namespaces.entry(step.cluster.clone()).or_default().insert(step.namespace.clone());
+/// A plan expanded against live state, with what it will change.
+pub struct Prepared {
+    pub graph: StepGraph,
+    pub live: LiveState,
+    pub states: Vec<(String, StepState)>,
+    pub changes: Vec<Change>,
+}
+
+impl Prepared {
+    pub fn report(&self) -> PlanReport<'_> {
+        PlanReport {
+            graph: &self.graph,
+            states: self.states.clone(),
+            changes: self.changes.clone(),
+            requests: self.live.requests,
         }
     }
+}
+
+/// Reads live state (one list per kind and namespace the plan touches), expands the
+/// plan with it and predicts the changes; the latest successful run of the plan marks
+/// what is already applied.
+pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
+    let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
+    let outline = outline.ok_or("the plan could not be built")?;
+    let live = state::fetch(&targets.clients, &state::needs_of(&outline)).await?;
     let mut facts = ClusterInventories::default();
-    for (cluster, namespaces) in &namespaces {
-        let client = targets.clients.get(cluster).ok_or_else(|| format!("no connection to cluster {cluster}"))?;
-        facts.by_cluster.insert(cluster.clone(), live::fetch_inventory(client, namespaces).await?);
+    for cluster in targets.clients.keys() {
+        facts.by_cluster.insert(cluster.clone(), live.inventory(cluster));
     }
     let (graph, diags) = graph::build(loaded, BuildOptions { facts: Some(&facts), intents_only: false });
     if diags.has_errors() {
         super::print_diagnostics(&diags.sorted());
         return Err("the plan is not valid against the live cluster state".into());
     }
-    graph.ok_or_else(|| "the plan could not be built".into())
+    let graph = graph.ok_or("the plan could not be built")?;
+    let previous = store.latest_run(loaded.plan.name()).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    Ok(Prepared { graph, live, states, changes })
 }
 
 /// Asks for "yes" on a terminal; refuses to prompt otherwise.
@@ -142,40 +162,121 @@ fn store(args: &RunArgs) -> Arc<dyn StateStore> {
     Arc::new(LocalDirStore::new(&args.state_dir))
 }
 
-/// `dr apply PLAN`.
+/// `dr apply PLAN` or `dr apply SAVED_PLAN`.
 pub async fn apply(
     plan_path: &Path,
     target_args: &TargetArgs,
     run_args: &RunArgs,
     auto_approve: bool,
 ) -> Result<i32, String> {
+    if let Some(saved) = super::plan::read_saved(plan_path) {
+        return apply_saved(saved?, target_args, run_args).await;
+    }
     let (loaded, diags) = lang::load_plan(plan_path);
     super::print_diagnostics(&diags);
     let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
     let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
-    let graph = build_live(&loaded, &targets).await?;
-    eprint!("{}", graph::render::text(&graph));
+    let store = store(run_args);
+    let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
+    let report = prepared.report();
+    eprint!("{}", report.text());
+    if let Some(code) = refuse_or_skip(&report) {
+        return Ok(code);
+    }
     if !auto_approve && !confirm("\nDo you want to perform these actions?")? {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
     let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
-    let mut saved = graph::saved::to_json(&graph);
-    saved["clusters"] = json!(targets.contexts);
-    let mut record =
-        RunRecord::new(loaded.plan.name(), checkpoint::digest(&bytes), targets.description(), RunMode::Apply, saved);
-    for (_, step) in graph.steps() {
-        record.steps.insert(step.id.clone(), StepRecord::default());
+    let record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Applies a saved plan: it was reviewed already, so no prompt, but it is refused when
+/// any object it read has changed since.
+async fn apply_saved(
+    saved: super::plan::SavedPlan,
+    target_args: &TargetArgs,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    let targets = connect(&saved.plan_path, &saved.clusters, target_args).await?;
+    let graph = graph::saved::from_json(&saved.graph)?;
+    let live = state::fetch(&targets.clients, &state::needs_of(&graph)).await?;
+    let stale = super::plan::stale_objects(&saved, &live);
+    if !stale.is_empty() {
+        eprintln!("error: the saved plan is stale; these objects changed since it was made:");
+        for change in &stale {
+            eprintln!("  - {change}");
+        }
+        eprintln!("Nothing was changed. Run `dr plan` again, review it, and apply the new plan.");
+        return Ok(1);
     }
-    record.plan["acceptDataLoss"] = json!(loaded.plan.accept_data_loss);
     let store = store(run_args);
+    let previous = store.latest_run(&saved.plan_name).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let prepared = Prepared { graph, live, states, changes };
+    if let Some(code) = refuse_or_skip(&prepared.report()) {
+        return Ok(code);
+    }
+    let mut record = new_record(&prepared, &saved.plan_name, saved.accept_data_loss, &[], &targets);
+    record.plan_digest = saved.plan_digest.clone();
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Takes the lock, records the run and executes it.
+pub async fn start_run(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
     let lock =
         store.lock(&record.lock_key(), &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
     store.create_run(&record).map_err(|e| e.to_string())?;
     eprintln!("\nRun {} started; state in {}", record.run_id, run_args.state_dir.display());
-    let code = execute(graph, record, store, &targets, run_args).await;
+    let code = execute(graph, record, store, targets, run_args).await;
     drop(lock);
     code
+}
+
+/// Blocked steps stop an apply before it starts; a plan with nothing to do ends it.
+fn refuse_or_skip(report: &PlanReport<'_>) -> Option<i32> {
+    let blocked = report.blocked();
+    if !blocked.is_empty() {
+        for (id, why) in blocked {
+            eprintln!("error: step {id} is blocked: {why}");
+        }
+        eprintln!("Nothing was changed.");
+        return Some(1);
+    }
+    (report.to_do() == 0).then(|| {
+        eprintln!("Nothing to apply.");
+        0
+    })
+}
+
+/// A new run record: every step pending, except those an earlier run already applied.
+pub fn new_record(
+    prepared: &Prepared,
+    plan_name: &str,
+    accept_data_loss: bool,
+    plan_bytes: &[u8],
+    targets: &Targets,
+) -> RunRecord {
+    let mut saved = graph::saved::to_json(&prepared.graph);
+    saved["clusters"] = json!(targets.contexts);
+    saved["acceptDataLoss"] = json!(accept_data_loss);
+    let mut record =
+        RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
+    for (id, state) in &prepared.states {
+        let mut step = StepRecord::default();
+        if matches!(state, StepState::Satisfied(why) if why.starts_with("applied by run")) {
+            step.finish(checkpoint::StepStatus::Skipped);
+        }
+        record.steps.insert(id.clone(), step);
+    }
+    record
 }
 
 /// `dr resume RUN`: continues a run with the steps it was approved with.

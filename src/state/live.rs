@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Client;
 
 use super::{LiveState, ObjectKey};
-use crate::graph::StepGraph;
+use crate::graph::{StepGraph, StepKind};
+use crate::lang::Intent;
 use crate::steps::Action;
 
 /// One list request: a kind, in a namespace (or cluster-wide), of one cluster.
@@ -31,12 +32,19 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
             continue;
         }
         namespaces.entry(step.cluster.clone()).or_default().insert(step.namespace.clone());
-        if let Some(Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p)) = step.action() {
+        let object = match &step.kind {
+            StepKind::Action(Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p)) => {
+                Some(&p.object)
+            }
+            StepKind::Intent(Intent::SetAside(p)) => Some(&p.object),
+            _ => None,
+        };
+        if let Some(object) = object {
             needs.insert(ListNeed {
                 cluster: step.cluster.clone(),
-                api_version: p.object.api_version.clone(),
-                kind: p.object.kind.clone(),
-                namespace: p.object.namespace.clone(),
+                api_version: object.api_version.clone(),
+                kind: object.kind.clone(),
+                namespace: object.namespace.clone(),
                 optional: false,
             });
         }
@@ -86,7 +94,13 @@ pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed
             }
         };
         for item in list.items {
-            let key = ObjectKey::new(&need.cluster, &need.api_version, &need.kind, item.metadata.namespace.as_deref(), item.metadata.name.as_deref().unwrap_or_default());
+            let key = ObjectKey::new(
+                &need.cluster,
+                &need.api_version,
+                &need.kind,
+                item.metadata.namespace.as_deref(),
+                item.metadata.name.as_deref().unwrap_or_default(),
+            );
             let mut value = serde_json::to_value(&item).map_err(|e| e.to_string())?;
             value["apiVersion"] = need.api_version.clone().into();
             value["kind"] = need.kind.clone().into();

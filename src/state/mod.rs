@@ -16,8 +16,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use live::{fetch, needs_of, ListNeed};
-pub use predict::{predict, Change, ChangeKind, StepState};
+pub use live::{ListNeed, fetch, needs_of};
+pub use predict::{Change, ChangeKind, StepState, predict};
 
 /// Identifies one object in one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -72,10 +72,13 @@ impl LiveState {
         self.objects.get(key)
     }
 
-    /// uid and resourceVersion of every object read.
+    /// uid and resourceVersion of every object read that the plan depends on. Pods are
+    /// left out: they churn on their own, and the interlocks that read them are checked
+    /// again against live state when each step runs.
     pub fn fingerprints(&self) -> Vec<Fingerprint> {
         self.objects
             .iter()
+            .filter(|(key, _)| key.kind != "Pod")
             .map(|(key, object)| Fingerprint {
                 key: key.clone(),
                 uid: text(object, "/metadata/uid"),
@@ -93,8 +96,12 @@ impl LiveState {
             match key.kind.as_str() {
                 "StatefulSet" => drop(serde_json::from_value(object).map(|o| inventory.statefulsets.insert(ns_key, o))),
                 "Deployment" => drop(serde_json::from_value(object).map(|o| inventory.deployments.insert(ns_key, o))),
-                "PersistentVolumeClaim" => drop(serde_json::from_value(object).map(|o| inventory.claims.insert(ns_key, o))),
-                "PersistentVolume" => drop(serde_json::from_value(object).map(|o| inventory.volumes.insert(key.name.clone(), o))),
+                "PersistentVolumeClaim" => {
+                    drop(serde_json::from_value(object).map(|o| inventory.claims.insert(ns_key, o)))
+                }
+                "PersistentVolume" => {
+                    drop(serde_json::from_value(object).map(|o| inventory.volumes.insert(key.name.clone(), o)))
+                }
                 _ => inventory.other_objects += 1,
             }
         }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::{LiveState, ObjectKey};
 use crate::checkpoint::{RunRecord, RunStatus};
@@ -86,7 +86,11 @@ fn pv_key(step: &Step, name: &str) -> ObjectKey {
 }
 
 /// The predicted states of every step and the net change of every object.
-pub fn predict(graph: &StepGraph, live: &LiveState, previous: Option<&RunRecord>) -> (Vec<(String, StepState)>, Vec<Change>) {
+pub fn predict(
+    graph: &StepGraph,
+    live: &LiveState,
+    previous: Option<&RunRecord>,
+) -> (Vec<(String, StepState)>, Vec<Change>) {
     let mut replay = Replay {
         live,
         current: BTreeMap::new(),
@@ -143,7 +147,10 @@ fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRec
     creating
         .into_iter()
         .filter(|(_, keys)| {
-            keys.iter().all(|k| live.get(k).and_then(|o| o.pointer("/metadata/labels/drplan.dev~1run")).and_then(Value::as_str) == Some(label.as_str()))
+            keys.iter().all(|k| {
+                live.get(k).and_then(|o| o.pointer("/metadata/labels/drplan.dev~1run")).and_then(Value::as_str)
+                    == Some(label.as_str())
+            })
         })
         .map(|(entry, _)| (entry, run.run_id.clone()))
         .collect()
@@ -183,16 +190,25 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             }
             let snapshot = manifests::volume_snapshot(&step.namespace, p, RUN_PLACEHOLDER, &ownership);
             let name = snapshot["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let key = ObjectKey::new(&step.cluster, "snapshot.storage.k8s.io/v1", "VolumeSnapshot", Some(&step.namespace), &name);
+            let key = ObjectKey::new(
+                &step.cluster,
+                "snapshot.storage.k8s.io/v1",
+                "VolumeSnapshot",
+                Some(&step.namespace),
+                &name,
+            );
             r.set(key, step, Some(snapshot));
             StepState::ToDo
         }
         Action::SetReclaimPolicy(p) => {
-            let volume = r.get(&claim_key(step, &p.claim)).and_then(|c| c.pointer("/spec/volumeName").and_then(Value::as_str).map(String::from));
+            let volume = r
+                .get(&claim_key(step, &p.claim))
+                .and_then(|c| c.pointer("/spec/volumeName").and_then(Value::as_str).map(String::from));
             let Some(volume) = volume else { return StepState::Blocked(format!("PVC {} is not bound", p.claim)) };
             let key = pv_key(step, &volume);
             let Some(mut pv) = r.get(&key) else { return StepState::Blocked(format!("PV {volume} not found")) };
-            if pv.pointer("/spec/persistentVolumeReclaimPolicy").and_then(Value::as_str) == Some(&p.policy.to_string()) {
+            if pv.pointer("/spec/persistentVolumeReclaimPolicy").and_then(Value::as_str) == Some(&p.policy.to_string())
+            {
                 return StepState::Satisfied(format!("PV {volume} already reclaims with {}", p.policy));
             }
             pv["spec"]["persistentVolumeReclaimPolicy"] = json!(p.policy.to_string());
@@ -232,7 +248,9 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         }
         Action::ResizePvc(p) => {
             let key = claim_key(step, &p.claim.value);
-            let Some(mut claim) = r.get(&key) else { return StepState::Blocked(format!("PVC {} not found", p.claim.value)) };
+            let Some(mut claim) = r.get(&key) else {
+                return StepState::Blocked(format!("PVC {} not found", p.claim.value));
+            };
             claim["spec"]["resources"]["requests"]["storage"] = json!(p.size.value.to_string());
             r.set(key, step, Some(claim));
             StepState::ToDo
@@ -252,9 +270,17 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             StepState::ToDo
         }
         Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
-            let key = ObjectKey::new(&step.cluster, &p.object.api_version, &p.object.kind, p.object.namespace.as_deref(), &p.object.name);
+            let key = ObjectKey::new(
+                &step.cluster,
+                &p.object.api_version,
+                &p.object.kind,
+                p.object.namespace.as_deref(),
+                &p.object.name,
+            );
             match action {
-                Action::SaveObject(_) if p.object.kind == "Secret" => StepState::Blocked("Secrets are never saved into checkpoints".into()),
+                Action::SaveObject(_) if p.object.kind == "Secret" => {
+                    StepState::Blocked("Secrets are never saved into checkpoints".into())
+                }
                 Action::SaveObject(_) if r.get(&key).is_none() => StepState::Blocked(format!("{} not found", p.object)),
                 Action::SaveObject(_) => StepState::ToDo,
                 Action::DeleteObject(_) => {
@@ -268,7 +294,9 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 }
             }
         }
-        Action::Wait(p) if p.cluster.is_none() => StepState::Blocked("cloud waits are not executable by this build yet".into()),
+        Action::Wait(p) if p.cluster.is_none() => {
+            StepState::Blocked("cloud waits are not executable by this build yet".into())
+        }
         Action::Wait(_) | Action::RestartPod(_) => StepState::ToDo,
         other => StepState::Blocked(format!("`{}` steps are not executable by this build yet", other.kind_name())),
     }
@@ -280,11 +308,15 @@ fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
     r.live
         .objects
         .iter()
-        .filter(|(k, _)| k.cluster == step.cluster && k.kind == "Pod" && k.namespace.as_deref() == Some(&step.namespace))
+        .filter(|(k, _)| {
+            k.cluster == step.cluster && k.kind == "Pod" && k.namespace.as_deref() == Some(&step.namespace)
+        })
         .filter(|(_, pod)| {
-            pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten().any(|v| {
-                v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) == Some(claim)
-            })
+            pod.pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) == Some(claim))
         })
         .find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w)))
         .map(|(key, pod)| {
@@ -299,9 +331,10 @@ fn owner_workload(pod: &Value) -> Option<WorkloadRef> {
     match owner.get("kind")?.as_str()? {
         "StatefulSet" => Some(WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.to_string() }),
         // A ReplicaSet is named `<deployment>-<pod-template-hash>`.
-        "ReplicaSet" => name.rsplit_once('-').map(|(d, _)| WorkloadRef { kind: WorkloadKind::Deployment, name: d.to_string() }),
+        "ReplicaSet" => {
+            name.rsplit_once('-').map(|(d, _)| WorkloadRef { kind: WorkloadKind::Deployment, name: d.to_string() })
+        }
         "Deployment" => Some(WorkloadRef { kind: WorkloadKind::Deployment, name: name.to_string() }),
         _ => None,
     }
 }
-

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use similar::TextDiff;
 
 use super::yaml_out::to_yaml;
@@ -41,7 +41,14 @@ impl PlanReport<'_> {
         self.changes
             .iter()
             .filter(|c| c.deleted_on_the_way && c.key.kind == "PersistentVolumeClaim")
-            .filter_map(|c| c.before.as_ref()?.pointer("/spec/resources/requests/storage")?.as_str()?.parse::<crate::lang::Quantity>().ok())
+            .filter_map(|c| {
+                c.before
+                    .as_ref()?
+                    .pointer("/spec/resources/requests/storage")?
+                    .as_str()?
+                    .parse::<crate::lang::Quantity>()
+                    .ok()
+            })
             .map(|q| q.gib())
             .sum()
     }
@@ -78,7 +85,11 @@ impl PlanReport<'_> {
     /// The review text: objects with diffs, then steps, then the summary.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "drplan will perform the following actions ({} list requests read the live state):\n", self.requests);
+        let _ = writeln!(
+            out,
+            "drplan will perform the following actions ({} list requests read the live state):\n",
+            self.requests
+        );
         for change in &self.changes {
             let symbol = match change.kind {
                 ChangeKind::Create => "+",

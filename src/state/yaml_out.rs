@@ -89,7 +89,10 @@ fn scalar_text(value: &Value) -> String {
 /// Quotes strings a YAML reader would otherwise take for another type or syntax.
 fn quote_if_needed(s: &str) -> String {
     let plain_is_safe = !s.is_empty()
-        && !matches!(s, "null" | "Null" | "NULL" | "~" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE")
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
+        )
         && s.parse::<f64>().is_err()
         && !s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c))
         && !s.ends_with(' ')
@@ -102,7 +105,7 @@ fn quote_if_needed(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::yaml::{parse_str, Limits};
+    use crate::lang::yaml::{Limits, parse_str};
     use serde_json::json;
 
     #[test]
