@@ -294,14 +294,7 @@ pub async fn resume(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) 
         );
     }
     let graph = graph::saved::from_json(&record.plan)?;
-    let clusters: BTreeMap<String, Option<String>> = record.plan["clusters"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, context)| {
-            (name.clone(), context.as_str().filter(|c| !c.starts_with("sim:") && *c != "(current)").map(String::from))
-        })
-        .collect();
+    let clusters = saved_clusters(&record);
     let targets = connect(Path::new("."), &clusters, target_args).await?;
     eprintln!("Resuming run {run_id}");
     let code = execute(graph, record, store, &targets, run_args).await;
@@ -321,6 +314,17 @@ async fn execute(
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: run_args.step_timeout,
     });
+    execute_with(graph, record, store, runner, run_args).await.map(|(code, _)| code)
+}
+
+/// Runs a graph with any runner, showing progress and the summary.
+async fn execute_with<R: crate::exec::StepRunner>(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    runner: Arc<R>,
+    run_args: &RunArgs,
+) -> Result<(i32, checkpoint::RunStatus), String> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -340,22 +344,97 @@ async fn execute(
         .map_err(|e| e.message)?;
     let _ = view.await;
     progress::summary(&mut std::io::stderr(), &outcome, started.elapsed());
-    match outcome.status {
-        checkpoint::RunStatus::Succeeded => Ok(0),
+    let status = outcome.status;
+    let rollback = matches!(outcome.record.mode, RunMode::Rollback { .. });
+    let code = match status {
+        checkpoint::RunStatus::Succeeded => 0,
         checkpoint::RunStatus::Interrupted => {
-            eprintln!("Continue with `dr resume {run_id}`.");
-            Ok(1)
+            let verb = if rollback { "rollback" } else { "resume" };
+            eprintln!("Continue with `dr {verb} {run_id}`.");
+            1
         }
         _ => {
             for (id, error) in &outcome.failed {
                 eprintln!("Step {id} failed: {error}");
             }
-            eprintln!(
-                "Fix the cause and continue with `dr resume {run_id}`, or undo the run with `dr rollback {run_id}`."
-            );
-            Ok(1)
+            if rollback {
+                eprintln!("Fix the cause and continue the rollback with `dr rollback {run_id}`.");
+            } else {
+                eprintln!(
+                    "Fix the cause and continue with `dr resume {run_id}`, or undo the run with `dr rollback {run_id}`."
+                );
+            }
+            1
         }
+    };
+    Ok((code, status))
+}
+
+/// `dr rollback RUN`: undoes a run's completed steps in reverse dependency order.
+/// Given a rollback run (or an apply run whose rollback was interrupted), it continues it.
+pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) -> Result<i32, String> {
+    let store = store(run_args);
+    let named = store.load_run(run_id).map_err(|e| e.to_string())?;
+    let (mut original, existing) = match &named.mode {
+        RunMode::Rollback { of } => (store.load_run(of).map_err(|e| e.to_string())?, Some(named.clone())),
+        RunMode::Apply => {
+            let unfinished = store.list_runs().map_err(|e| e.to_string())?.into_iter().find(|r| {
+                r.mode == Some(RunMode::Rollback { of: run_id.to_string() })
+                    && r.status != checkpoint::SummaryStatus::Run(checkpoint::RunStatus::Succeeded)
+            });
+            let existing = unfinished.map(|r| store.load_run(&r.run_id)).transpose().map_err(|e| e.to_string())?;
+            (named.clone(), existing)
+        }
+    };
+    let lock = store
+        .lock(&original.lock_key(), &LockInfo::current(&original.run_id, "rollback"))
+        .map_err(|e| e.to_string())?;
+    let applied = graph::saved::from_json(&original.plan)?;
+    let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
+    let record = match existing {
+        Some(record) => record,
+        None => {
+            let mut saved = graph::saved::to_json(&undo);
+            saved["clusters"] = original.plan["clusters"].clone();
+            let mode = RunMode::Rollback { of: original.run_id.clone() };
+            let mut record =
+                RunRecord::new(&original.plan_name, original.plan_digest.clone(), original.target.clone(), mode, saved);
+            for (_, step) in undo.steps() {
+                record.steps.insert(step.id.clone(), StepRecord::default());
+            }
+            store.create_run(&record).map_err(|e| e.to_string())?;
+            record
+        }
+    };
+    let undo = graph::saved::from_json(&record.plan)?;
+    let targets = connect(Path::new("."), &saved_clusters(&original), target_args).await?;
+    eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
+    let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
+        clients: targets.clients.clone(),
+        original: original.clone(),
+        applied,
+    });
+    let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
+    if status == checkpoint::RunStatus::Succeeded {
+        original.status = checkpoint::RunStatus::RolledBack;
+        original.touch();
+        store.save_run(&original).map_err(|e| e.to_string())?;
     }
+    drop(lock);
+    Ok(code)
+}
+
+/// The cluster → context map a run was made with (simulated targets have none).
+fn saved_clusters(record: &RunRecord) -> BTreeMap<String, Option<String>> {
+    record.plan["clusters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, context)| {
+            let context = context.as_str().filter(|c| !c.starts_with("sim:") && *c != "(current)").map(String::from);
+            (name.clone(), context)
+        })
+        .collect()
 }
 
 /// `dr runs`.
@@ -370,7 +449,7 @@ pub fn runs(run_args: &RunArgs) -> Result<i32, String> {
         println!(
             "{}  {:<12} {}  {}  {}{problem}",
             run.run_id,
-            format!("{:?}", run.status).to_lowercase(),
+            run.status.to_string(),
             run.plan_name,
             run.updated_at,
             counts.join(", ")

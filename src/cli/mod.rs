@@ -81,6 +81,14 @@ pub enum Command {
         #[command(flatten)]
         run: apply::RunArgs,
     },
+    /// Undo a run's completed steps in reverse order (resumable, like a run).
+    Rollback {
+        run_id: String,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
     /// List runs kept in the state directory.
     Runs {
         #[command(flatten)]
@@ -112,6 +120,9 @@ pub fn main() -> i32 {
             block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })
         }
         Command::Resume { run_id, target, run } => block_on(async move { apply::resume(&run_id, &target, &run).await }),
+        Command::Rollback { run_id, target, run } => {
+            block_on(async move { apply::rollback(&run_id, &target, &run).await })
+        }
         Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
             eprintln!("error: {message}");
             1

@@ -3,6 +3,7 @@
 //! and each re-checking its safety interlocks against live state before acting.
 
 mod objects;
+pub mod undo;
 mod volumes;
 mod workloads;
 
