@@ -45,7 +45,7 @@ fn owner_capable(state: &State) -> Vec<ResourceKey> {
     keys.extend(
         ["pods", "persistentvolumeclaims", "configmaps", "secrets", "services"].map(|p| ResourceKey::new("", p)),
     );
-    keys.extend([keys::statefulsets(), keys::deployments()]);
+    keys.extend([keys::statefulsets(), keys::deployments(), keys::replicasets()]);
     keys.retain(|k| !skip.contains(k));
     keys
 }
