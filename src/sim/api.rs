@@ -82,6 +82,18 @@ impl State {
         (items, self.store.resource_version())
     }
 
+    /// Like [`State::list_objects`], as the stored JSON encodings (for list responses).
+    pub fn list_encoded(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &Selector,
+        fields: &Selector,
+    ) -> (Vec<hyper::body::Bytes>, u64) {
+        let items = self.store.list_encoded(&rt.key(), ns, |o| labels.matches_labels(o) && fields.matches_fields(o));
+        (items, self.store.resource_version())
+    }
+
     pub fn create_object(&mut self, rt: &ResourceType, ns: &str, mut object: Value) -> ApiResult<Arc<Value>> {
         check_type(rt, &object)?;
         self.assign_name(&mut object);

@@ -396,15 +396,26 @@ fn volume_needs(state: &State, pod: &Value) -> Result<VolumeNeeds, String> {
     Ok(needs)
 }
 
-fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String, String> {
-    let nodes = state.all(&keys::nodes());
-    let selector = pod["spec"]["nodeSelector"].as_object();
+/// Pods per node, counted once per scheduling pass and kept current as pods are placed.
+fn node_load(state: &State) -> BTreeMap<String, usize> {
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
-    for other in state.all(&keys::pods()) {
-        if let Some(node) = other["spec"]["nodeName"].as_str() {
+    for pod in state.all(&keys::pods()) {
+        if let Some(node) = pod["spec"]["nodeName"].as_str() {
             *load.entry(node.to_string()).or_default() += 1;
         }
     }
+    load
+}
+
+/// The least loaded eligible node (by name on ties, so runs repeat).
+fn choose_node(
+    state: &State,
+    pod: &Value,
+    zone: Option<&str>,
+    load: &BTreeMap<String, usize>,
+) -> Result<String, String> {
+    let nodes = state.all(&keys::nodes());
+    let selector = pod["spec"]["nodeSelector"].as_object();
     nodes
         .iter()
         .filter(|n| n["spec"]["unschedulable"] != true)
@@ -422,16 +433,25 @@ fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String,
 
 pub fn schedule_pods(state: &mut State) -> bool {
     let mut changed = false;
-    for pod in state.all(&keys::pods()) {
-        if is_deleting(&pod) || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
-            continue;
-        }
+    let unscheduled: Vec<Arc<Value>> = state
+        .all(&keys::pods())
+        .into_iter()
+        .filter(|pod| !is_deleting(pod) && pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty))
+        .collect();
+    if unscheduled.is_empty() {
+        return false;
+    }
+    let mut load = node_load(state);
+    for pod in unscheduled {
         let placement = volume_needs(state, &pod).and_then(|needs| {
-            let node = choose_node(state, &pod, needs.zone.as_deref())?;
+            let node = choose_node(state, &pod, needs.zone.as_deref(), &load)?;
             Ok((node, needs.delayed_claims))
         });
         changed |= match placement {
-            Ok((node, delayed)) => bind_pod(state, &pod, &node, &delayed),
+            Ok((node, delayed)) => {
+                *load.entry(node.clone()).or_default() += 1;
+                bind_pod(state, &pod, &node, &delayed)
+            }
             Err(reason) => mark_unschedulable(state, &pod, &reason),
         };
     }
