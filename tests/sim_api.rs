@@ -298,3 +298,17 @@ async fn claim_data_over_http() {
     let err = client.request_text(missing).await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
 }
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_contents_first() {
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete("db", &DeleteParams::default()).await.unwrap();
+    sim.settle();
+    assert!(namespaces.get_opt("db").await.unwrap().is_none());
+    let claims = Api::<PersistentVolumeClaim>::all(client.clone()).list(&ListParams::default()).await.unwrap();
+    assert!(claims.items.is_empty(), "claims deleted with their namespace");
+    let pvs = Api::<PersistentVolume>::all(client).list(&ListParams::default()).await.unwrap();
+    assert!(pvs.items.is_empty(), "Delete reclaim removed the volumes");
+}

@@ -25,7 +25,11 @@ pub fn default_on_create(rt: &ResourceType, object: &mut Value) {
             set_if_absent(&mut object["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
         }
         "Pod" => set_if_absent(object, "status", json!({ "phase": "Pending" })),
-        "Namespace" => set_if_absent(object, "status", json!({ "phase": "Active" })),
+        "Namespace" => {
+            set_if_absent(object, "status", json!({ "phase": "Active" }));
+            set_if_absent(object, "spec", json!({}));
+            set_if_absent(&mut object["spec"], "finalizers", json!(["kubernetes"]));
+        }
         "StatefulSet" => {
             set_if_absent(&mut object["spec"], "replicas", json!(1));
             set_if_absent(&mut object["spec"], "podManagementPolicy", json!("OrderedReady"));

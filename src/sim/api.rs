@@ -29,7 +29,7 @@ impl Subresource {
             None => Ok(Subresource::Main),
             Some("status") => Ok(Subresource::Status),
             Some("scale") => Ok(Subresource::Scale),
-            Some(other) => Err(ApiError::not_found("", other, "")),
+            Some(_) => Err(ApiError::no_route()),
         }
     }
 }

@@ -225,7 +225,7 @@ async fn handle(
         },
         Route::ClaimData { namespace, claim } => claim_data(&shared, req, &namespace, &claim).await,
         Route::Resource(path) => resource_request(&shared, stopped, req, path, params).await,
-        Route::NotFound => error_response(&ApiError::not_found("", "", req.uri().path())),
+        Route::NotFound => error_response(&ApiError::no_route()),
     };
     Ok(response)
 }
@@ -355,11 +355,8 @@ fn audit(shared: &Shared, path: &ResourcePath, verb: &str, code: u16) {
 }
 
 fn resolve(state: &State, path: &ResourcePath) -> ApiResult<ResourceType> {
-    let rt = state
-        .registry
-        .by_path(&path.group, &path.version, &path.plural)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&path.group, &path.plural, ""))?;
+    let rt =
+        state.registry.by_path(&path.group, &path.version, &path.plural).cloned().ok_or_else(ApiError::no_route)?;
     if path.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::not_found(&path.group, &path.plural, path.name.as_deref().unwrap_or_default()));
     }

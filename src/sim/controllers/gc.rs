@@ -158,6 +158,11 @@ fn finish_namespaces(state: &mut State) -> bool {
             let time = state.now_text();
             state.store.remove(&keys::namespaces(), "", &ns, &time);
             changed = true;
+        } else if namespace["status"]["phase"] != "Terminating" {
+            let mut terminating = namespace.clone();
+            terminating["status"]["phase"] = json!("Terminating");
+            state.save(&keys::namespaces(), terminating);
+            changed = true;
         }
     }
     changed
