@@ -107,3 +107,18 @@ fn aks_plan_binds_a_zonal_static_pv() {
     assert_eq!(bind.claim, "restoredpvc");
     assert_eq!(bind.volume.zone.as_deref(), Some("westeurope-1"));
 }
+
+/// Plan 5: explicit steps slot into the failback intent with `after:`/`before:` on its
+/// sub-steps: the writers stop after the initial sync and before the cutover.
+#[test]
+fn efs_failback_stops_writers_between_sync_and_cutover() {
+    let graph = build("efs-failback");
+    let synced = find(&graph, "efs-failback/primary-synced");
+    let stop = find(&graph, "stop-dr-writers");
+    let final_sync = find(&graph, "final-sync");
+    let cutover = find(&graph, "efs-failback/cutover");
+    assert!(graph.ancestors(stop).contains(&synced));
+    let before_cutover = graph.ancestors(cutover);
+    assert!(before_cutover.contains(&stop) && before_cutover.contains(&final_sync));
+    assert!(!graph.ancestors(synced).contains(&stop), "the writers keep serving during the initial sync");
+}

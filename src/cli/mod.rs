@@ -2,6 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 problems found or an error (like `terraform validate`).
 
+pub mod apply;
+pub mod plan;
+pub mod progress;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +46,51 @@ pub enum Command {
     },
     /// Print the JSON Schema of the plan format.
     Schema,
+    /// Show what a plan would change in the live clusters (exit 0: nothing, 2: changes, 1: error).
+    Plan {
+        plan: PathBuf,
+        /// Default namespace of a one-cluster plan.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Save the plan, with the versions of the objects it read, for `dr apply`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: plan::PlanFormat,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// Run a plan (or a saved plan): show it, ask for approval, execute it with checkpoints.
+    Apply {
+        plan: PathBuf,
+        /// Do not ask for approval.
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// Continue an interrupted or failed run.
+    Resume {
+        run_id: String,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// List runs kept in the state directory.
+    Runs {
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// The simulated cluster: serve manifests as a Kubernetes API on loopback.
+    Sim {
+        #[command(subcommand)]
+        command: crate::sim::cli::SimCommand,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -54,10 +103,42 @@ pub fn main() -> i32 {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
+        Command::Plan { plan, namespace, out, format, target, run } => {
+            block_on(
+                async move { plan::plan(&plan, &target, &run, namespace.as_deref(), out.as_deref(), format).await },
+            )
+        }
+        Command::Apply { plan, auto_approve, target, run } => {
+            block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })
+        }
+        Command::Resume { run_id, target, run } => block_on(async move { apply::resume(&run_id, &target, &run).await }),
+        Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
+            eprintln!("error: {message}");
+            1
+        }),
+        Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
+            eprintln!("error: {message}");
+            1
+        }),
     }
 }
 
-fn print_diagnostics(diags: &Diagnostics) {
+/// Runs an async command on a runtime sized for the machine, mapping errors to exit 1.
+fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(work).unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        1
+    })
+}
+
+pub(crate) fn print_diagnostics(diags: &Diagnostics) {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for diag in diags.iter() {
         eprint!("{}", diag.render(color));

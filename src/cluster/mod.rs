@@ -6,6 +6,7 @@
 
 mod facts;
 mod inventory;
+pub mod live;
 
 pub use facts::*;
 pub use inventory::*;

@@ -107,48 +107,72 @@ fn link_entry(ctx: &mut Ctx<'_>, graph: &mut StepGraph, fragments: &HashMap<&str
         return;
     };
     for dep in &entry.after {
-        let Some(target) = resolve_ref(ctx, fragments, dep, "after") else {
+        let Some((_, exits)) = resolve_ref(ctx, graph, fragments, dep, "after") else {
             continue;
         };
-        connect(graph, &target.exits, &this.entries, dep.span);
+        connect(graph, &exits, &this.entries, dep.span);
+    }
+    for dependent in &entry.before {
+        let Some((entries, _)) = resolve_ref(ctx, graph, fragments, dependent, "before") else {
+            continue;
+        };
+        connect(graph, &this.exits, &entries, dependent.span);
     }
     if let EntryBody::Intent(Intent::SetAside(aside)) = &entry.body {
         for during in &aside.during {
-            let Some(target) = resolve_ref(ctx, fragments, during, "during") else {
+            let Some((entries, exits)) = resolve_ref(ctx, graph, fragments, during, "during") else {
                 continue;
             };
             if let Some(away) = this.before_during {
-                connect(graph, &[away], &target.entries, during.span);
+                connect(graph, &[away], &entries, during.span);
             }
             if let Some(back) = this.after_during {
-                connect(graph, &target.exits, &[back], during.span);
+                connect(graph, &exits, &[back], during.span);
             }
         }
     }
     if let EntryBody::Action(action) = &entry.body {
         for reference in action.output_references() {
             let spanned = Spanned::new(reference.to_string(), entry.kind_span);
-            let Some(target) = resolve_ref(ctx, fragments, &spanned, "fromStep") else {
+            let Some((_, exits)) = resolve_ref(ctx, graph, fragments, &spanned, "fromStep") else {
                 continue;
             };
-            connect(graph, &target.exits, &this.entries, entry.kind_span);
+            connect(graph, &exits, &this.entries, entry.kind_span);
         }
     }
 }
 
-fn resolve_ref<'f>(
+/// Entry and exit steps of what a reference names: a plan entry, or one step an
+/// intent expanded into (`intent-id/sub-step`), so plans can hook into an intent's
+/// phases (for example stop writers only before a failback's final cutover).
+fn resolve_ref(
     ctx: &mut Ctx<'_>,
-    fragments: &'f HashMap<&str, Fragment>,
+    graph: &StepGraph,
+    fragments: &HashMap<&str, Fragment>,
     id: &Spanned<String>,
     field: &str,
-) -> Option<&'f Fragment> {
+) -> Option<(Vec<usize>, Vec<usize>)> {
     if let Some(fragment) = fragments.get(id.value.as_str()) {
-        return Some(fragment);
+        return Some((fragment.entries.clone(), fragment.exits.clone()));
     }
-    if ctx.loaded.broken_ids.contains(&id.value) {
+    if let Some(index) = graph.index_of(&id.value) {
+        return Some((vec![index.index()], vec![index.index()]));
+    }
+    let entry = id.value.split_once('/').map(|(entry, _)| entry).unwrap_or(&id.value);
+    if ctx.loaded.broken_ids.contains(entry) {
         return None; // already reported where that entry is written
     }
-    let known: Vec<&str> = fragments.keys().copied().collect();
+    if let Some(fragment) = fragments.get(entry) {
+        let whole = graph.step(NodeIndex::new(fragment.entries[0]));
+        if matches!(whole.kind, super::StepKind::Intent(_)) {
+            // The intent is not expanded (no cluster facts): depend on all of it.
+            return Some((fragment.entries.clone(), fragment.exits.clone()));
+        }
+    }
+    let mut known: Vec<&str> = fragments.keys().copied().collect();
+    if id.value.contains('/') {
+        known.extend(graph.steps().map(|(_, s)| s.id.as_str()).filter(|s| s.starts_with(entry)));
+    }
     let hint =
         crate::lang::de::closest(&id.value, &known).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
     ctx.error(
@@ -179,13 +203,11 @@ fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&n| graph.step(n).id.as_str()).collect();
         let mut spans = Vec::new();
         for pair in cycle.iter().zip(cycle.iter().cycle().skip(1)) {
-            if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1) {
-                if let Some(span) = graph.graph[edge].written_at {
-                    spans.push((
-                        span,
-                        format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry),
-                    ));
-                }
+            if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1)
+                && let Some(span) = graph.graph[edge].written_at
+            {
+                spans
+                    .push((span, format!("`{}` waits for `{}`", graph.step(*pair.1).entry, graph.step(*pair.0).entry)));
             }
         }
         spans.sort_by_key(|(s, _)| s.start);

@@ -80,10 +80,10 @@ fn check_snapshot_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: Nod
 /// whose claim naming (`<template>-<sts>-<ordinal>`) matches.
 fn claim_users(ctx: &Ctx<'_>, graph: &StepGraph, index: NodeIndex, claim: &str) -> Vec<WorkloadRef> {
     let here = graph.step(index);
-    if let Some(facts) = ctx.facts {
-        if facts.claim(&here.cluster, &here.namespace, claim).is_some() {
-            return facts.claim_users(&here.cluster, &here.namespace, claim);
-        }
+    if let Some(facts) = ctx.facts
+        && facts.claim(&here.cluster, &here.namespace, claim).is_some()
+    {
+        return facts.claim_users(&here.cluster, &here.namespace, claim);
     }
     let mut users: Vec<WorkloadRef> = graph
         .steps()

@@ -394,9 +394,10 @@ fn efs_failover(scope: &Scope<'_>, p: &EfsFailover, f: &mut Fragment) {
     let delete = f.push(
         scope,
         "delete-replication",
-        Action::EfsDeleteReplication(EfsFileSystemParams {
+        Action::EfsDeleteReplication(EfsDeleteReplicationParams {
             region: p.replica.region.clone(),
-            file_system_id: p.replica.file_system_id.clone(),
+            source_file_system_id: p.primary.file_system_id.clone(),
+            deletion_mode: p.deletion_mode,
         }),
     );
     f.then(
@@ -448,9 +449,10 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
         scope,
         &[synced],
         "cutover",
-        Action::EfsDeleteReplication(EfsFileSystemParams {
+        Action::EfsDeleteReplication(EfsDeleteReplicationParams {
             region: p.replica.region.clone(),
-            file_system_id: p.replica.file_system_id.clone(),
+            source_file_system_id: p.replica.file_system_id.clone(),
+            deletion_mode: None,
         }),
     );
     let writable = f.then(
@@ -482,28 +484,30 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
             timeout: p.timeout.clone(),
         })
     };
-    let args = |head: &[&str], tail: &[&str]| -> Vec<String> {
-        head.iter()
-            .map(|s| s.to_string())
-            .chain(p.etcdctl_args.iter().cloned())
-            .chain(tail.iter().map(|s| s.to_string()))
-            .collect()
-    };
+    let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<String>>();
     let restored_dir = format!("{}-restored", p.data_dir);
-    let save = f.push(scope, "snapshot", exec(args(&["etcdctl"], &["snapshot", "save", &p.snapshot_path])));
-    let verify = f.then(
-        scope,
-        &[save],
-        "verify",
-        exec(vec![
-            "etcdutl".into(),
-            "snapshot".into(),
-            "status".into(),
-            p.snapshot_path.clone(),
-            "-w".into(),
-            "table".into(),
-        ]),
-    );
+    let mut save = words(&["etcdctl"]);
+    save.extend(p.etcdctl_args.iter().cloned());
+    save.extend(words(&["snapshot", "save", &p.snapshot_path]));
+    let mut restore = words(&["etcdutl", "snapshot", "restore", &p.snapshot_path, "--data-dir", &restored_dir]);
+    // Without its name and peers the member restores as "default" and cannot rejoin.
+    for (flag, value) in [
+        ("--name", &p.member_name),
+        ("--initial-cluster", &p.initial_cluster),
+        ("--initial-advertise-peer-urls", &p.initial_advertise_peer_urls),
+    ] {
+        if let Some(value) = value {
+            restore.extend([flag.to_string(), value.clone()]);
+        }
+    }
+    // The old data directory stays beside the restored one until the run is committed.
+    let swap = p.swap_command.clone().unwrap_or_else(|| {
+        let swap = format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir);
+        vec!["sh".into(), "-c".into(), swap]
+    });
+    let snapshot = f.push(scope, "snapshot", exec(save));
+    let status = words(&["etcdutl", "snapshot", "status", &p.snapshot_path, "-w", "table"]);
+    let verify = f.then(scope, &[snapshot], "verify", exec(status));
     let down = f.then(scope, &[verify], "apiserver-down", scale(scope, &p.api_server, 0));
     let gone = f.then(
         scope,
@@ -511,37 +515,19 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         "apiserver-gone",
         wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
     );
-    let restore = f.then(
-        scope,
-        &[gone],
-        "restore",
-        exec(vec![
-            "etcdutl".into(),
-            "snapshot".into(),
-            "restore".into(),
-            p.snapshot_path.clone(),
-            "--data-dir".into(),
-            restored_dir.clone(),
-        ]),
-    );
-    // Keep the old data directory beside the restored one until the run is committed.
-    let swap = f.then(
-        scope,
-        &[restore],
-        "swap-data-dir",
-        exec(vec![
-            "sh".into(),
-            "-c".into(),
-            format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir),
-        ]),
-    );
-    let up = f.then(scope, &[swap], "apiserver-up", scale_back(scope, &p.api_server));
-    f.then(
-        scope,
-        &[up],
-        "apiserver-ready",
-        wait(scope, WaitCondition::PodsReady { workload: p.api_server.clone() }, &p.timeout),
-    );
+    let restored = f.then(scope, &[gone], "restore", exec(restore));
+    let swapped = f.then(scope, &[restored], "swap-data-dir", exec(swap));
+    // etcd reads its data directory only at start: restart the member on the new one.
+    let restart = Action::RestartPod(RestartPodParams {
+        cluster: cluster.clone(),
+        namespace: namespace.clone(),
+        pod: p.etcd_pod.clone(),
+        timeout: p.timeout.clone(),
+    });
+    let restarted = f.then(scope, &[swapped], "restart-etcd", restart);
+    let up = f.then(scope, &[restarted], "apiserver-up", scale_back(scope, &p.api_server));
+    let ready = WaitCondition::PodsReady { workload: p.api_server.clone() };
+    f.then(scope, &[up], "apiserver-ready", wait(scope, ready, &p.timeout));
 }
 
 fn set_aside(scope: &Scope<'_>, p: &SetAside) -> Fragment {

@@ -8,6 +8,7 @@ mod build;
 mod checks;
 mod expand;
 pub mod render;
+pub mod saved;
 
 use std::collections::HashMap;
 use std::time::Duration;

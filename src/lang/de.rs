@@ -213,7 +213,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 Err(de::Error::custom("spanned value missing"))
             }
         }
-        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedVisitor(std::marker::PhantomData)).or_else(|e| Err(e))
+        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedVisitor(std::marker::PhantomData))
     }
 }
 

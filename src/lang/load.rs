@@ -32,6 +32,7 @@ pub const ACTION_KINDS: &[&str] = &[
     "restoreObject",
     "setWorkloadClaim",
     "exec",
+    "restartPod",
     "ebsSnapshot",
     "ebsCopySnapshot",
     "ebsCreateVolume",
@@ -41,7 +42,7 @@ pub const ACTION_KINDS: &[&str] = &[
 ];
 
 const TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "clusters", "objectives", "acceptDataLoss", "steps"];
-const ENTRY_FIELDS: &[&str] = &["id", "after", "description"];
+const ENTRY_FIELDS: &[&str] = &["id", "after", "before", "description"];
 
 /// A plan as loaded: the typed plan (entries that could not be decoded are left out)
 /// and where it came from.
@@ -285,11 +286,8 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
             None
         }
     };
-    let after = match item.get("after") {
-        Some(node) if node.as_str().is_some() => d.decode::<Spanned<String>>(node).map(|one| vec![one]),
-        Some(node) => d.decode::<Vec<Spanned<String>>>(node),
-        None => Some(Vec::new()),
-    };
+    let after = decode_refs(d, item.get("after"));
+    let before = decode_refs(d, item.get("before"));
     let description = match item.get("description") {
         Some(node) => d.decode::<String>(node).map(Some),
         None => Some(None),
@@ -315,11 +313,20 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
     } else {
         d.decode::<crate::steps::Action>(&single).map(EntryBody::Action)
     };
-    match (ok, id, after, description, body) {
-        (true, Some(id), Some(after), Some(description), Some(body)) => {
-            Some(StepEntry { id, after, description, body, span: item.span, kind_span: kind_key.span })
+    match (ok, id, after, before, description, body) {
+        (true, Some(id), Some(after), Some(before), Some(description), Some(body)) => {
+            Some(StepEntry { id, after, before, description, body, span: item.span, kind_span: kind_key.span })
         }
         _ => None,
+    }
+}
+
+/// Step references: one id, or a list of ids.
+fn decode_refs(d: &mut Decoder, node: Option<&Node>) -> Option<Vec<Spanned<String>>> {
+    match node {
+        Some(node) if node.as_str().is_some() => d.decode::<Spanned<String>>(node).map(|one| vec![one]),
+        Some(node) => d.decode::<Vec<Spanned<String>>>(node),
+        None => Some(Vec::new()),
     }
 }
 

@@ -84,6 +84,10 @@ pub struct StepEntry {
     /// Ids of steps (or intents) that must finish first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<Spanned<String>>,
+    /// Ids of steps that must wait for this one: the way to slot a step into the
+    /// middle of an intent (`before: [failback/cutover]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(flatten)]
@@ -245,6 +249,9 @@ pub struct EfsFailover {
     pub primary: EfsSide,
     /// The replica that becomes writable.
     pub replica: EfsSide,
+    /// `LOCAL_CONFIGURATION_ONLY` when the primary region cannot be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_mode: Option<crate::steps::EfsDeletionMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Spanned<Duration>>,
 }
@@ -280,6 +287,20 @@ pub struct EtcdRestore {
     /// Extra `etcdctl` flags (endpoints, certificates), passed as-is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub etcdctl_args: Vec<String>,
+    /// The member's `--name`, needed so the restored member keeps its identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_name: Option<String>,
+    /// `--initial-cluster` for the restored member (`name=https://peer:2380,...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
+    /// `--initial-advertise-peer-urls` for the restored member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Command that swaps the restored directory in place of `dataDir`. The default
+    /// runs `sh -c 'mv ...'` and so needs a shell in the container; images without
+    /// one (distroless etcd) need a command of their own, e.g. in a debug container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_command: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Spanned<Duration>>,
 }

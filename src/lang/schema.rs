@@ -55,6 +55,13 @@ fn entry_alternative(variant: Value) -> Option<Value> {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
         }),
     );
+    all.insert(
+        "before".into(),
+        json!({
+            "description": "Ids of steps that must wait for this one (`intent-id/sub-step` slots it into an intent).",
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+        }),
+    );
     all.insert("description".into(), json!({"type": "string"}));
     let mut params = params.clone();
     if let (Some(doc), Some(obj)) = (variant.get("description"), params.as_object_mut()) {

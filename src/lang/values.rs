@@ -33,9 +33,9 @@ impl Quantity {
     pub fn from_bytes(bytes: u128) -> Quantity {
         let gi = 1u128 << 30;
         let mi = 1u128 << 20;
-        let text = if bytes % gi == 0 {
+        let text = if bytes.is_multiple_of(gi) {
             format!("{}Gi", bytes / gi)
-        } else if bytes % mi == 0 {
+        } else if bytes.is_multiple_of(mi) {
             format!("{}Mi", bytes / mi)
         } else {
             bytes.to_string()

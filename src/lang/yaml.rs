@@ -99,6 +99,28 @@ impl Node {
         }
     }
 
+    /// Builds a tree from JSON (no source: spans are empty), to decode saved data with
+    /// the same decoder as plan files.
+    pub fn from_json(value: &serde_json::Value) -> Node {
+        use serde_json::Value as J;
+        let value = match value {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Value::Str(s.clone()),
+            J::Array(items) => Value::Seq(items.iter().map(Node::from_json).collect()),
+            J::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| (Node { span: Span::default(), value: Value::Str(k.clone()) }, Node::from_json(v)))
+                    .collect(),
+            ),
+        };
+        Node { span: Span::default(), value }
+    }
+
     /// Converts to JSON (keys become strings), for handing manifests to typed decoders.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;

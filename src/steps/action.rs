@@ -38,14 +38,16 @@ pub enum Action {
     SetWorkloadClaim(SetWorkloadClaimParams),
     /// Run a command in a pod's container (for example `etcdctl`).
     Exec(ExecParams),
+    /// Delete a pod owned by a controller and wait until its replacement is Ready.
+    RestartPod(RestartPodParams),
     /// Create an EBS snapshot of a volume.
     EbsSnapshot(EbsSnapshotParams),
     /// Copy an EBS snapshot to another region.
     EbsCopySnapshot(EbsCopySnapshotParams),
     /// Create an EBS volume from a snapshot in one availability zone.
     EbsCreateVolume(EbsCreateVolumeParams),
-    /// Delete the replication configuration of an EFS file system.
-    EfsDeleteReplication(EfsFileSystemParams),
+    /// Delete an EFS replication configuration; its destination becomes writable.
+    EfsDeleteReplication(EfsDeleteReplicationParams),
     /// Create an EFS replication configuration to another region or file system.
     EfsCreateReplication(EfsCreateReplicationParams),
     /// Set EFS replication overwrite protection on a file system.
@@ -111,7 +113,7 @@ pub struct WaitParams {
 
 /// Conditions a `wait` step can wait for.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum WaitCondition {
     /// The VolumeSnapshot taken of this claim in this run reports `readyToUse: true`.
     SnapshotReady { claim: Spanned<String> },
@@ -290,6 +292,18 @@ pub struct ExecParams {
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestartPodParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EbsSnapshotParams {
     pub region: String,
     pub volume_id: String,
@@ -320,9 +334,24 @@ pub struct EbsCreateVolumeParams {
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EfsFileSystemParams {
+pub struct EfsDeleteReplicationParams {
+    /// Region the call is made in: the source's, or the destination's when the
+    /// source region is down.
     pub region: String,
-    pub file_system_id: String,
+    /// The replication's source file system (EFS identifies a replication by it).
+    pub source_file_system_id: String,
+    /// `LOCAL_CONFIGURATION_ONLY` deletes only this region's side; use it only when
+    /// the other region cannot be reached (its side becomes unrecoverable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_mode: Option<EfsDeletionMode>,
+}
+
+/// EFS `DeletionMode` of `DeleteReplicationConfiguration`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EfsDeletionMode {
+    AllConfigurations,
+    LocalConfigurationOnly,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -362,6 +391,7 @@ impl Action {
             Action::RestoreObject(_) => "restoreObject",
             Action::SetWorkloadClaim(_) => "setWorkloadClaim",
             Action::Exec(_) => "exec",
+            Action::RestartPod(_) => "restartPod",
             Action::EbsSnapshot(_) => "ebsSnapshot",
             Action::EbsCopySnapshot(_) => "ebsCopySnapshot",
             Action::EbsCreateVolume(_) => "ebsCreateVolume",
@@ -386,6 +416,7 @@ impl Action {
             Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.cluster.as_deref(),
             Action::SetWorkloadClaim(p) => p.cluster.as_deref(),
             Action::Exec(p) => p.cluster.as_deref(),
+            Action::RestartPod(p) => p.cluster.as_deref(),
             _ => None,
         }
     }
@@ -405,6 +436,7 @@ impl Action {
             Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => p.object.namespace.as_deref(),
             Action::SetWorkloadClaim(p) => p.namespace.as_deref(),
             Action::Exec(p) => p.namespace.as_deref(),
+            Action::RestartPod(p) => p.namespace.as_deref(),
             _ => None,
         }
     }
@@ -442,6 +474,7 @@ impl Action {
             Action::SaveObject(_) | Action::DeleteObject(_) | Action::RestoreObject(_) => 2,
             Action::SetWorkloadClaim(_) => 5,
             Action::Exec(p) => p.timeout.as_ref().map(|t| t.as_secs() / 2).unwrap_or(60),
+            Action::RestartPod(_) => 60,
             Action::EbsSnapshot(_) => 10,
             Action::EbsCopySnapshot(_) => 900,
             Action::EbsCreateVolume(_) => 60,
@@ -478,6 +511,7 @@ impl Action {
             Action::RestoreObject(p) => format!("restore {}", p.object),
             Action::SetWorkloadClaim(p) => format!("point volume {} of {} at claim {}", p.volume, p.workload, p.claim),
             Action::Exec(p) => format!("exec in pod {}: {}", p.pod, p.command.join(" ")),
+            Action::RestartPod(p) => format!("restart pod {} and wait until it is Ready", p.pod),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
             Action::EbsCopySnapshot(p) => {
                 format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
@@ -486,7 +520,7 @@ impl Action {
                 format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone)
             }
             Action::EfsDeleteReplication(p) => {
-                format!("delete EFS replication of {} in {}", p.file_system_id, p.region)
+                format!("delete the EFS replication from {} (called in {})", p.source_file_system_id, p.region)
             }
             Action::EfsCreateReplication(p) => format!(
                 "replicate EFS {} ({}) to {} in {}",

@@ -1,0 +1,134 @@
+//! The `run.json` envelope: a [`RunRecord`] plus a `checksum` field over its canonical
+//! JSON, and the checks that turn a damaged or alien file into an error instead of a run.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::record::{FORMAT_VERSION, RunRecord};
+use super::store::StoreError;
+
+const CHECKSUM_FIELD: &str = "checksum";
+const CHECKSUM_PREFIX: &str = "sha256:";
+const KIND: &str = "DrplanRun";
+
+/// The bytes of `run.json` for `record`: pretty JSON with an embedded checksum.
+pub(super) fn seal(record: &RunRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(record)?;
+    let checksum = checksum_of(&value);
+    if let Value::Object(object) = &mut value {
+        object.insert(CHECKSUM_FIELD.to_string(), Value::String(checksum));
+    }
+    let mut bytes = serde_json::to_vec_pretty(&value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The record in `bytes` read from `path`, if the file is a whole, unaltered drplan run.
+///
+/// Markers are checked before the checksum: a file of another kind or a newer format
+/// is [`StoreError::Foreign`] (it may be fine, just not ours to read), while a drplan
+/// file that fails its checksum is [`StoreError::Corrupt`].
+pub(super) fn unseal(path: &Path, bytes: &[u8]) -> Result<RunRecord, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), reason };
+    let foreign = |reason: String| StoreError::Foreign { path: path.to_path_buf(), reason };
+
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_eof() {
+            corrupt(format!("the file is truncated ({e})"))
+        } else {
+            corrupt(format!("not valid JSON ({e})"))
+        }
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(foreign("not a JSON object".into()));
+    };
+    check_markers(&object).map_err(foreign)?;
+    let stored = match object.remove(CHECKSUM_FIELD) {
+        Some(Value::String(stored)) => stored,
+        Some(_) => return Err(corrupt("the checksum is not a string".into())),
+        None => return Err(corrupt("the checksum is missing".into())),
+    };
+    let value = Value::Object(object);
+    let computed = checksum_of(&value);
+    if stored != computed {
+        return Err(corrupt(format!("checksum mismatch: the file says {stored}, its content hashes to {computed}")));
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(format!("does not match the run layout ({e})")))
+}
+
+fn check_markers(object: &Map<String, Value>) -> Result<(), String> {
+    match object.get("kind") {
+        Some(Value::String(kind)) if kind == KIND => {}
+        Some(other) => return Err(format!("kind is {other}, not \"{KIND}\"")),
+        None => return Err(format!("no \"kind\" field; a drplan run has kind \"{KIND}\"")),
+    }
+    match object.get("format").and_then(Value::as_u64) {
+        Some(format) if format == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(format) => Err(format!("format version {format}; this dr reads version {FORMAT_VERSION}")),
+        None => Err("no numeric \"format\" field".into()),
+    }
+}
+
+fn checksum_of(value: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(value, &mut canonical);
+    format!("{CHECKSUM_PREFIX}{}", super::digest(canonical.as_bytes()))
+}
+
+/// Compact JSON with object keys sorted, so the checksum does not depend on key order
+/// or whitespace (serde_json may or may not preserve insertion order, depending on features).
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+            entries.sort_by_key(|(key, _)| *key);
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let mut out = String::new();
+        write_canonical(&json!({"b": [{"z": 1, "a": "x\"y"}], "a": null}), &mut out);
+        assert_eq!(out, r#"{"a":null,"b":[{"a":"x\"y","z":1}]}"#);
+    }
+
+    #[test]
+    fn checksum_ignores_whitespace_but_not_content() {
+        let compact: Value = serde_json::from_str(r#"{"a":1,"b":"two"}"#).unwrap();
+        let spaced: Value = serde_json::from_str("{ \"b\" : \"two\",\n \"a\" : 1 }").unwrap();
+        assert_eq!(checksum_of(&compact), checksum_of(&spaced));
+        assert_ne!(checksum_of(&compact), checksum_of(&json!({"a": 1, "b": "twO"})));
+    }
+}

@@ -1,0 +1,430 @@
+//! [`LocalDirStore`]: runs and locks as files under a directory (`.drplan/` by default).
+//!
+//! Layout: `<root>/runs/<run_id>/run.json` and `<root>/locks/<key>.lock`.
+//!
+//! Writes are crash safe: the new content goes to a temp file in the same directory,
+//! is fsynced, renamed over the target and the directory is fsynced, so `run.json` is
+//! always either the old record or the new one. Temp files start with `.` and are never read.
+//!
+//! Locks are files holding the holder's [`LockInfo`], made exclusive by `flock(2)` (via
+//! `File::try_lock`) rather than by the file's existence. The kernel drops an flock when
+//! its process dies, so after a SIGKILL the next `dr` gets the lock, and deciding "the
+//! holder is dead, take over" happens while holding the flock: two contenders cannot
+//! both take over (the race a create-then-check-pid scheme has). On top of that, a lock
+//! file whose flock is free is only taken over if it names a dead pid on this host; one
+//! naming another host or a live pid is still reported as [`StoreError::Locked`].
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::integrity::{seal, unseal};
+use super::record::{RunRecord, RunSummary};
+use super::redact::redact_secrets;
+use super::store::{LockGuard, LockInfo, StateStore, StoreError, this_host};
+
+const RUN_FILE: &str = "run.json";
+
+/// How often to retry when a released lock file is unlinked under us.
+const LOCK_ATTEMPTS: usize = 5;
+
+/// How long to wait for a holder that has the flock but has not yet written its info.
+const HOLDER_READ_ATTEMPTS: usize = 20;
+const HOLDER_READ_PAUSE: Duration = Duration::from_millis(5);
+
+/// A [`StateStore`] in a local directory.
+#[derive(Clone, Debug)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub const DEFAULT_ROOT: &'static str = ".drplan";
+
+    pub fn new(root: impl Into<PathBuf>) -> LocalDirStore {
+        LocalDirStore { root: root.into() }
+    }
+
+    /// The store at `.drplan/` in the current directory.
+    pub fn in_current_dir() -> LocalDirStore {
+        LocalDirStore::new(Self::DEFAULT_ROOT)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Where run `run_id` is kept; the id is checked so it cannot point outside the store.
+    pub fn run_path(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        validate_run_id(run_id)?;
+        Ok(self.runs_dir().join(run_id).join(RUN_FILE))
+    }
+
+    /// The lock file for `key`.
+    pub fn lock_path(&self, key: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{}.lock", lock_file_stem(key)))
+    }
+}
+
+impl StateStore for LocalDirStore {
+    fn lock(&self, key: &str, info: &LockInfo) -> Result<Box<dyn LockGuard>, StoreError> {
+        let path = self.lock_path(key);
+        let dir = path.parent().expect("lock path has a parent");
+        fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+        for _ in 0..LOCK_ATTEMPTS {
+            if let Some(guard) = try_lock_file(&path, info)? {
+                return Ok(Box::new(guard));
+            }
+        }
+        let race = io::Error::other("the lock file kept being replaced while locking it; try again");
+        Err(io_error("lock", &path, race))
+    }
+
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let path = self.run_path(&run.run_id)?;
+        let bytes = sealed_without_secrets(run)?;
+        let runs_dir = self.runs_dir();
+        fs::create_dir_all(&runs_dir).map_err(|e| io_error("create", &runs_dir, e))?;
+        let run_dir = path.parent().expect("run path has a parent");
+        // An existing directory without run.json is left by a creation that crashed
+        // before its rename; it is reused, and run.json itself decides "exists".
+        match fs::create_dir(run_dir) {
+            Ok(()) => sync_dir(&runs_dir)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("create", run_dir, e)),
+        }
+        create_atomically(&path, &bytes).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
+                StoreError::RunExists { run_id: run.run_id.clone(), path: path.clone() }
+            }
+            other => other,
+        })
+    }
+
+    fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let path = self.run_path(&run.run_id)?;
+        if !path.exists() {
+            return Err(StoreError::RunNotFound { run_id: run.run_id.clone(), path });
+        }
+        let bytes = sealed_without_secrets(run)?;
+        replace_atomically(&path, &bytes)
+    }
+
+    fn load_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        let path = self.run_path(run_id)?;
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::RunNotFound { run_id: run_id.to_string(), path: path.clone() },
+            _ => io_error("read", &path, e),
+        })?;
+        let record = unseal(&path, &bytes)?;
+        if record.run_id != run_id {
+            // A run directory copied or renamed by hand: resuming it would write to the wrong place.
+            let reason = format!("it records run {}, but is stored as run {run_id}", record.run_id);
+            return Err(StoreError::Corrupt { path, reason });
+        }
+        Ok(record)
+    }
+
+    fn list_runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        let runs_dir = self.runs_dir();
+        let entries = match fs::read_dir(&runs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("list", &runs_dir, e)),
+        };
+        let mut summaries = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", &runs_dir, e))?;
+            let Some(run_id) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if run_id.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            summaries.push(self.summarize(&run_id, &entry.path()));
+        }
+        summaries.sort_by(|a, b| (&b.created_at, &b.run_id).cmp(&(&a.created_at, &a.run_id)));
+        Ok(summaries)
+    }
+}
+
+impl LocalDirStore {
+    fn summarize(&self, run_id: &str, run_dir: &Path) -> RunSummary {
+        match self.load_run(run_id) {
+            Ok(record) => RunSummary::of(&record),
+            Err(problem) => RunSummary::corrupt(run_id, problem.to_string(), modified_at(run_dir)),
+        }
+    }
+}
+
+/// The bytes to store for `run`: a copy with Secret data removed from the plan and from
+/// everything steps captured, sealed with its checksum.
+fn sealed_without_secrets(run: &RunRecord) -> Result<Vec<u8>, StoreError> {
+    let mut copy = run.clone();
+    redact_secrets(&mut copy.plan);
+    for step in copy.steps.values_mut() {
+        step.captured.values_mut().for_each(redact_secrets);
+    }
+    seal(&copy).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
+}
+
+/// Run ids name directories: no separators, no `..`, nothing hidden.
+fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let valid = !run_id.is_empty() && run_id.len() <= 200 && !run_id.starts_with('.') && run_id.chars().all(allowed);
+    if valid { Ok(()) } else { Err(StoreError::InvalidRunId { run_id: run_id.to_string() }) }
+}
+
+/// A file name for a lock key: its safe characters for people, plus a hash of the whole
+/// key so that keys differing only in replaced characters (`a/b`, `a:b`) stay distinct.
+fn lock_file_stem(key: &str) -> String {
+    let readable: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') { c } else { '_' })
+        .take(80)
+        .collect();
+    let hash = super::digest(key.as_bytes());
+    format!("{readable}-{}", &hash[..12])
+}
+
+// ---------------------------------------------------------------------------
+// Locks
+
+#[derive(Debug)]
+struct LocalLockGuard {
+    /// The open, flocked lock file; `None` once released.
+    file: Option<File>,
+    path: PathBuf,
+    info: LockInfo,
+    took_over_from: Option<LockInfo>,
+}
+
+/// One attempt at the lock file: the guard, `Locked`, or `None` when the file was
+/// unlinked by a releasing holder between our open and our flock (try again).
+fn try_lock_file(path: &Path, info: &LockInfo) -> Result<Option<LocalLockGuard>, StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // the content is the current holder; only read it once the flock is ours
+        .open(path)
+        .map_err(|e| io_error("open", path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(locked(path, read_busy_holder(path))),
+        Err(TryLockError::Error(e)) => return Err(io_error("lock", path, e)),
+    }
+    if !names_same_file(path, &file) {
+        return Ok(None);
+    }
+    let took_over_from = match read_holder(&file) {
+        None => None,
+        Some(previous) if is_dead_holder(&previous) => Some(previous),
+        // Free flock but a live (or unverifiable) holder: not written by this protocol's
+        // release, so be conservative and let a person decide.
+        Some(previous) => return Err(locked(path, previous)),
+    };
+    write_holder(&file, path, info)?;
+    sync_dir(path.parent().expect("lock path has a parent"))?;
+    Ok(Some(LocalLockGuard { file: Some(file), path: path.to_path_buf(), info: info.clone(), took_over_from }))
+}
+
+fn locked(path: &Path, holder: LockInfo) -> StoreError {
+    StoreError::Locked { location: path.display().to_string(), holder: Box::new(holder) }
+}
+
+/// The holder recorded in a lock file; `None` when empty or unreadable (a holder that
+/// died between taking the flock and finishing its write).
+fn read_holder(mut file: &File) -> Option<LockInfo> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The holder of a lock someone else has flocked. It writes its info just after taking
+/// the flock, so an empty file may only mean "not yet": retry briefly.
+fn read_busy_holder(path: &Path) -> LockInfo {
+    for _ in 0..HOLDER_READ_ATTEMPTS {
+        if let Some(holder) = File::open(path).ok().and_then(|file| read_holder(&file)) {
+            return holder;
+        }
+        std::thread::sleep(HOLDER_READ_PAUSE);
+    }
+    LockInfo {
+        holder: "an unknown holder (the lock file names nobody)".into(),
+        pid: 0,
+        host: "unknown host".into(),
+        run_id: "unknown".into(),
+        since: "unknown".into(),
+        operation: "unknown".into(),
+    }
+}
+
+fn write_holder(mut file: &File, path: &Path, info: &LockInfo) -> Result<(), StoreError> {
+    let json =
+        serde_json::to_vec_pretty(info).map_err(|source| StoreError::Encode { run_id: info.run_id.clone(), source })?;
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(&json))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error("write", path, e))
+}
+
+/// Whether `holder` is a process of this host that no longer exists. A holder on another
+/// host cannot be checked from here, so it never counts as dead.
+fn is_dead_holder(holder: &LockInfo) -> bool {
+    holder.host == this_host() && !pid_alive(holder.pid)
+}
+
+/// Linux: a live process has `/proc/<pid>`. Without procfs we cannot tell, so assume alive.
+fn pid_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Whether `path` still names the inode `file` has open.
+fn names_same_file(path: &Path, file: &File) -> bool {
+    match (fs::metadata(path), file.metadata()) {
+        (Ok(on_disk), Ok(open)) => on_disk.dev() == open.dev() && on_disk.ino() == open.ino(),
+        _ => false,
+    }
+}
+
+impl LocalLockGuard {
+    fn release(&mut self) -> Result<(), StoreError> {
+        let Some(file) = self.file.take() else { return Ok(()) };
+        // Unlink while still holding the flock, so nobody can take the lock on this inode
+        // and then lose it to the unlink. Only if the path is still ours: if someone removed
+        // the file by hand, a new holder's file may be there now.
+        if names_same_file(&self.path, &file)
+            && let Err(e) = fs::remove_file(&self.path)
+        {
+            // An empty lock file reads as free, so the lock is released even so.
+            let _ = file.set_len(0);
+            return Err(io_error("remove", &self.path, e));
+        }
+        drop(file); // closing the descriptor releases the flock
+        Ok(())
+    }
+}
+
+impl LockGuard for LocalLockGuard {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    fn took_over_from(&self) -> Option<&LockInfo> {
+        self.took_over_from.as_ref()
+    }
+
+    fn unlock(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.release()
+    }
+}
+
+impl Drop for LocalLockGuard {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Crash-safe file writes
+
+/// Replaces `path` with `bytes`: readers (and a reboot) see the old content or the new, never a mix.
+fn replace_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = write_temp_beside(path, bytes)?;
+    if let Err(e) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(io_error("replace", path, e));
+    }
+    sync_dir(path.parent().expect("file path has a parent"))
+}
+
+/// Creates `path` with `bytes`, failing with `AlreadyExists` if it exists. `link(2)` is
+/// the exclusive create here (rename would replace): the file appears complete or not at all.
+fn create_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = write_temp_beside(path, bytes)?;
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    linked.map_err(|e| io_error("create", path, e))?;
+    sync_dir(path.parent().expect("file path has a parent"))
+}
+
+/// Writes `bytes` to a new hidden temp file next to `path` and fsyncs it.
+fn write_temp_beside(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    let temp = temp_path_beside(path);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600) // captured manifests are nobody else's business, even with Secrets redacted
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(io_error("write", &temp, e));
+    }
+    Ok(temp)
+}
+
+/// `.<name>.tmp-<pid>-<n>-<random>`: hidden, and unique across processes and threads.
+fn temp_path_beside(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = super::random_u16();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}-{random:04x}", std::process::id()))
+}
+
+/// Makes a directory's entries (a rename, a new file) durable, not just the files' data.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("sync", dir, e))
+}
+
+fn modified_at(path: &Path) -> String {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|t| humantime::format_rfc3339_millis(t).to_string())
+        .unwrap_or_default()
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io { action, path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_cannot_escape_the_store() {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "a\\b", "a b"] {
+            assert!(matches!(validate_run_id(bad), Err(StoreError::InvalidRunId { .. })), "{bad:?}");
+        }
+        validate_run_id("20250102T030405Z-db-failover-3fa9").unwrap();
+    }
+
+    #[test]
+    fn lock_file_names_are_safe_and_distinct() {
+        let a = lock_file_stem("db/failover@ctx-a,ctx-b");
+        let b = lock_file_stem("db:failover@ctx-a,ctx-b");
+        assert_ne!(a, b);
+        assert!(a.starts_with("db_failover_ctx-a_ctx-b-"), "{a}");
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert!(lock_file_stem(&"x".repeat(1000)).len() < 100);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(pid_alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+}

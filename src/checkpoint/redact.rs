@@ -1,0 +1,87 @@
+//! Secret redaction: checkpoints outlive the run and get copied around, so Secret
+//! values must never be written into them.
+
+use serde_json::{Map, Value};
+
+/// The annotation `kubectl apply` leaves on objects: a full copy of the object, data included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Removes the values of every Secret embedded anywhere in `value`: `data` and
+/// `stringData` of any object with `kind: Secret`, the items of a `SecretList` (whose
+/// items carry no `kind`), and the last-applied annotation that would repeat them.
+pub fn redact_secrets(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            match object.get("kind").and_then(Value::as_str) {
+                Some("Secret") => redact_secret(object),
+                Some("SecretList") => redact_secret_list(object),
+                _ => {}
+            }
+            object.values_mut().for_each(redact_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
+}
+
+fn redact_secret(secret: &mut Map<String, Value>) {
+    secret.remove("data");
+    secret.remove("stringData");
+    let annotations = secret.get_mut("metadata").and_then(|m| m.get_mut("annotations")).and_then(Value::as_object_mut);
+    if let Some(annotations) = annotations {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+fn redact_secret_list(list: &mut Map<String, Value>) {
+    let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else { return };
+    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+        redact_secret(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn removes_data_of_nested_secrets_and_keeps_everything_else() {
+        let mut value = json!({
+            "manifests": [
+                {"kind": "ConfigMap", "data": {"keep": "me"}},
+                {"kind": "Secret", "metadata": {"name": "db", "annotations": {
+                    LAST_APPLIED: "{\"data\":{\"password\":\"aHVudGVyMg==\"}}", "team": "db"}},
+                 "type": "Opaque", "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "root"}},
+            ],
+            "deep": {"objects": {"kind": "List", "items": [{"kind": "Secret", "data": {"k": "v"}}]}},
+        });
+        redact_secrets(&mut value);
+        assert_eq!(
+            value,
+            json!({
+                "manifests": [
+                    {"kind": "ConfigMap", "data": {"keep": "me"}},
+                    {"kind": "Secret", "metadata": {"name": "db", "annotations": {"team": "db"}}, "type": "Opaque"},
+                ],
+                "deep": {"objects": {"kind": "List", "items": [{"kind": "Secret"}]}},
+            })
+        );
+    }
+
+    #[test]
+    fn removes_data_of_secret_list_items_without_kind() {
+        let mut value = json!({"kind": "SecretList", "items": [{"metadata": {"name": "a"}, "data": {"k": "v"}}]});
+        redact_secrets(&mut value);
+        assert_eq!(value, json!({"kind": "SecretList", "items": [{"metadata": {"name": "a"}}]}));
+    }
+
+    #[test]
+    fn leaves_values_without_secrets_alone() {
+        let original = json!({"kind": "StatefulSet", "spec": {"replicas": 3}, "data": [1, "Secret"]});
+        let mut value = original.clone();
+        redact_secrets(&mut value);
+        assert_eq!(value, original);
+    }
+}

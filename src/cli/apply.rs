@@ -1,0 +1,380 @@
+//! `dr apply`, `dr resume`, `dr runs`: running plans against live (or simulated) clusters.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::progress::{self, Output};
+use crate::checkpoint::{self, LocalDirStore, LockInfo, RunMode, RunRecord, StateStore, StepRecord};
+use crate::cluster::{ClusterInventories, live};
+use crate::graph::{self, BuildOptions, StepGraph};
+use crate::lang::{self, LoadedPlan};
+use crate::sim::{SimCluster, SimConfig, SimHandle};
+use crate::state::{self, Change, LiveState, StepState, report::PlanReport};
+use crate::steps::kube::KubeRunner;
+
+/// How to reach the plan's clusters.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context to use for a one-cluster plan (default: the cluster's `context:`).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Run against the simulated cluster loaded from the manifests beside the plan
+    /// (`plans/NAME/` for `plans/NAME.yaml`; one subdirectory per cluster).
+    #[arg(long)]
+    pub sim: bool,
+    /// Simulated seconds per real second with --sim.
+    #[arg(long, default_value_t = 10.0)]
+    pub sim_speed: f64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Steps run at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+    /// Where runs and locks are kept.
+    #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: Output,
+    /// Timeout of steps that name none.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub step_timeout: Duration,
+}
+
+/// Connections to a plan's clusters; simulated clusters live as long as this does.
+pub struct Targets {
+    pub clients: BTreeMap<String, Client>,
+    pub contexts: BTreeMap<String, String>,
+    pub sims: Vec<SimHandle>,
+}
+
+impl Targets {
+    /// What the run acts on, for its lock key.
+    pub fn description(&self) -> String {
+        if !self.sims.is_empty() {
+            return format!("sim:{}", self.sims.iter().map(|s| s.url()).collect::<Vec<_>>().join(","));
+        }
+        self.contexts.values().cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Connects to every cluster of the plan (or starts simulated ones).
+pub async fn connect(
+    plan_path: &Path,
+    clusters: &BTreeMap<String, Option<String>>,
+    args: &TargetArgs,
+) -> Result<Targets, String> {
+    let mut targets = Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), sims: Vec::new() };
+    if args.sim {
+        let dir = plan_path.with_extension("");
+        for name in clusters.keys() {
+            let sub = dir.join(name);
+            let manifests = if sub.is_dir() { sub } else { dir.clone() };
+            let config = SimConfig { speed: args.sim_speed, ..SimConfig::default() };
+            let sim = SimCluster::start(std::slice::from_ref(&manifests), config)
+                .await
+                .map_err(|e| format!("starting the simulated cluster from {}: {e}", manifests.display()))?;
+            targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
+            targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
+            targets.sims.push(sim);
+        }
+        return Ok(targets);
+    }
+    let single = clusters.len() == 1;
+    for (name, context) in clusters {
+        let context = if single { args.context.clone().or(context.clone()) } else { context.clone() };
+        let client = live::connect(args.kubeconfig.as_deref(), context.as_deref()).await?;
+        targets.contexts.insert(name.clone(), context.unwrap_or_else(|| "(current)".into()));
+        targets.clients.insert(name.clone(), client);
+    }
+    Ok(targets)
+}
+
+fn plan_clusters(loaded: &LoadedPlan) -> BTreeMap<String, Option<String>> {
+    loaded.plan.clusters.iter().map(|c| (c.name.value.clone(), c.context.clone())).collect()
+}
+
+/// A plan expanded against live state, with what it will change.
+pub struct Prepared {
+    pub graph: StepGraph,
+    pub live: LiveState,
+    pub states: Vec<(String, StepState)>,
+    pub changes: Vec<Change>,
+}
+
+impl Prepared {
+    pub fn report(&self) -> PlanReport<'_> {
+        PlanReport {
+            graph: &self.graph,
+            states: self.states.clone(),
+            changes: self.changes.clone(),
+            requests: self.live.requests,
+        }
+    }
+}
+
+/// Reads live state (one list per kind and namespace the plan touches), expands the
+/// plan with it and predicts the changes; the latest successful run of the plan marks
+/// what is already applied.
+pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
+    let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
+    let outline = outline.ok_or("the plan could not be built")?;
+    let live = state::fetch(&targets.clients, &state::needs_of(&outline)).await?;
+    let mut facts = ClusterInventories::default();
+    for cluster in targets.clients.keys() {
+        facts.by_cluster.insert(cluster.clone(), live.inventory(cluster));
+    }
+    let (graph, diags) = graph::build(loaded, BuildOptions { facts: Some(&facts), intents_only: false });
+    if diags.has_errors() {
+        super::print_diagnostics(&diags.sorted());
+        return Err("the plan is not valid against the live cluster state".into());
+    }
+    let graph = graph.ok_or("the plan could not be built")?;
+    let previous = store.latest_run(loaded.plan.name()).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    Ok(Prepared { graph, live, states, changes })
+}
+
+/// Asks for "yes" on a terminal; refuses to prompt otherwise.
+fn confirm(question: &str) -> Result<bool, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("standard input is not a terminal, so drplan cannot ask for approval; review the plan and pass --auto-approve".into());
+    }
+    eprint!("{question} Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+    Ok(answer.trim() == "yes")
+}
+
+fn store(args: &RunArgs) -> Arc<dyn StateStore> {
+    Arc::new(LocalDirStore::new(&args.state_dir))
+}
+
+/// `dr apply PLAN` or `dr apply SAVED_PLAN`.
+pub async fn apply(
+    plan_path: &Path,
+    target_args: &TargetArgs,
+    run_args: &RunArgs,
+    auto_approve: bool,
+) -> Result<i32, String> {
+    if let Some(saved) = super::plan::read_saved(plan_path) {
+        return apply_saved(saved?, target_args, run_args).await;
+    }
+    let (loaded, diags) = lang::load_plan(plan_path);
+    super::print_diagnostics(&diags);
+    let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
+    let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
+    let store = store(run_args);
+    let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
+    let report = prepared.report();
+    eprint!("{}", report.text());
+    if let Some(code) = refuse_or_skip(&report) {
+        return Ok(code);
+    }
+    if !auto_approve && !confirm("\nDo you want to perform these actions?")? {
+        eprintln!("Apply cancelled.");
+        return Ok(1);
+    }
+    let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
+    let record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Applies a saved plan: it was reviewed already, so no prompt, but it is refused when
+/// any object it read has changed since.
+async fn apply_saved(
+    saved: super::plan::SavedPlan,
+    target_args: &TargetArgs,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    let targets = connect(&saved.plan_path, &saved.clusters, target_args).await?;
+    let graph = graph::saved::from_json(&saved.graph)?;
+    let live = state::fetch(&targets.clients, &state::needs_of(&graph)).await?;
+    let stale = super::plan::stale_objects(&saved, &live);
+    if !stale.is_empty() {
+        eprintln!("error: the saved plan is stale; these objects changed since it was made:");
+        for change in &stale {
+            eprintln!("  - {change}");
+        }
+        eprintln!("Nothing was changed. Run `dr plan` again, review it, and apply the new plan.");
+        return Ok(1);
+    }
+    let store = store(run_args);
+    let previous = store.latest_run(&saved.plan_name).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let prepared = Prepared { graph, live, states, changes };
+    if let Some(code) = refuse_or_skip(&prepared.report()) {
+        return Ok(code);
+    }
+    let mut record = new_record(&prepared, &saved.plan_name, saved.accept_data_loss, &[], &targets);
+    record.plan_digest = saved.plan_digest.clone();
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Takes the lock, records the run and executes it.
+pub async fn start_run(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    let lock =
+        store.lock(&record.lock_key(), &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
+    store.create_run(&record).map_err(|e| e.to_string())?;
+    eprintln!("\nRun {} started; state in {}", record.run_id, run_args.state_dir.display());
+    let code = execute(graph, record, store, targets, run_args).await;
+    drop(lock);
+    code
+}
+
+/// Blocked steps stop an apply before it starts; a plan with nothing to do ends it.
+fn refuse_or_skip(report: &PlanReport<'_>) -> Option<i32> {
+    let blocked = report.blocked();
+    if !blocked.is_empty() {
+        for (id, why) in blocked {
+            eprintln!("error: step {id} is blocked: {why}");
+        }
+        eprintln!("Nothing was changed.");
+        return Some(1);
+    }
+    (report.to_do() == 0).then(|| {
+        eprintln!("Nothing to apply.");
+        0
+    })
+}
+
+/// A new run record: every step pending, except those an earlier run already applied.
+pub fn new_record(
+    prepared: &Prepared,
+    plan_name: &str,
+    accept_data_loss: bool,
+    plan_bytes: &[u8],
+    targets: &Targets,
+) -> RunRecord {
+    let mut saved = graph::saved::to_json(&prepared.graph);
+    saved["clusters"] = json!(targets.contexts);
+    saved["acceptDataLoss"] = json!(accept_data_loss);
+    let mut record =
+        RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
+    for (id, state) in &prepared.states {
+        let mut step = StepRecord::default();
+        if matches!(state, StepState::Satisfied(why) if why.starts_with("applied by run")) {
+            step.finish(checkpoint::StepStatus::Skipped);
+        }
+        record.steps.insert(id.clone(), step);
+    }
+    record
+}
+
+/// `dr resume RUN`: continues a run with the steps it was approved with.
+pub async fn resume(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) -> Result<i32, String> {
+    let store = store(run_args);
+    let record = store.load_run(run_id).map_err(|e| e.to_string())?;
+    if record.mode != RunMode::Apply {
+        return Err(format!("run {run_id} is a rollback; resume it with `dr rollback {run_id}`"));
+    }
+    let lock = store.lock(&record.lock_key(), &LockInfo::current(run_id, "resume")).map_err(|e| e.to_string())?;
+    if let Some(previous) = lock.took_over_from() {
+        eprintln!(
+            "warning: took over the lock of process {} on {} (it died while running {})",
+            previous.pid, previous.host, previous.operation
+        );
+    }
+    let graph = graph::saved::from_json(&record.plan)?;
+    let clusters: BTreeMap<String, Option<String>> = record.plan["clusters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, context)| {
+            (name.clone(), context.as_str().filter(|c| !c.starts_with("sim:") && *c != "(current)").map(String::from))
+        })
+        .collect();
+    let targets = connect(Path::new("."), &clusters, target_args).await?;
+    eprintln!("Resuming run {run_id}");
+    let code = execute(graph, record, store, &targets, run_args).await;
+    drop(lock);
+    code
+}
+
+async fn execute(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    let runner = Arc::new(KubeRunner {
+        clients: targets.clients.clone(),
+        accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
+        default_timeout: run_args.step_timeout,
+    });
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nInterrupted: letting running steps finish; no new step starts. Resume later with `dr resume`."
+            );
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let view = tokio::spawn(progress::render(events_rx, run_args.output));
+    let started = Instant::now();
+    let options = crate::exec::Options { parallelism: run_args.parallelism, ..Default::default() };
+    let run_id = record.run_id.clone();
+    let outcome = crate::exec::execute(Arc::new(graph), record, store, runner, options, events_tx, cancel_rx)
+        .await
+        .map_err(|e| e.message)?;
+    let _ = view.await;
+    progress::summary(&mut std::io::stderr(), &outcome, started.elapsed());
+    match outcome.status {
+        checkpoint::RunStatus::Succeeded => Ok(0),
+        checkpoint::RunStatus::Interrupted => {
+            eprintln!("Continue with `dr resume {run_id}`.");
+            Ok(1)
+        }
+        _ => {
+            for (id, error) in &outcome.failed {
+                eprintln!("Step {id} failed: {error}");
+            }
+            eprintln!(
+                "Fix the cause and continue with `dr resume {run_id}`, or undo the run with `dr rollback {run_id}`."
+            );
+            Ok(1)
+        }
+    }
+}
+
+/// `dr runs`.
+pub fn runs(run_args: &RunArgs) -> Result<i32, String> {
+    let runs = store(run_args).list_runs().map_err(|e| e.to_string())?;
+    if runs.is_empty() {
+        println!("No runs in {}.", run_args.state_dir.display());
+    }
+    for run in runs {
+        let counts: Vec<String> = run.step_counts.iter().map(|(s, n)| format!("{n} {s:?}").to_lowercase()).collect();
+        let problem = run.problem.map(|p| format!(" ({p})")).unwrap_or_default();
+        println!(
+            "{}  {:<12} {}  {}  {}{problem}",
+            run.run_id,
+            format!("{:?}", run.status).to_lowercase(),
+            run.plan_name,
+            run.updated_at,
+            counts.join(", ")
+        );
+    }
+    Ok(0)
+}

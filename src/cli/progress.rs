@@ -1,0 +1,131 @@
+//! Showing a run as it goes: a live view on a terminal, timestamped lines otherwise,
+//! JSON lines for machines; and the final summary.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::StepStatus;
+use crate::exec::Event;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A live view on a terminal, plain lines otherwise.
+    Auto,
+    /// Timestamped lines.
+    Plain,
+    /// One JSON object per event.
+    Json,
+}
+
+impl Output {
+    fn resolve(self) -> Output {
+        match self {
+            Output::Auto if std::io::stderr().is_terminal() => Output::Auto,
+            Output::Auto => Output::Plain,
+            other => other,
+        }
+    }
+}
+
+/// Consumes events until the executor drops its sender.
+pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output) {
+    match output.resolve() {
+        Output::Auto => live(&mut events).await,
+        Output::Plain => {
+            while let Some(event) = events.recv().await {
+                eprintln!("{} {}", crate::checkpoint::now_rfc3339(), line(&event));
+            }
+        }
+        Output::Json => {
+            while let Some(event) = events.recv().await {
+                println!("{}", json(&event));
+            }
+        }
+    }
+}
+
+async fn live(events: &mut mpsc::UnboundedReceiver<Event>) {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
+    while let Some(event) = events.recv().await {
+        match &event {
+            Event::Started { id, description } => {
+                let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
+                bar.set_message(format!("{id}: {description}"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(id.clone(), bar);
+            }
+            Event::Retrying { id, .. } => {
+                if let Some(bar) = bars.get(id) {
+                    bar.set_message(line(&event));
+                }
+            }
+            Event::Finished { id, .. } => {
+                if let Some(bar) = bars.remove(id) {
+                    bar.finish_and_clear();
+                }
+                let _ = multi.println(line(&event));
+            }
+        }
+    }
+}
+
+fn mark(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Succeeded | StepStatus::Compensated => "✓",
+        StepStatus::Skipped => "-",
+        _ => "✗",
+    }
+}
+
+fn line(event: &Event) -> String {
+    match event {
+        Event::Started { id, description } => format!("started  {id}: {description}"),
+        Event::Retrying { id, attempt, error, delay } => {
+            format!("retrying {id} (attempt {attempt} failed: {error}; next in {})", humantime::format_duration(*delay))
+        }
+        Event::Finished { id, status, elapsed, error } => {
+            let error = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+            format!("{} {id} ({}){error}", mark(*status), format_secs(*elapsed))
+        }
+    }
+}
+
+fn json(event: &Event) -> serde_json::Value {
+    let now = crate::checkpoint::now_rfc3339();
+    match event {
+        Event::Started { id, description } => {
+            serde_json::json!({"time": now, "event": "started", "step": id, "description": description})
+        }
+        Event::Retrying { id, attempt, error, delay } => serde_json::json!({
+            "time": now, "event": "retrying", "step": id, "attempt": attempt, "error": error, "delaySeconds": delay.as_secs_f64()
+        }),
+        Event::Finished { id, status, elapsed, error } => serde_json::json!({
+            "time": now, "event": "finished", "step": id, "status": format!("{status:?}").to_lowercase(),
+            "seconds": elapsed.as_secs_f64(), "error": error
+        }),
+    }
+}
+
+pub fn format_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The final summary: each step's duration, then the outcome and what to do next.
+pub fn summary(out: &mut dyn Write, outcome: &crate::exec::Outcome, total: Duration) {
+    let _ = writeln!(out, "\nSteps ({} ran in this invocation):", outcome.durations.len());
+    let width = outcome.durations.keys().map(String::len).max().unwrap_or(0);
+    let mut by_time: Vec<_> = outcome.durations.iter().collect();
+    by_time.sort_by_key(|(id, _)| outcome.record.steps.get(*id).and_then(|s| s.started_at.clone()));
+    for (id, elapsed) in by_time {
+        let status = outcome.record.steps.get(id).map(|s| s.status).unwrap_or_default();
+        let _ = writeln!(out, "  {} {id:<width$}  {:>8}", mark(status), format_secs(*elapsed));
+    }
+    let _ = writeln!(out, "\nRun {}: {} in {}", outcome.record.run_id, outcome.status, format_secs(total));
+}

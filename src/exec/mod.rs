@@ -1,0 +1,325 @@
+//! The executor: runs a step graph with bounded parallelism and checkpoints every
+//! step transition, so a crash, a Ctrl-C or a failing step never leaves the operator
+//! guessing.
+//!
+//! It knows nothing about Kubernetes: a [`StepRunner`] does the work of one step. The
+//! executor decides what may start (every dependency succeeded), how many run at once,
+//! when to retry (transient errors, with backoff) and when to stop (a real failure stops
+//! new steps and lets running ones finish), and records each transition in the run's
+//! [`RunRecord`] through the [`StateStore`] before moving on.
+
+pub mod failpoint;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use petgraph::graph::NodeIndex;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::checkpoint::{RunRecord, RunStatus, StateStore, StepRecord, StepStatus};
+use crate::graph::{Step, StepGraph};
+
+/// Why a step did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth retrying: conflicts on update, throttling, server errors, cut watches.
+    Transient,
+    /// The step cannot succeed as things are; the run stops.
+    Failed,
+    /// Something exists that the step did not create and will not overwrite.
+    Conflict,
+    /// A safety interlock refused the step against live state.
+    Unsafe,
+    /// This build cannot execute the step kind.
+    Unsupported,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> StepError {
+        StepError { kind, message: message.into() }
+    }
+    pub fn failed(message: impl Into<String>) -> StepError {
+        StepError::new(ErrorKind::Failed, message)
+    }
+    pub fn transient(message: impl Into<String>) -> StepError {
+        StepError::new(ErrorKind::Transient, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> StepError {
+        StepError::new(ErrorKind::Conflict, message)
+    }
+    pub fn unsafe_(message: impl Into<String>) -> StepError {
+        StepError::new(ErrorKind::Unsafe, message)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Does the work of one step. Implementations must be idempotent: a step may run again
+/// after a crash, and must then adopt what it already did.
+pub trait StepRunner: Send + Sync + 'static {
+    fn run(&self, step: &Step, ctx: &StepContext) -> impl Future<Output = Result<(), StepError>> + Send;
+}
+
+/// The run record and where it is saved, shared by the executor and running steps.
+struct Checkpoint {
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    transitions: u64,
+    failpoint: failpoint::Failpoint,
+}
+
+impl Checkpoint {
+    /// Saves the record; every transition goes through here.
+    fn save(&mut self) -> Result<(), StepError> {
+        self.record.touch();
+        self.store.save_run(&self.record).map_err(|e| StepError::failed(format!("cannot write checkpoint: {e}")))?;
+        self.transitions += 1;
+        self.failpoint.after_transition(self.transitions);
+        Ok(())
+    }
+
+    fn step_mut(&mut self, id: &str) -> &mut StepRecord {
+        self.record.steps.entry(id.to_string()).or_default()
+    }
+}
+
+/// What a running step can see and record.
+#[derive(Clone)]
+pub struct StepContext {
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    pub graph: Arc<StepGraph>,
+    pub index: NodeIndex,
+    pub run_id: String,
+    pub step_id: String,
+}
+
+impl StepContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
+        self.checkpoint.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A value this step captured earlier (in this attempt or before a crash).
+    pub fn captured(&self, key: &str) -> Option<Value> {
+        self.captured_in(&self.step_id, key)
+    }
+
+    /// A value another step captured.
+    pub fn captured_in(&self, step_id: &str, key: &str) -> Option<Value> {
+        self.lock().record.steps.get(step_id)?.captured.get(key).cloned()
+    }
+
+    /// Records a value and saves the checkpoint before returning, so what the step is
+    /// about to change is known even if the process dies right after changing it.
+    pub fn capture(&self, key: &str, value: Value) -> Result<(), StepError> {
+        let mut checkpoint = self.lock();
+        checkpoint.step_mut(&self.step_id).captured.insert(key.to_string(), value);
+        checkpoint.save()
+    }
+
+    /// Ids of the steps this one (transitively) depends on.
+    pub fn ancestors(&self) -> Vec<NodeIndex> {
+        self.graph.ancestors(self.index)
+    }
+}
+
+/// Progress reported while a run goes on, for the live view, logs and JSON output.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started { id: String, description: String },
+    Retrying { id: String, attempt: u32, error: String, delay: Duration },
+    Finished { id: String, status: StepStatus, elapsed: Duration, error: Option<String> },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Most steps running at once.
+    pub parallelism: usize,
+    /// Attempts per step for transient errors.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt, capped at 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { parallelism: 4, max_attempts: 8, backoff: Duration::from_millis(200) }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RunStatus,
+    /// Steps that failed, with their errors.
+    pub failed: Vec<(String, String)>,
+    /// Wall time of each step that ran in this invocation.
+    pub durations: BTreeMap<String, Duration>,
+    pub record: RunRecord,
+}
+
+fn is_done(status: StepStatus) -> bool {
+    matches!(status, StepStatus::Succeeded | StepStatus::Skipped)
+}
+
+/// Runs every step not yet done, in dependency order, at most `parallelism` at a time.
+///
+/// `cancel` turning true stops new steps from starting (Ctrl-C); running steps finish.
+pub async fn execute<R: StepRunner>(
+    graph: Arc<StepGraph>,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    runner: Arc<R>,
+    options: Options,
+    events: mpsc::UnboundedSender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Outcome, StepError> {
+    let run_id = record.run_id.clone();
+    let failpoint = failpoint::Failpoint::from_env();
+    let checkpoint = Arc::new(Mutex::new(Checkpoint { record, store, transitions: 0, failpoint }));
+    let status_of = |id: &str| -> StepStatus {
+        let checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+        checkpoint.record.steps.get(id).map(|s| s.status).unwrap_or_default()
+    };
+    let mut in_flight: HashSet<NodeIndex> = HashSet::new();
+    let mut tasks: JoinSet<(NodeIndex, Result<(), StepError>, Duration)> = JoinSet::new();
+    let mut stopping = false;
+    let mut failed = Vec::new();
+    let mut durations = BTreeMap::new();
+    let order = graph.topological_order().ok_or_else(|| StepError::failed("the plan has a dependency cycle"))?;
+    loop {
+        if !stopping && !*cancel.borrow() {
+            for &index in &order {
+                if in_flight.len() >= options.parallelism.max(1) {
+                    break;
+                }
+                let step = graph.step(index);
+                let ready = !in_flight.contains(&index)
+                    && !is_done(status_of(&step.id))
+                    && graph.predecessors(index).all(|p| is_done(status_of(&graph.step(p).id)));
+                if !ready {
+                    continue;
+                }
+                let ctx = StepContext {
+                    checkpoint: checkpoint.clone(),
+                    graph: graph.clone(),
+                    index,
+                    run_id: run_id.clone(),
+                    step_id: step.id.clone(),
+                };
+                start_step(&ctx)?;
+                let _ = events.send(Event::Started { id: step.id.clone(), description: step.describe() });
+                in_flight.insert(index);
+                let runner = runner.clone();
+                let events = events.clone();
+                let step = step.clone();
+                tasks.spawn(async move {
+                    let started = Instant::now();
+                    let result = run_with_retries(&*runner, &step, &ctx, options, &events).await;
+                    (index, result, started.elapsed())
+                });
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let (index, result, elapsed) = joined.map_err(|e| StepError::failed(format!("step task panicked: {e}")))?;
+                in_flight.remove(&index);
+                let id = graph.step(index).id.clone();
+                durations.insert(id.clone(), elapsed);
+                let (status, error) = finish_step(&checkpoint, &id, &result)?;
+                if let Err(e) = result {
+                    failed.push((id.clone(), e.message.clone()));
+                    stopping = true;
+                }
+                let _ = events.send(Event::Finished { id, status, elapsed, error });
+            }
+            _ = cancel.changed() => {}
+        }
+    }
+    let mut checkpoint = Arc::try_unwrap(checkpoint)
+        .map_err(|_| StepError::failed("steps still hold the checkpoint"))?
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let all_done =
+        graph.steps().all(|(_, s)| is_done(checkpoint.record.steps.get(&s.id).map(|r| r.status).unwrap_or_default()));
+    let status = if !failed.is_empty() {
+        RunStatus::Failed
+    } else if all_done {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Interrupted
+    };
+    checkpoint.record.status = status;
+    checkpoint.save()?;
+    Ok(Outcome { status, failed, durations, record: checkpoint.record })
+}
+
+fn start_step(ctx: &StepContext) -> Result<(), StepError> {
+    let mut checkpoint = ctx.lock();
+    checkpoint.step_mut(&ctx.step_id).start();
+    checkpoint.save()
+}
+
+fn finish_step(
+    checkpoint: &Arc<Mutex<Checkpoint>>,
+    id: &str,
+    result: &Result<(), StepError>,
+) -> Result<(StepStatus, Option<String>), StepError> {
+    let mut checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+    let record = checkpoint.step_mut(id);
+    match result {
+        Ok(()) => record.finish(StepStatus::Succeeded),
+        Err(e) => record.fail(e.message.clone()),
+    }
+    let status = record.status;
+    let error = record.error.clone();
+    checkpoint.save()?;
+    Ok((status, error))
+}
+
+async fn run_with_retries<R: StepRunner>(
+    runner: &R,
+    step: &Step,
+    ctx: &StepContext,
+    options: Options,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<(), StepError> {
+    let mut attempt = 1;
+    loop {
+        if let Some(injected) = ctx.lock().failpoint.fail_step(&step.id) {
+            return Err(injected);
+        }
+        match runner.run(step, ctx).await {
+            Err(e) if e.kind == ErrorKind::Transient && attempt < options.max_attempts => {
+                let delay = backoff(options.backoff, attempt);
+                let _ = events.send(Event::Retrying { id: step.id.clone(), attempt, error: e.message, delay });
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                ctx.lock().step_mut(&step.id).attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(8);
+    (base * factor).min(Duration::from_secs(30))
+}

@@ -1,0 +1,214 @@
+//! Executing steps against the Kubernetes API: one function per step kind, each
+//! idempotent (re-running adopts what exists or stops with a conflict naming the object)
+//! and each re-checking its safety interlocks against live state before acting.
+
+mod objects;
+mod volumes;
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+
+use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
+use crate::graph::Step;
+use crate::steps::Action;
+
+pub use workloads::original_replicas_key;
+
+/// Label on everything drplan creates, and the run that created it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "drplan");
+pub const RUN_LABEL: &str = "drplan.dev/run";
+pub const STEP_ANNOTATION: &str = "drplan.dev/step";
+
+/// Runs steps with one API client per plan cluster.
+pub struct KubeRunner {
+    pub clients: BTreeMap<String, Client>,
+    /// The plan accepts data loss (PVCs may be deleted without a snapshot).
+    pub accept_data_loss: bool,
+    /// Timeout of waits whose step names none.
+    pub default_timeout: Duration,
+}
+
+impl KubeRunner {
+    fn client(&self, step: &Step) -> Result<Client, StepError> {
+        self.clients
+            .get(&step.cluster)
+            .cloned()
+            .ok_or_else(|| StepError::failed(format!("no connection to cluster `{}`", step.cluster)))
+    }
+}
+
+impl StepRunner for KubeRunner {
+    async fn run(&self, step: &Step, ctx: &StepContext) -> Result<(), StepError> {
+        let Some(action) = step.action() else {
+            return Err(StepError::failed(format!("intent `{}` was not expanded", step.id)));
+        };
+        let client = self.client(step)?;
+        let k = Kube { client, ns: step.namespace.clone(), ctx, step };
+        match action {
+            Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
+            Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
+            Action::Wait(p) => {
+                let timeout = p.timeout.as_ref().map(|t| t.value.0).unwrap_or(self.default_timeout);
+                within(timeout, &step.id, wait(&k, &p.condition)).await
+            }
+            Action::SnapshotPvc(p) => volumes::snapshot(&k, p).await,
+            Action::SetReclaimPolicy(p) => volumes::set_reclaim_policy(&k, &p.claim, p.policy).await,
+            Action::DeletePvc(p) => {
+                let accepted = p.accept_data_loss || self.accept_data_loss;
+                within(self.default_timeout, &step.id, volumes::delete_claim(&k, &p.claim.value, accepted)).await
+            }
+            Action::RestorePvc(p) => volumes::restore_claim(&k, p).await,
+            Action::BindStaticPv(p) => volumes::bind_static(&k, p).await,
+            Action::ResizePvc(p) => within(self.default_timeout, &step.id, volumes::resize(&k, p)).await,
+            Action::SaveObject(p) => objects::save(&k, &p.object).await,
+            Action::DeleteObject(p) => objects::delete(&k, &p.object).await,
+            Action::RestoreObject(p) => objects::restore(&k, &p.object).await,
+            Action::SetWorkloadClaim(p) => workloads::set_claim(&k, &p.workload, &p.volume, &p.claim).await,
+            Action::RestartPod(p) => {
+                let timeout = p.timeout.as_ref().map(|t| t.value.0).unwrap_or(self.default_timeout);
+                within(timeout, &step.id, workloads::restart_pod(&k, &p.pod)).await
+            }
+            other => Err(StepError::new(
+                ErrorKind::Unsupported,
+                format!("`{}` steps cannot be executed by this build yet", other.kind_name()),
+            )),
+        }
+    }
+}
+
+async fn wait(k: &Kube<'_>, condition: &crate::steps::WaitCondition) -> Result<(), StepError> {
+    use crate::steps::WaitCondition as W;
+    match condition {
+        W::SnapshotReady { claim } => volumes::wait_snapshot_ready(k, &claim.value).await,
+        W::PodsGone { workload } => workloads::wait_pods_gone(k, workload).await,
+        W::PodsReady { workload } => workloads::wait_ready(k, workload).await,
+        W::PvcBound { claim } => volumes::wait_bound(k, claim).await,
+        _ => Err(StepError::new(ErrorKind::Unsupported, "cloud waits cannot be executed by this build yet")),
+    }
+}
+
+/// Bounds a step by its timeout; a timeout is a failure, not a retry.
+async fn within<F: std::future::Future<Output = Result<(), StepError>>>(
+    timeout: Duration,
+    id: &str,
+    work: F,
+) -> Result<(), StepError> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(StepError::failed(format!("step `{id}` timed out after {}", humantime::format_duration(timeout))))
+        }
+    }
+}
+
+/// Everything a step implementation needs: its client, namespace, checkpoint context.
+pub(crate) struct Kube<'a> {
+    pub client: Client,
+    pub ns: String,
+    pub ctx: &'a StepContext,
+    pub step: &'a Step,
+}
+
+impl Kube<'_> {
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn cluster_api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::ClusterResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::all(self.client.clone())
+    }
+
+    pub fn dynamic(&self, resource: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        }
+    }
+
+    /// A name-safe token of the run id, for object names (`{run}` in templates).
+    pub fn run_token(&self) -> String {
+        run_token(&self.ctx.run_id)
+    }
+
+    /// Labels and annotations marking an object as created by this run and step.
+    pub fn ownership(&self) -> Value {
+        crate::steps::manifests::ownership(&label_value(&self.ctx.run_id), &self.step.id)
+    }
+
+    /// Whether an object carries this run's label.
+    pub fn created_by_this_run(&self, metadata: &kube::core::ObjectMeta) -> bool {
+        metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL)) == Some(&label_value(&self.ctx.run_id))
+    }
+}
+
+/// `{run}` in names: the run id lowercased (DNS-1123 friendly), without the plan name.
+pub fn run_token(run_id: &str) -> String {
+    let lower = run_id.to_ascii_lowercase();
+    let mut parts = lower.split('-');
+    let stamp = parts.next().unwrap_or_default().to_string();
+    let suffix = lower.rsplit('-').next().unwrap_or_default();
+    format!("{stamp}-{suffix}")
+}
+
+/// A label value (at most 63 characters, alphanumeric at both ends).
+pub fn label_value(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let tail = &cleaned[cleaned.len().saturating_sub(63)..];
+    tail.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+pub use crate::steps::manifests::{clean_manifest, expand_name};
+
+pub fn gvk_resource(group: &str, version: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// Maps API errors to step errors: throttling, conflicts and server errors are worth
+/// retrying, the rest stop the step.
+pub fn classify(context: &str, e: kube::Error) -> StepError {
+    match &e {
+        kube::Error::Api(status) if matches!(status.code, 409 | 429 | 500 | 502 | 503 | 504) => {
+            StepError::transient(format!("{context}: {}", status.message))
+        }
+        kube::Error::Api(status) => StepError::failed(format!("{context}: {} ({})", status.message, status.code)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            StepError::transient(format!("{context}: {e}"))
+        }
+        _ => StepError::failed(format!("{context}: {e}")),
+    }
+}
+
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+pub fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// Creates an object; `Ok(false)` when one with that name already exists.
+pub async fn create_or_exists<K>(api: &Api<K>, object: &K, what: &str) -> Result<bool, StepError>
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_already_exists(&e) => Ok(false),
+        Err(e) => Err(classify(&format!("creating {what}"), e)),
+    }
+}

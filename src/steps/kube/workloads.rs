@@ -1,0 +1,271 @@
+//! Workload steps: scale and scale back, repoint a pod volume, restart a pod, and the
+//! waits on pods.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+use super::{Kube, classify, is_not_found};
+use crate::exec::StepError;
+use crate::steps::{Action, WorkloadKind, WorkloadRef};
+
+/// Key under which `scale` records the replicas it found.
+pub fn original_replicas_key() -> &'static str {
+    "originalReplicas"
+}
+
+async fn get_scale(k: &Kube<'_>, w: &WorkloadRef) -> Result<i32, StepError> {
+    let context = format!("reading the scale of {w}");
+    let scale = match w.kind {
+        WorkloadKind::StatefulSet => k.api::<StatefulSet>().get_scale(&w.name).await,
+        WorkloadKind::Deployment => k.api::<Deployment>().get_scale(&w.name).await,
+    }
+    .map_err(|e| classify(&context, e))?;
+    Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
+}
+
+async fn set_scale(k: &Kube<'_>, w: &WorkloadRef, replicas: i32) -> Result<(), StepError> {
+    let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
+    let params = PatchParams::default();
+    let context = format!("scaling {w} to {replicas}");
+    match w.kind {
+        WorkloadKind::StatefulSet => k.api::<StatefulSet>().patch_scale(&w.name, &params, &patch).await.map(|_| ()),
+        WorkloadKind::Deployment => k.api::<Deployment>().patch_scale(&w.name, &params, &patch).await.map(|_| ()),
+    }
+    .map_err(|e| classify(&context, e))
+}
+
+/// Records the current replicas (once: a re-run after a crash keeps the first reading)
+/// and scales to `replicas`.
+pub async fn scale(k: &Kube<'_>, w: &WorkloadRef, replicas: u32) -> Result<(), StepError> {
+    let current = get_scale(k, w).await?;
+    if k.ctx.captured(original_replicas_key()).is_none() {
+        k.ctx.capture(original_replicas_key(), json!(current))?;
+    }
+    if current != replicas as i32 {
+        set_scale(k, w, replicas as i32).await?;
+    }
+    Ok(())
+}
+
+/// The replicas recorded by the `scale` step this one depends on.
+fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
+    let graph = &k.ctx.graph;
+    k.ctx.ancestors().into_iter().find_map(|a| {
+        let step = graph.step(a);
+        let same_target = step.cluster == k.step.cluster && step.namespace == k.step.namespace;
+        match step.action() {
+            Some(Action::Scale(p)) if same_target && &p.workload == w => {
+                k.ctx.captured_in(&step.id, original_replicas_key())?.as_i64().map(|r| r as i32)
+            }
+            _ => None,
+        }
+    })
+}
+
+pub async fn scale_back(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
+    let original = recorded_replicas(k, w).ok_or_else(|| {
+        StepError::failed(format!("no recorded replicas for {w}: the scale step before this one captured none"))
+    })?;
+    if get_scale(k, w).await? != original {
+        set_scale(k, w, original).await?;
+    }
+    Ok(())
+}
+
+/// The label selector of a workload's pods, as a selector string.
+async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String, StepError> {
+    let context = format!("reading {w}");
+    let labels = match w.kind {
+        WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(|o| o.spec.map(|s| s.selector)),
+        WorkloadKind::Deployment => k.api::<Deployment>().get(&w.name).await.map(|o| o.spec.map(|s| s.selector)),
+    }
+    .map_err(|e| classify(&context, e))?
+    .and_then(|s| s.match_labels)
+    .unwrap_or_default();
+    if labels.is_empty() {
+        return Err(StepError::failed(format!("{w} has no matchLabels selector to find its pods by")));
+    }
+    Ok(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+/// Waits, on a watch, until no pod of the workload exists.
+pub async fn wait_pods_gone(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
+    let selector = pod_selector(k, w).await?;
+    let pods: Api<Pod> = k.api();
+    let mut stream = watcher(pods, watcher::Config::default().labels(&selector)).boxed();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut initial: Option<HashSet<String>> = None;
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(|e| StepError::transient(format!("watching pods of {w}: {e}")))?;
+        match event {
+            watcher::Event::Init => initial = Some(HashSet::new()),
+            watcher::Event::InitApply(pod) => {
+                initial.get_or_insert_with(HashSet::new).insert(pod.metadata.name.unwrap_or_default());
+            }
+            watcher::Event::InitDone => seen = initial.take().unwrap_or_default(),
+            watcher::Event::Apply(pod) => {
+                seen.insert(pod.metadata.name.unwrap_or_default());
+            }
+            watcher::Event::Delete(pod) => {
+                seen.remove(&pod.metadata.name.unwrap_or_default());
+            }
+        }
+        if initial.is_none() && seen.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(StepError::transient(format!("the watch on pods of {w} ended")))
+}
+
+fn workload_ready(
+    spec_replicas: Option<i32>,
+    ready: Option<i32>,
+    observed: Option<i64>,
+    generation: Option<i64>,
+) -> bool {
+    let wanted = spec_replicas.unwrap_or(1);
+    ready.unwrap_or(0) >= wanted && observed.unwrap_or(0) >= generation.unwrap_or(0)
+}
+
+/// Waits, on a watch, until every wanted replica of the workload is ready.
+pub async fn wait_ready(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
+    use kube::runtime::wait::await_condition;
+    let context = format!("waiting for {w} to be ready");
+    match w.kind {
+        WorkloadKind::StatefulSet => {
+            let cond = |o: Option<&StatefulSet>| {
+                o.is_some_and(|o| {
+                    let status = o.status.as_ref();
+                    workload_ready(
+                        o.spec.as_ref().and_then(|s| s.replicas),
+                        status.and_then(|s| s.ready_replicas),
+                        status.and_then(|s| s.observed_generation),
+                        o.metadata.generation,
+                    )
+                })
+            };
+            await_condition(k.api::<StatefulSet>(), &w.name, cond).await.map(|_| ())
+        }
+        WorkloadKind::Deployment => {
+            let cond = |o: Option<&Deployment>| {
+                o.is_some_and(|o| {
+                    let status = o.status.as_ref();
+                    workload_ready(
+                        o.spec.as_ref().and_then(|s| s.replicas),
+                        status.and_then(|s| s.ready_replicas),
+                        status.and_then(|s| s.observed_generation),
+                        o.metadata.generation,
+                    )
+                })
+            };
+            await_condition(k.api::<Deployment>(), &w.name, cond).await.map(|_| ())
+        }
+    }
+    .map_err(|e| StepError::transient(format!("{context}: {e}")))
+}
+
+/// Points pod-template volume `volume` at `claim`, recording the claim it used before.
+pub async fn set_claim(k: &Kube<'_>, w: &WorkloadRef, volume: &str, claim: &str) -> Result<(), StepError> {
+    let context = format!("reading {w}");
+    let object: Value = match w.kind {
+        WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(serde_json::to_value),
+        WorkloadKind::Deployment => k.api::<Deployment>().get(&w.name).await.map(serde_json::to_value),
+    }
+    .map_err(|e| classify(&context, e))?
+    .map_err(|e| StepError::failed(format!("{context}: {e}")))?;
+    let volumes = object.pointer("/spec/template/spec/volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(position) = volumes.iter().position(|v| v.get("name").and_then(Value::as_str) == Some(volume)) else {
+        return Err(StepError::failed(format!("{w} has no pod volume named `{volume}`")));
+    };
+    let current = volumes[position].pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str);
+    let Some(current) = current else {
+        return Err(StepError::failed(format!("volume `{volume}` of {w} is not backed by a claim")));
+    };
+    if k.ctx.captured("originalClaim").is_none() {
+        k.ctx.capture("originalClaim", json!(current))?;
+    }
+    if current == claim {
+        return Ok(());
+    }
+    let path = format!("/spec/template/spec/volumes/{position}/persistentVolumeClaim/claimName");
+    // The `test` makes the patch fail (and the step retry) if someone changed it meanwhile.
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": path, "value": current },
+        { "op": "replace", "path": path, "value": claim },
+    ]))
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let params = PatchParams::default();
+    let context = format!("pointing volume `{volume}` of {w} at {claim}");
+    match w.kind {
+        WorkloadKind::StatefulSet => {
+            k.api::<StatefulSet>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ())
+        }
+        WorkloadKind::Deployment => {
+            k.api::<Deployment>().patch(&w.name, &params, &Patch::Json::<()>(patch)).await.map(|_| ())
+        }
+    }
+    .map_err(|e| classify(&context, e))
+}
+
+/// Deletes a pod (by its uid, recorded first, so a re-run never deletes its replacement)
+/// and waits until a new pod of that name is Ready.
+pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
+    let pods: Api<Pod> = k.api();
+    let current = pods.get_opt(name).await.map_err(|e| classify(&format!("reading pod {name}"), e))?;
+    let old_uid = match k.ctx.captured("restartedUid").and_then(|v| v.as_str().map(String::from)) {
+        Some(uid) => uid,
+        None => {
+            let uid = current.as_ref().and_then(|p| p.metadata.uid.clone()).unwrap_or_default();
+            k.ctx.capture("restartedUid", json!(uid))?;
+            uid
+        }
+    };
+    if current.as_ref().and_then(|p| p.metadata.uid.as_deref()) == Some(old_uid.as_str()) {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(old_uid.clone()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match pods.delete(name, &params).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(classify(&format!("deleting pod {name}"), e)),
+        }
+    }
+    let replaced_and_ready = move |p: Option<&Pod>| {
+        p.is_some_and(|p| {
+            p.metadata.uid.as_deref() != Some(old_uid.as_str())
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+    };
+    kube::runtime::wait::await_condition(pods, name, replaced_and_ready)
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::transient(format!("waiting for pod {name} to come back: {e}")))
+}
+
+/// Pods (not finished) that mount `claim`, for the deletion interlock.
+pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, StepError> {
+    let pods = k.api::<Pod>().list(&ListParams::default()).await.map_err(|e| classify("listing pods", e))?;
+    let users = pods
+        .items
+        .into_iter()
+        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .filter(|p| {
+            p.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|volumes| {
+                volumes.iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
+            })
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    Ok(users)
+}
