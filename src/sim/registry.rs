@@ -85,6 +85,9 @@ pub mod keys {
     pub fn statefulsets() -> ResourceKey {
         ResourceKey::new("apps", "statefulsets")
     }
+    pub fn replicasets() -> ResourceKey {
+        ResourceKey::new("apps", "replicasets")
+    }
     pub fn deployments() -> ResourceKey {
         ResourceKey::new("apps", "deployments")
     }
@@ -134,6 +137,7 @@ impl Registry {
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
             ResourceType::builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"]),
             ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
+            ResourceType::builtin("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"]),
             ResourceType::builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]),
             ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
@@ -147,7 +151,7 @@ impl Registry {
             ),
         ];
         for t in &mut types {
-            t.has_scale = matches!(t.kind.as_str(), "StatefulSet" | "Deployment");
+            t.has_scale = matches!(t.kind.as_str(), "StatefulSet" | "Deployment" | "ReplicaSet");
             t.has_status = !matches!(
                 t.kind.as_str(),
                 "ConfigMap" | "Secret" | "Event" | "StorageClass" | "Lease" | "ServiceAccount"
