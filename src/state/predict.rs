@@ -54,6 +54,23 @@ struct Replay<'a> {
     replicas: BTreeMap<(String, String, WorkloadRef), i64>,
     /// Workloads scaled to zero by steps replayed so far.
     quiesced: BTreeSet<(String, String, WorkloadRef)>,
+    /// Pods by (cluster, namespace, claim they mount), built once.
+    pods_by_claim: PodIndex<'a>,
+}
+
+type PodIndex<'a> = BTreeMap<(String, String, String), Vec<(&'a ObjectKey, &'a Value)>>;
+
+/// Indexes pods by the claims they mount, so each deletion looks up its users directly.
+fn index_pods(live: &LiveState) -> PodIndex<'_> {
+    let mut index: PodIndex<'_> = BTreeMap::new();
+    for (key, pod) in live.objects.iter().filter(|(k, _)| k.kind == "Pod") {
+        let claims = pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten();
+        for claim in claims.filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str)) {
+            let ns = key.namespace.clone().unwrap_or_default();
+            index.entry((key.cluster.clone(), ns, claim.to_string())).or_default().push((key, pod));
+        }
+    }
+    index
 }
 
 impl Replay<'_> {
@@ -98,6 +115,7 @@ pub fn predict(
         deleted: BTreeSet::new(),
         replicas: BTreeMap::new(),
         quiesced: BTreeSet::new(),
+        pods_by_claim: index_pods(live),
     };
     let applied = applied_entries(graph, live, previous);
     let mut states = Vec::new();
@@ -305,19 +323,9 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
 /// A running pod using the claim whose workload this plan does not scale down first.
 fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
     let quiesced = |w: &WorkloadRef| r.quiesced.contains(&(step.cluster.clone(), step.namespace.clone(), w.clone()));
-    r.live
-        .objects
+    let users = r.pods_by_claim.get(&(step.cluster.clone(), step.namespace.clone(), claim.to_string()))?;
+    users
         .iter()
-        .filter(|(k, _)| {
-            k.cluster == step.cluster && k.kind == "Pod" && k.namespace.as_deref() == Some(&step.namespace)
-        })
-        .filter(|(_, pod)| {
-            pod.pointer("/spec/volumes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) == Some(claim))
-        })
         .find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w)))
         .map(|(key, pod)| {
             let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();

@@ -54,11 +54,9 @@ impl PlanReport<'_> {
     }
 
     fn destructive_steps(&self) -> usize {
-        self.graph
-            .steps()
-            .filter(|(_, s)| s.is_destructive())
-            .filter(|(_, s)| self.states.iter().any(|(id, st)| id == &s.id && *st == StepState::ToDo))
-            .count()
+        let to_do: std::collections::HashSet<&str> =
+            self.states.iter().filter(|(_, st)| *st == StepState::ToDo).map(|(id, _)| id.as_str()).collect();
+        self.graph.steps().filter(|(_, s)| s.is_destructive() && to_do.contains(s.id.as_str())).count()
     }
 
     pub fn summary_line(&self) -> String {

@@ -1,0 +1,89 @@
+//! Benchmark: `dr plan` for 1,000 StatefulSets x 3 replicas on the simulated cluster.
+//!
+//! `cargo bench --bench plan_live`. Starts the sim in this process with the generated
+//! objects, runs the `dr` binary against it as a child process, and reports the child's
+//! wall time, peak RSS (getrusage of children) and the API requests it made (from the
+//! sim's audit log). Targets: under 1 s, under 200 MB, requests <= one list per
+//! (kind, namespace).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use drplan::sim::{SimCluster, SimConfig};
+
+const STATEFULSETS: usize = 1_000;
+const REPLICAS: usize = 3;
+
+fn manifests() -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: ebs-sc}\nprovisioner: ebs.csi.aws.com\nvolumeBindingMode: Immediate\nreclaimPolicy: Delete\nallowVolumeExpansion: true\n",
+    );
+    for i in 0..STATEFULSETS {
+        let _ = write!(
+            text,
+            "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db-{i}, namespace: bench}}\nspec:\n  replicas: {REPLICAS}\n  serviceName: db-{i}\n  selector: {{matchLabels: {{app: db-{i}}}}}\n  template:\n    metadata: {{labels: {{app: db-{i}}}}}\n    spec: {{containers: [{{name: db, image: postgres:16}}]}}\n  volumeClaimTemplates:\n    - metadata: {{name: data}}\n      spec: {{accessModes: [ReadWriteOnce], storageClassName: ebs-sc, resources: {{requests: {{storage: 2Gi}}}}}}\n"
+        );
+    }
+    text
+}
+
+fn plan() -> String {
+    let mut text = String::from(
+        "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: bench}\nclusters: [{name: primary, namespace: bench}]\nsteps:\n",
+    );
+    for i in 0..STATEFULSETS {
+        let _ = write!(
+            text,
+            "  - id: restore-{i}\n    restoreClaims:\n      workload: {{kind: StatefulSet, name: db-{i}}}\n      claimTemplate: data\n      snapshotClass: csi-aws-vsc\n      resize: 4Gi\n"
+        );
+    }
+    text
+}
+
+fn max_child_rss_kib() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init().ru_maxrss
+    }
+}
+
+fn main() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("drplan-plan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("objects.yaml"), manifests()).unwrap();
+    std::fs::write(dir.join("plan.yaml"), plan()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let config = SimConfig { speed: 5.0, ..SimConfig::default() };
+    let sim = runtime.block_on(SimCluster::start(&[dir.join("objects.yaml")], config)).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "bench").unwrap();
+    // Let the controllers create the claims and pods of every replica.
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    let dr = env!("CARGO_BIN_EXE_dr");
+    let mut best = f64::MAX;
+    let mut requests = 0;
+    for _ in 0..3 {
+        let before = sim.requests().len();
+        let started = Instant::now();
+        let out = Command::new(dr)
+            .args(["plan", dir.join("plan.yaml").to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(["--context", "bench", "--format", "json", "--state-dir", dir.join("state").to_str().unwrap()])
+            .output()
+            .unwrap();
+        best = best.min(started.elapsed().as_secs_f64());
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        requests = sim.requests().len() - before;
+    }
+    let claims = sim.requests().len();
+    let _ = claims;
+    println!("dr plan: {STATEFULSETS} StatefulSets x {REPLICAS} replicas on the simulated cluster");
+    println!("  best wall time of 3: {:.0} ms (target < 1000 ms)", best * 1e3);
+    println!("  peak RSS of dr: {:.1} MiB (target < 200 MiB)", max_child_rss_kib() as f64 / 1024.0);
+    println!("  API requests: {requests} (one list per kind and namespace: 5 namespaced kinds + PVs = 6)");
+    sim.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
