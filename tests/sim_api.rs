@@ -312,3 +312,17 @@ async fn deleting_a_namespace_deletes_its_contents_first() {
     let pvs = Api::<PersistentVolume>::all(client).list(&ListParams::default()).await.unwrap();
     assert!(pvs.items.is_empty(), "Delete reclaim removed the volumes");
 }
+
+#[tokio::test]
+async fn kube_runtime_await_condition_sees_controllers_progress_in_real_time() {
+    let config =
+        drplan::sim::SimConfig { pod_ready_after: Duration::from_millis(50), ..drplan::sim::SimConfig::default() };
+    let sim = drplan::sim::SimCluster::start(&[fixture("cassandra")], config).await.unwrap();
+    let sts: Api<StatefulSet> = Api::namespaced(sim.client().unwrap(), "db");
+    let all_ready = |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.ready_replicas == Some(3) && st.replicas == 3)
+    };
+    let ready = kube::runtime::wait::await_condition(sts.clone(), "cassandra", all_ready);
+    let done = tokio::time::timeout(Duration::from_secs(10), ready).await.expect("ready in time").unwrap();
+    assert!(all_ready(done.as_ref()));
+}
