@@ -238,7 +238,9 @@ fn version() -> Value {
     })
 }
 
-async fn read_body(req: Request<Incoming>) -> ApiResult<(String, Bytes)> {
+/// Reads the body, with the request's Accept and Content-Type headers.
+async fn read_body(req: Request<Incoming>) -> ApiResult<(String, String, Bytes)> {
+    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -250,7 +252,7 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(String, Bytes)> {
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
         .to_bytes();
-    Ok((content_type, body))
+    Ok((accept, content_type, body))
 }
 
 fn parse_json(content_type: &str, body: &[u8]) -> ApiResult<Value> {
@@ -275,7 +277,7 @@ async fn claim_data(shared: &Shared, req: Request<Incoming>, ns: &str, claim: &s
             .read_claim_data(ns, claim)
             .map(|bytes| bytes_response(200, "application/octet-stream", Bytes::from(bytes))),
         Method::PUT => match read_body(req).await {
-            Ok((_, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| {
+            Ok((_, _, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| {
                 json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
             }),
             Err(e) => Err(e),
@@ -330,7 +332,16 @@ async fn resource_request(
         Some(error) => error_response(&error),
         None if intent.watch => start_watch(shared, stopped, &path, &params, &faults),
         None => match read_body(req).await {
-            Ok((content_type, body)) => serve_verb(shared, &path, &params, intent.verb, &content_type, &body),
+            Ok((accept, content_type, body)) => {
+                let request = VerbRequest {
+                    path: &path,
+                    params: &params,
+                    verb: intent.verb,
+                    accept: &accept,
+                    content_type: &content_type,
+                };
+                serve_verb(shared, &request, &body)
+            }
             Err(e) => error_response(&e),
         },
     };
@@ -371,23 +382,30 @@ fn selectors(params: &HashMap<String, String>) -> ApiResult<(Selector, Selector)
     Ok((labels, fields))
 }
 
-fn serve_verb(
-    shared: &Shared,
-    path: &ResourcePath,
-    params: &HashMap<String, String>,
-    verb: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Response<ResponseBody> {
+/// A resource request, parsed.
+struct VerbRequest<'a> {
+    path: &'a ResourcePath,
+    params: &'a HashMap<String, String>,
+    verb: &'a str,
+    accept: &'a str,
+    content_type: &'a str,
+}
+
+fn serve_verb(shared: &Shared, request: &VerbRequest<'_>, body: &[u8]) -> Response<ResponseBody> {
+    let (path, params, verb) = (request.path, request.params, request.verb);
     let mut state = shared.lock();
     let rt = match resolve(&state, path) {
         Ok(rt) => rt,
         Err(e) => return error_response(&e),
     };
-    if verb == "list" {
+    let as_table = super::table::wants_table(request.accept);
+    if verb == "list" && !as_table {
         return list_response(state, &rt, path, params);
     }
-    let result = run_verb(&mut state, &rt, path, params, verb, content_type, body);
+    if as_table && matches!(verb, "list" | "get") && path.subresource.is_none() {
+        return table_response(&state, &rt, path, params, verb);
+    }
+    let result = run_verb(&mut state, &rt, path, params, verb, request.content_type, body);
     if verb != "get" && result.is_ok() {
         reconcile(&mut state);
     }
@@ -395,6 +413,29 @@ fn serve_verb(
         Ok((code, object)) => json_response(code, &object),
         Err(e) => error_response(&e),
     }
+}
+
+/// `kubectl get` output: the listed or fetched objects as a Table.
+fn table_response(
+    state: &State,
+    rt: &ResourceType,
+    path: &ResourcePath,
+    params: &HashMap<String, String>,
+    verb: &str,
+) -> Response<ResponseBody> {
+    let items = if verb == "get" {
+        let name = path.name.as_deref().unwrap_or_default();
+        match state.get_object(rt, path.namespace.as_deref().unwrap_or_default(), name, Subresource::Main) {
+            Ok(object) => vec![object],
+            Err(e) => return error_response(&e),
+        }
+    } else {
+        match selectors(params) {
+            Ok((labels, fields)) => state.list_objects(rt, path.namespace.as_deref(), &labels, &fields).0,
+            Err(e) => return error_response(&e),
+        }
+    };
+    json_response(200, &super::table::table(rt, &items, state.store.resource_version(), state.now()))
 }
 
 fn run_verb(
