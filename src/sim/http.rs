@@ -324,13 +324,14 @@ async fn resource_request(
         Ok(intent) => intent,
         Err(e) => return error_response(&e),
     };
+    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let faults = decide_faults(&mut shared.lock(), intent.verb, &path.plural);
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
     let response = match faults.error.clone() {
         Some(error) => error_response(&error),
-        None if intent.watch => start_watch(shared, stopped, &path, &params, &faults),
+        None if intent.watch => start_watch(shared, stopped, &path, &params, &faults, &accept),
         None => match read_body(req).await {
             Ok((accept, content_type, body)) => {
                 let request = VerbRequest {
@@ -539,11 +540,17 @@ fn start_watch(
     path: &ResourcePath,
     params: &HashMap<String, String>,
     faults: &FaultDecision,
+    accept: &str,
 ) -> Response<ResponseBody> {
     let state = shared.lock();
     let rt = match resolve(&state, path) {
         Ok(rt) => rt,
         Err(e) => return error_response(&e),
+    };
+    let encoding = if super::table::wants_table(accept) {
+        WatchEncoding::Table(Box::new(rt.clone()), shared.clock.clone())
+    } else {
+        WatchEncoding::Object
     };
     let (labels, fields) = match selectors(params) {
         Ok(s) => s,
@@ -563,7 +570,7 @@ fn start_watch(
                     replay
                         .iter()
                         .filter(|e| in_scope(e, path, &labels, &fields))
-                        .map(|e| watch_line(e.event_type.as_str(), &e.object)),
+                        .map(|e| encoding.line(e.event_type.as_str(), &e.object)),
                 );
                 Some(live)
             }
@@ -574,7 +581,7 @@ fn start_watch(
         },
         None => {
             let (items, rv) = state.list_objects(&rt, path.namespace.as_deref(), &labels, &fields);
-            initial.extend(items.iter().map(|o| watch_line("ADDED", o)));
+            initial.extend(items.iter().map(|o| encoding.line("ADDED", o)));
             state.store.watch_from(&rt.key(), rv).ok().map(|(_, live)| live)
         }
     };
@@ -592,7 +599,7 @@ fn start_watch(
         tx,
         initial,
         live,
-        WatchFilter { key: rt.key(), labels, fields, namespace: path.namespace.clone() },
+        WatchFilter { key: rt.key(), labels, fields, namespace: path.namespace.clone(), encoding },
         limit,
         stopped,
     ));
@@ -608,6 +615,26 @@ struct WatchFilter {
     labels: Selector,
     fields: Selector,
     namespace: Option<String>,
+    encoding: WatchEncoding,
+}
+
+/// How watch events carry objects: as themselves, or as one-row Tables (`kubectl get -w`).
+enum WatchEncoding {
+    Object,
+    Table(Box<ResourceType>, super::clock::SimClock),
+}
+
+impl WatchEncoding {
+    fn line(&self, event_type: &str, object: &Value) -> Bytes {
+        match self {
+            WatchEncoding::Table(rt, clock) => {
+                let rv = object["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok()).unwrap_or(0);
+                let table = super::table::table(rt, &[Arc::new(object.clone())], rv, clock.now());
+                watch_line(event_type, &table)
+            }
+            WatchEncoding::Object => watch_line(event_type, object),
+        }
+    }
 }
 
 struct WatchLimit {
@@ -666,7 +693,7 @@ async fn pump_watch(
             continue;
         }
         let event_type = if event.event_type == EventType::Deleted { "DELETED" } else { event.event_type.as_str() };
-        if tx.send(watch_line(event_type, &event.object)).await.is_err() {
+        if tx.send(filter.encoding.line(event_type, &event.object)).await.is_err() {
             return;
         }
         sent += 1;
