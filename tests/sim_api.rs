@@ -312,3 +312,80 @@ async fn deleting_a_namespace_deletes_its_contents_first() {
     let pvs = Api::<PersistentVolume>::all(client).list(&ListParams::default()).await.unwrap();
     assert!(pvs.items.is_empty(), "Delete reclaim removed the volumes");
 }
+
+#[tokio::test]
+async fn kube_runtime_await_condition_sees_controllers_progress_in_real_time() {
+    let config =
+        drplan::sim::SimConfig { pod_ready_after: Duration::from_millis(50), ..drplan::sim::SimConfig::default() };
+    let sim = drplan::sim::SimCluster::start(&[fixture("cassandra")], config).await.unwrap();
+    let sts: Api<StatefulSet> = Api::namespaced(sim.client().unwrap(), "db");
+    let all_ready = |s: Option<&StatefulSet>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.ready_replicas == Some(3) && st.replicas == 3)
+    };
+    let ready = kube::runtime::wait::await_condition(sts.clone(), "cassandra", all_ready);
+    let done = tokio::time::timeout(Duration::from_secs(10), ready).await.expect("ready in time").unwrap();
+    assert!(all_ready(done.as_ref()));
+}
+
+#[tokio::test]
+async fn a_crd_created_over_the_api_is_discovered_served_and_validated() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::DynamicObject;
+    use kube::discovery::Discovery;
+
+    let (_sim, client) = start(&[]).await;
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": { "name": "widgets.example.com" },
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": { "plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wg"] },
+            "versions": [{ "name": "v1", "served": true, "storage": true, "schema": { "openAPIV3Schema": {
+                "type": "object",
+                "properties": { "spec": { "type": "object", "required": ["size"], "properties": { "size": { "type": "integer", "maximum": 10 } },
+                    "x-kubernetes-validations": [{ "rule": "self.size % 2 == 0", "message": "size must be even" }] } },
+            } } }],
+        },
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone()).create(&PostParams::default(), &crd).await.unwrap();
+
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let (resource, _) = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .find(|(r, _)| r.kind == "Widget")
+        .expect("Widget is discovered");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let widget = |size: i64| -> DynamicObject {
+        serde_json::from_value(json!({ "apiVersion": "example.com/v1", "kind": "Widget", "metadata": { "name": format!("w{size}") }, "spec": { "size": size } })).unwrap()
+    };
+    widgets.create(&PostParams::default(), &widget(4)).await.unwrap();
+    for (size, expected) in [(3, "size must be even"), (12, "should be less than or equal to 10")] {
+        let err = widgets.create(&PostParams::default(), &widget(size)).await.unwrap_err();
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422 && s.message.contains(expected)), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_and_media_types_get_status_errors() {
+    let (_sim, client) = start(&[]).await;
+    let post_to_name = hyper::Request::post("/api/v1/namespaces/default/configmaps/x").body(b"{}".to_vec()).unwrap();
+    let err = client.request_text(post_to_name).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 405 && s.reason == "MethodNotAllowed"), "{err:?}");
+    Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &config_map("x"))
+        .await
+        .unwrap();
+    let plain_patch = hyper::Request::patch("/api/v1/namespaces/default/configmaps/x")
+        .header("content-type", "text/plain")
+        .body(b"{}".to_vec())
+        .unwrap();
+    let err = client.request_text(plain_patch).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 415), "{err:?}");
+    let garbage = hyper::Request::post("/api/v1/namespaces/default/configmaps").body(b"{not json".to_vec()).unwrap();
+    let err = client.request_text(garbage).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 400), "{err:?}");
+    let nowhere = hyper::Request::get("/apis/example.com/v1/widgets").body(Vec::new()).unwrap();
+    let err = client.request_text(nowhere).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+}

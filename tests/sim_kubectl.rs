@@ -53,7 +53,15 @@ async fn kubectl_get_scale_delete_apply() {
     let claims = kubectl(&kubeconfig, &["get", "pvc", "-n", "db", "-o", "jsonpath={.items[*].status.phase}"]).await;
     assert_eq!(claims, "Bound Bound Bound");
     let table = kubectl(&kubeconfig, &["get", "sts", "-n", "db"]).await;
-    assert!(table.contains("cassandra"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("cassandra") && l.contains("3/3")), "{table}");
+    let table = kubectl(&kubeconfig, &["get", "pods", "-n", "db"]).await;
+    assert!(table.starts_with("NAME") && table.contains("STATUS"), "{table}");
+    assert!(table.lines().skip(1).all(|l| l.contains("1/1") && l.contains("Running")), "{table}");
+    let table = kubectl(&kubeconfig, &["get", "pvc", "-n", "db", "cassandra-data-cassandra-0"]).await;
+    assert!(
+        table.contains("Bound") && table.contains("10Gi") && table.contains("RWO") && table.contains("gp3"),
+        "{table}"
+    );
 
     let scaled = kubectl(&kubeconfig, &["scale", "statefulset", "cassandra", "-n", "db", "--replicas=1"]).await;
     assert!(scaled.contains("scaled"), "{scaled}");

@@ -238,7 +238,9 @@ fn version() -> Value {
     })
 }
 
-async fn read_body(req: Request<Incoming>) -> ApiResult<(String, Bytes)> {
+/// Reads the body, with the request's Accept and Content-Type headers.
+async fn read_body(req: Request<Incoming>) -> ApiResult<(String, String, Bytes)> {
+    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -250,7 +252,7 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(String, Bytes)> {
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
         .to_bytes();
-    Ok((content_type, body))
+    Ok((accept, content_type, body))
 }
 
 fn parse_json(content_type: &str, body: &[u8]) -> ApiResult<Value> {
@@ -275,7 +277,7 @@ async fn claim_data(shared: &Shared, req: Request<Incoming>, ns: &str, claim: &s
             .read_claim_data(ns, claim)
             .map(|bytes| bytes_response(200, "application/octet-stream", Bytes::from(bytes))),
         Method::PUT => match read_body(req).await {
-            Ok((_, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| {
+            Ok((_, _, body)) => shared.lock().write_claim_data(ns, claim, body.to_vec()).map(|()| {
                 json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
             }),
             Err(e) => Err(e),
@@ -322,15 +324,25 @@ async fn resource_request(
         Ok(intent) => intent,
         Err(e) => return error_response(&e),
     };
+    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let faults = decide_faults(&mut shared.lock(), intent.verb, &path.plural);
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
     let response = match faults.error.clone() {
         Some(error) => error_response(&error),
-        None if intent.watch => start_watch(shared, stopped, &path, &params, &faults),
+        None if intent.watch => start_watch(shared, stopped, &path, &params, &faults, &accept),
         None => match read_body(req).await {
-            Ok((content_type, body)) => serve_verb(shared, &path, &params, intent.verb, &content_type, &body),
+            Ok((accept, content_type, body)) => {
+                let request = VerbRequest {
+                    path: &path,
+                    params: &params,
+                    verb: intent.verb,
+                    accept: &accept,
+                    content_type: &content_type,
+                };
+                serve_verb(shared, &request, &body)
+            }
             Err(e) => error_response(&e),
         },
     };
@@ -371,23 +383,30 @@ fn selectors(params: &HashMap<String, String>) -> ApiResult<(Selector, Selector)
     Ok((labels, fields))
 }
 
-fn serve_verb(
-    shared: &Shared,
-    path: &ResourcePath,
-    params: &HashMap<String, String>,
-    verb: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Response<ResponseBody> {
+/// A resource request, parsed.
+struct VerbRequest<'a> {
+    path: &'a ResourcePath,
+    params: &'a HashMap<String, String>,
+    verb: &'a str,
+    accept: &'a str,
+    content_type: &'a str,
+}
+
+fn serve_verb(shared: &Shared, request: &VerbRequest<'_>, body: &[u8]) -> Response<ResponseBody> {
+    let (path, params, verb) = (request.path, request.params, request.verb);
     let mut state = shared.lock();
     let rt = match resolve(&state, path) {
         Ok(rt) => rt,
         Err(e) => return error_response(&e),
     };
-    if verb == "list" {
+    let as_table = super::table::wants_table(request.accept);
+    if verb == "list" && !as_table {
         return list_response(state, &rt, path, params);
     }
-    let result = run_verb(&mut state, &rt, path, params, verb, content_type, body);
+    if as_table && matches!(verb, "list" | "get") && path.subresource.is_none() {
+        return table_response(&state, &rt, path, params, verb);
+    }
+    let result = run_verb(&mut state, &rt, path, params, verb, request.content_type, body);
     if verb != "get" && result.is_ok() {
         reconcile(&mut state);
     }
@@ -395,6 +414,29 @@ fn serve_verb(
         Ok((code, object)) => json_response(code, &object),
         Err(e) => error_response(&e),
     }
+}
+
+/// `kubectl get` output: the listed or fetched objects as a Table.
+fn table_response(
+    state: &State,
+    rt: &ResourceType,
+    path: &ResourcePath,
+    params: &HashMap<String, String>,
+    verb: &str,
+) -> Response<ResponseBody> {
+    let items = if verb == "get" {
+        let name = path.name.as_deref().unwrap_or_default();
+        match state.get_object(rt, path.namespace.as_deref().unwrap_or_default(), name, Subresource::Main) {
+            Ok(object) => vec![object],
+            Err(e) => return error_response(&e),
+        }
+    } else {
+        match selectors(params) {
+            Ok((labels, fields)) => state.list_objects(rt, path.namespace.as_deref(), &labels, &fields).0,
+            Err(e) => return error_response(&e),
+        }
+    };
+    json_response(200, &super::table::table(rt, &items, state.store.resource_version(), state.now()))
 }
 
 fn run_verb(
@@ -498,11 +540,17 @@ fn start_watch(
     path: &ResourcePath,
     params: &HashMap<String, String>,
     faults: &FaultDecision,
+    accept: &str,
 ) -> Response<ResponseBody> {
     let state = shared.lock();
     let rt = match resolve(&state, path) {
         Ok(rt) => rt,
         Err(e) => return error_response(&e),
+    };
+    let encoding = if super::table::wants_table(accept) {
+        WatchEncoding::Table(Box::new(rt.clone()), shared.clock.clone())
+    } else {
+        WatchEncoding::Object
     };
     let (labels, fields) = match selectors(params) {
         Ok(s) => s,
@@ -522,7 +570,7 @@ fn start_watch(
                     replay
                         .iter()
                         .filter(|e| in_scope(e, path, &labels, &fields))
-                        .map(|e| watch_line(e.event_type.as_str(), &e.object)),
+                        .map(|e| encoding.line(e.event_type.as_str(), &e.object)),
                 );
                 Some(live)
             }
@@ -533,7 +581,7 @@ fn start_watch(
         },
         None => {
             let (items, rv) = state.list_objects(&rt, path.namespace.as_deref(), &labels, &fields);
-            initial.extend(items.iter().map(|o| watch_line("ADDED", o)));
+            initial.extend(items.iter().map(|o| encoding.line("ADDED", o)));
             state.store.watch_from(&rt.key(), rv).ok().map(|(_, live)| live)
         }
     };
@@ -551,7 +599,7 @@ fn start_watch(
         tx,
         initial,
         live,
-        WatchFilter { key: rt.key(), labels, fields, namespace: path.namespace.clone() },
+        WatchFilter { key: rt.key(), labels, fields, namespace: path.namespace.clone(), encoding },
         limit,
         stopped,
     ));
@@ -567,6 +615,26 @@ struct WatchFilter {
     labels: Selector,
     fields: Selector,
     namespace: Option<String>,
+    encoding: WatchEncoding,
+}
+
+/// How watch events carry objects: as themselves, or as one-row Tables (`kubectl get -w`).
+enum WatchEncoding {
+    Object,
+    Table(Box<ResourceType>, super::clock::SimClock),
+}
+
+impl WatchEncoding {
+    fn line(&self, event_type: &str, object: &Value) -> Bytes {
+        match self {
+            WatchEncoding::Table(rt, clock) => {
+                let rv = object["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok()).unwrap_or(0);
+                let table = super::table::table(rt, &[Arc::new(object.clone())], rv, clock.now());
+                watch_line(event_type, &table)
+            }
+            WatchEncoding::Object => watch_line(event_type, object),
+        }
+    }
 }
 
 struct WatchLimit {
@@ -625,7 +693,7 @@ async fn pump_watch(
             continue;
         }
         let event_type = if event.event_type == EventType::Deleted { "DELETED" } else { event.event_type.as_str() };
-        if tx.send(watch_line(event_type, &event.object)).await.is_err() {
+        if tx.send(filter.encoding.line(event_type, &event.object)).await.is_err() {
             return;
         }
         sent += 1;

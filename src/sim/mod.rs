@@ -10,6 +10,7 @@
 //!   snapshot controller, garbage collector.
 //! - [`clock`]: the virtual clock; [`config`]: settings and fault rules.
 //! - [`manifests`]: loading YAML manifests; [`cli`]: the `dr sim` subcommands.
+//! - [`table`]: server-side printing for `kubectl get`.
 
 pub mod admission;
 pub mod api;
@@ -29,6 +30,7 @@ pub mod schema;
 pub mod selector;
 pub mod state;
 pub mod store;
+pub mod table;
 
 pub use clock::SimClock;
 pub use cluster::{SimCluster, SimError, SimHandle};

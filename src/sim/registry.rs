@@ -18,6 +18,8 @@ pub struct ResourceType {
     pub has_scale: bool,
     /// For CRD kinds: the `openAPIV3Schema` validating objects.
     pub schema: Option<Value>,
+    /// For CRD kinds: `additionalPrinterColumns`, for `kubectl get` tables.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -32,6 +34,7 @@ impl ResourceType {
             has_status: true,
             has_scale: false,
             schema: None,
+            printer_columns: Vec::new(),
         }
     }
 
@@ -355,5 +358,6 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceType, String> {
         has_status: version["subresources"].get("status").is_some(),
         has_scale: version["subresources"].get("scale").is_some(),
         schema: version["schema"].get("openAPIV3Schema").cloned(),
+        printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
     })
 }

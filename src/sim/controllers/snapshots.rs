@@ -125,6 +125,8 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
     state.save(&keys::snapshot_contents(), with_status);
     let mut bound = snapshot.clone();
     bound["metadata"]["finalizers"] = json!([AS_SOURCE, BOUND]);
+    // Like the real controller, a snapshot without a class records the default it got.
+    bound["spec"]["volumeSnapshotClassName"] = json!(name_of(&class));
     bound["status"] = json!({
         "boundVolumeSnapshotContentName": name_of(&created),
         "creationTime": format_time(now),
