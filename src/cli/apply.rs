@@ -116,7 +116,7 @@ pub async fn build_live(loaded: &LoadedPlan, targets: &Targets) -> Result<StepGr
     let mut facts = ClusterInventories::default();
     for (cluster, namespaces) in &namespaces {
         let client = targets.clients.get(cluster).ok_or_else(|| format!("no connection to cluster {cluster}"))?;
-        facts.by_cluster.insert(cluster.clone(), live::fetch_inventory(client, namespaces).await?);
+        facts.by_cluster.insert(cluster.clone(), fetch_inventory(client, namespaces).await?);
     }
     let (graph, diags) = graph::build(loaded, BuildOptions { facts: Some(&facts), intents_only: false });
     if diags.has_errors() {
@@ -124,6 +124,42 @@ pub async fn build_live(loaded: &LoadedPlan, targets: &Targets) -> Result<StepGr
         return Err("the plan is not valid against the live cluster state".into());
     }
     graph.ok_or_else(|| "the plan could not be built".into())
+}
+
+/// Reads the live state a plan is expanded against. The reads are plain lists, so a
+/// failure is most likely transient (throttling, an API server restart): try a few times.
+async fn fetch_inventory(client: &Client, namespaces: &BTreeSet<String>) -> Result<crate::cluster::Inventory, String> {
+    let mut delay = Duration::from_millis(250);
+    for _ in 1..FETCH_ATTEMPTS {
+        match live::fetch_inventory(client, namespaces).await {
+            Ok(inventory) => return Ok(inventory),
+            Err(e) => eprintln!("warning: reading the live state failed, retrying in {delay:?}: {e}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    live::fetch_inventory(client, namespaces).await
+}
+
+const FETCH_ATTEMPTS: u32 = 5;
+
+/// The interlocks live state already decides, checked before anything changes;
+/// transient read errors are retried like steps retry them.
+async fn preflight(runner: &KubeRunner, graph: &StepGraph) -> Result<Vec<String>, String> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match runner.preflight(graph).await {
+            Ok(problems) => return Ok(problems),
+            Err(e) if e.kind == crate::exec::ErrorKind::Transient && attempt < FETCH_ATTEMPTS => {
+                eprintln!("warning: checking the plan against live state failed, retrying in {delay:?}: {e}");
+            }
+            Err(e) => return Err(format!("checking the plan against live state: {e}")),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        attempt += 1;
+    }
 }
 
 /// Asks for "yes" on a terminal; refuses to prompt otherwise.
@@ -155,6 +191,15 @@ pub async fn apply(
     let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
     let graph = build_live(&loaded, &targets).await?;
     eprint!("{}", graph::render::text(&graph));
+    let problems = preflight(&runner(&targets, false, run_args), &graph).await?;
+    if !problems.is_empty() {
+        eprintln!("\nerror: refusing to apply: the plan is not safe against the live cluster state:");
+        for problem in problems {
+            eprintln!("  - {problem}");
+        }
+        eprintln!("Nothing was changed.");
+        return Ok(1);
+    }
     if !auto_approve && !confirm("\nDo you want to perform these actions?")? {
         eprintln!("Apply cancelled.");
         return Ok(1);
@@ -208,6 +253,10 @@ pub async fn resume(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) 
     code
 }
 
+fn runner(targets: &Targets, accept_data_loss: bool, run_args: &RunArgs) -> KubeRunner {
+    KubeRunner { clients: targets.clients.clone(), accept_data_loss, default_timeout: run_args.step_timeout }
+}
+
 async fn execute(
     graph: StepGraph,
     record: RunRecord,
@@ -215,11 +264,7 @@ async fn execute(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let runner = Arc::new(KubeRunner {
-        clients: targets.clients.clone(),
-        accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
-        default_timeout: run_args.step_timeout,
-    });
+    let runner = Arc::new(runner(targets, record.plan["acceptDataLoss"].as_bool().unwrap_or(false), run_args));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -234,3 +234,41 @@ pub fn clean_manifest(mut object: Value) -> Value {
     }
     object
 }
+
+impl KubeRunner {
+    /// Checks, before a run changes anything, the interlocks that live state can already
+    /// decide: a claim the plan deletes must not be used by a pod the plan does not stop
+    /// first (its deletion would be refused mid-run, after other claims were replaced).
+    /// Returns every problem found, one line each; an error when the state cannot be read.
+    pub async fn preflight(&self, graph: &crate::graph::StepGraph) -> Result<Vec<String>, StepError> {
+        let mut problems = Vec::new();
+        for (index, step) in graph.steps() {
+            let Some(Action::DeletePvc(p)) = step.action() else { continue };
+            let stopped_first: Vec<&crate::steps::WorkloadRef> = graph
+                .ancestors(index)
+                .into_iter()
+                .map(|a| graph.step(a))
+                .filter(|a| a.cluster == step.cluster && a.namespace == step.namespace)
+                .filter_map(|a| match a.action() {
+                    Some(Action::Scale(s)) if s.replicas == 0 => Some(&s.workload),
+                    _ => None,
+                })
+                .collect();
+            let client = self.client(step)?;
+            let users = workloads::pods_outside(&client, &step.namespace, &p.claim.value, &stopped_first).await?;
+            if !users.is_empty() {
+                problems.push(format!(
+                    "PVC {}/{} (deleted by step {}) is used by {} {}, which this plan does not stop before \
+                     deleting it; stop {} first or leave the claim out of the plan",
+                    step.namespace,
+                    p.claim.value,
+                    step.id,
+                    if users.len() == 1 { "pod" } else { "pods" },
+                    users.join(", "),
+                    if users.len() == 1 { "it" } else { "them" },
+                ));
+            }
+        }
+        Ok(problems)
+    }
+}
