@@ -88,6 +88,9 @@ pub mod keys {
     pub fn deployments() -> ResourceKey {
         ResourceKey::new("apps", "deployments")
     }
+    pub fn replicasets() -> ResourceKey {
+        ResourceKey::new("apps", "replicasets")
+    }
     pub fn storage_classes() -> ResourceKey {
         ResourceKey::new("storage.k8s.io", "storageclasses")
     }
@@ -134,6 +137,9 @@ impl Registry {
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
             ResourceType::builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"]),
             ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
+            // Inert (no ReplicaSet controller): loaded so that `kubectl get -o yaml` dumps
+            // load; the Deployment controller adopts the pods of its ReplicaSets.
+            ResourceType::builtin("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"]),
             ResourceType::builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]),
             ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use drplan::sim::{SimCluster, SimConfig, SimHandle};
@@ -15,6 +16,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
+
+/// Longest a single `dr` invocation may take in these tests.
+pub const DR_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The context name written into the test kubeconfig and passed with `--context`.
 pub const CONTEXT: &str = "e2e";
@@ -111,9 +115,7 @@ impl Env {
 
     /// Runs `dr`, off the async runtime so the in-process sim keeps serving.
     pub async fn dr(&self, args: &[&str], extra_env: &[(&str, &str)]) -> DrResult {
-        let mut command = self.command(args, extra_env);
-        let output = tokio::task::spawn_blocking(move || command.output().expect("dr runs")).await.expect("joined");
-        DrResult::of(output)
+        wait_child(KillOnDrop(Some(self.spawn(args, extra_env)))).await
     }
 
     /// Starts `dr` without waiting for it.
@@ -282,12 +284,30 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Waits for a child off the async runtime.
+/// Waits for a child off the async runtime; one still running after [`DR_DEADLINE`] is
+/// killed and the test fails with its output.
 pub async fn wait_child(mut guard: KillOnDrop) -> DrResult {
     let child = guard.0.take().expect("child");
+    let pid = child.id() as i32;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let flag = timed_out.clone();
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(DR_DEADLINE).await;
+        flag.store(true, Ordering::SeqCst);
+        // SAFETY: kill(2) of our own child, which is not reaped before the watchdog is aborted.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
     let output =
         tokio::task::spawn_blocking(move || child.wait_with_output().expect("dr exits")).await.expect("joined");
-    DrResult::of(output)
+    watchdog.abort();
+    let result = DrResult::of(output);
+    if timed_out.load(Ordering::SeqCst) {
+        panic!(
+            "dr still running after {DR_DEADLINE:?}, killed\n--- stdout\n{}\n--- stderr\n{}",
+            result.stdout, result.stderr
+        );
+    }
+    result
 }
 
 pub fn path_str(path: &Path) -> String {

@@ -166,7 +166,7 @@ fn strip_nulls(value: &mut Value) {
 }
 
 fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value) -> bool {
-    let pods = owned_pods(state, workload);
+    let pods = if key == &keys::deployments() { deployment_pods(state, workload) } else { owned_pods(state, workload) };
     let live = pods.iter().filter(|p| !is_deleting(p)).count();
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let mut status = workload["status"].as_object().cloned().unwrap_or_else(Map::new);
@@ -213,16 +213,56 @@ fn template_hash(template: &Value) -> String {
     (0..10).map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
 }
 
+/// The ReplicaSets a Deployment owns. The sim's Deployment controller owns its pods
+/// directly, but manifests dumped from a real cluster bring ReplicaSets and their pods.
+fn owned_replicasets(state: &State, deploy: &Value) -> Vec<Arc<Value>> {
+    let uid = uid_of(deploy);
+    state
+        .store
+        .list(&keys::replicasets(), Some(namespace_of(deploy)))
+        .into_iter()
+        .filter(|r| r["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["uid"] == uid)))
+        .collect()
+}
+
+/// A ReplicaSet's pod template as its Deployment's would read (without `pod-template-hash`).
+fn replicaset_template(rs: &Value) -> Value {
+    let mut template = rs["spec"]["template"].clone();
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        labels.remove("pod-template-hash");
+    }
+    template
+}
+
+/// A Deployment's pods: its own and those of its ReplicaSets.
+fn deployment_pods(state: &State, deploy: &Value) -> Vec<Arc<Value>> {
+    let mut pods = owned_pods(state, deploy);
+    for rs in owned_replicasets(state, deploy) {
+        pods.extend(owned_pods(state, &rs));
+    }
+    pods
+}
+
 fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
     let hash = template_hash(&deploy["spec"]["template"]);
-    let mut pods: Vec<Arc<Value>> = owned_pods(state, deploy).into_iter().filter(|p| !is_deleting(p)).collect();
+    let mut current = vec![hash.clone()];
+    for rs in owned_replicasets(state, deploy) {
+        if replicaset_template(&rs) == deploy["spec"]["template"]
+            && let Some(rs_hash) = rs["metadata"]["labels"]["pod-template-hash"].as_str()
+        {
+            current.push(rs_hash.to_string());
+        }
+    }
+    let pods = deployment_pods(state, deploy);
+    let is_current = |p: &Value| current.iter().any(|h| p["metadata"]["labels"]["pod-template-hash"] == h.as_str());
+    let mut pods: Vec<Arc<Value>> = pods.into_iter().filter(|p| !is_deleting(p)).collect();
     let mut changed = false;
     // A changed template replaces the pods (recreate strategy, no surge).
-    for stale in pods.iter().filter(|p| p["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
+    for stale in pods.iter().filter(|p| !is_current(p)) {
         state.delete_object(&keys::pods(), stale);
         changed = true;
     }
-    pods.retain(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
+    pods.retain(|p| is_current(p));
     let replicas = replicas_of(deploy);
     pods.sort_by_key(|p| {
         (p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(), name_of(p).to_string())
