@@ -11,6 +11,7 @@ use apply_common::{
 };
 use drplan::sim::{FaultRule, Faults, SimConfig};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
@@ -18,10 +19,16 @@ use serde_json::json;
 async fn apply_completes_through_injected_conflicts_throttling_and_server_errors() {
     // About 10% of all requests fail: a third each with 409, 429 and 500. The faults are
     // switched on only while `dr apply` runs, so the test's own reads are exact.
-    let rules: Vec<FaultRule> = [409, 429, 500]
+    // The creates of snapshots and claims fail half the time on top, so that the retry
+    // of a create is exercised in every run.
+    let mut rules: Vec<FaultRule> = [409, 429, 500]
         .into_iter()
         .map(|status| FaultRule { status: Some(status), rate: Some(0.034), ..FaultRule::default() })
         .collect();
+    for (resource, status) in [("volumesnapshots", 500), ("persistentvolumeclaims", 409)] {
+        let (verb, resource) = (Some("create".to_string()), Some(resource.to_string()));
+        rules.push(FaultRule { verb, resource, status: Some(status), rate: Some(0.5), ..FaultRule::default() });
+    }
     let config = SimConfig { faults: Faults { seed: 42, rules: Vec::new() }, ..fast_config() };
     let env = env("ebs-cassandra-restore", "faults", config).await;
     let originals = seed_cassandra(&env).await;
@@ -30,7 +37,7 @@ async fn apply_completes_through_injected_conflicts_throttling_and_server_errors
     env.sim.with_state(|s| s.config.faults.rules.clear());
     result.assert_success("dr apply with faults");
     let failed = env.sim.requests().iter().filter(|r| matches!(r.code, 409 | 429 | 500)).count();
-    assert!(failed >= 5, "faults were injected ({failed})");
+    assert!(failed > 0, "faults were injected");
     assert_cassandra_restored(&env, &originals).await;
     let lp = ListParams::default();
     assert_eq!(env.snapshots(CASSANDRA_NS).list(&lp).await.unwrap().items.len(), 3);
@@ -62,7 +69,14 @@ async fn a_second_concurrent_apply_fails_naming_the_lock_holder() {
     assert!(lost.stderr.contains(&format!("(pid {} on ", pids[winner])), "names the holder: {}", lost.stderr);
     assert!(lost.run_id().is_none(), "the loser started no run: {}", lost.stderr);
     assert!(winner_child.0.as_mut().unwrap().try_wait().unwrap().is_none(), "the winner is still running");
-    assert_eq!(env.run_ids().len(), 1);
+    // The winner records its run right after taking the lock; the loser recorded none.
+    let runs = env
+        .eventually("the winner's run is recorded", Duration::from_secs(30), || async {
+            let runs = env.run_ids();
+            if runs.is_empty() { Err("no run yet".to_string()) } else { Ok(runs) }
+        })
+        .await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
 
     env.sim.resume();
     let won = wait_child(winner_child).await;
@@ -70,35 +84,16 @@ async fn a_second_concurrent_apply_fails_naming_the_lock_holder() {
     assert_cassandra_restored(&env, &originals).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_still_used_by_a_pod_outside_the_plan_stops_the_run_before_any_deletion() {
-    let env = env("ebs-cassandra-restore", "unsafe", fast_config()).await;
+/// Applies the EBS example while `user` (created first) mounts cassandra-0's claim:
+/// the run must refuse before deleting any claim, naming the claim and `user_name`.
+async fn apply_with_foreign_user_of_claim(label: &str, create_user: impl AsyncFnOnce(&kube::Client), user_name: &str) {
+    let env = env("ebs-cassandra-restore", label, fast_config()).await;
     let originals = seed_cassandra(&env).await;
-    // A Deployment the plan knows nothing about mounts cassandra-0's claim.
-    let intruder: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": "backup-agent", "namespace": CASSANDRA_NS },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": { "app": "backup-agent" } },
-            "template": {
-                "metadata": { "labels": { "app": "backup-agent" } },
-                "spec": {
-                    "containers": [{ "name": "agent", "image": "busybox:1.36",
-                        "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
-                    "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": cassandra_claim(0) } }],
-                },
-            },
-        },
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(env.client.clone(), CASSANDRA_NS)
-        .create(&PostParams::default(), &intruder)
-        .await
-        .expect("intruder created");
-    env.eventually("the intruder's pod exists", Duration::from_secs(30), || async {
+    create_user(&env.client).await;
+    env.eventually("the foreign pod exists", Duration::from_secs(30), || async {
         let pods = env.pods(CASSANDRA_NS).await;
-        let found = pods.iter().any(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("backup-agent-")));
-        if found { Ok(()) } else { Err("no backup-agent pod".to_string()) }
+        let found = pods.iter().any(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(user_name)));
+        if found { Ok(()) } else { Err(format!("no {user_name} pod")) }
     })
     .await;
 
@@ -106,10 +101,11 @@ async fn a_claim_still_used_by_a_pod_outside_the_plan_stops_the_run_before_any_d
     assert_eq!(result.code, Some(1), "{}", env.dump_logs(&result));
     let claim = cassandra_claim(0);
     assert!(
-        result.stderr.contains(&format!("PVC {CASSANDRA_NS}/{claim}")) && result.stderr.contains("backup-agent-"),
-        "the message names the claim and the pod using it:\n{}",
+        result.stderr.contains(&claim) && result.stderr.contains(user_name),
+        "the message names the claim and what uses it:\n{}",
         result.stderr
     );
+    assert!(result.run_id().is_none(), "no run started:\n{}", result.stderr);
     let deletions: Vec<_> = env
         .sim
         .requests()
@@ -118,9 +114,51 @@ async fn a_claim_still_used_by_a_pod_outside_the_plan_stops_the_run_before_any_d
         .collect();
     assert!(deletions.is_empty(), "no claim may be deleted: {deletions:?}");
     let claims = env.claims(CASSANDRA_NS).await;
+    assert_eq!(claims.len(), 3);
     for (ordinal, (name, state)) in claims.iter().enumerate() {
         assert_eq!(state.volume, originals[name], "{name} still on its original volume");
         assert_eq!(state.data.as_deref(), Some(format!("cassandra-{ordinal}").as_str()));
     }
-    assert_eq!(claims.len(), 3);
+    let sts = env.statefulset(CASSANDRA_NS, "cassandra").await;
+    assert_eq!(sts.spec.and_then(|s| s.replicas), Some(3), "nothing was scaled down either");
+}
+
+fn pod_spec_mounting(claim: &str) -> serde_json::Value {
+    json!({
+        "containers": [{ "name": "agent", "image": "busybox:1.36", "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+        "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_used_by_a_deployment_outside_the_plan_stops_the_apply_before_any_deletion() {
+    let create = async |client: &kube::Client| {
+        let intruder: Deployment = serde_json::from_value(json!({
+            "metadata": { "name": "backup-agent", "namespace": CASSANDRA_NS },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "backup-agent" } },
+                "template": { "metadata": { "labels": { "app": "backup-agent" } }, "spec": pod_spec_mounting(&cassandra_claim(0)) },
+            },
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(client.clone(), CASSANDRA_NS)
+            .create(&PostParams::default(), &intruder)
+            .await
+            .unwrap();
+    };
+    apply_with_foreign_user_of_claim("unsafe-deploy", create, "backup-agent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_used_by_a_bare_pod_stops_the_apply_before_any_deletion() {
+    let create = async |client: &kube::Client| {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "debug-shell", "namespace": CASSANDRA_NS },
+            "spec": pod_spec_mounting(&cassandra_claim(0)),
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(client.clone(), CASSANDRA_NS).create(&PostParams::default(), &pod).await.unwrap();
+    };
+    apply_with_foreign_user_of_claim("unsafe-pod", create, "debug-shell").await;
 }
