@@ -3,8 +3,11 @@
 //! The pipeline, one module per stage:
 //! - [`lang`]: plan files → typed plans, with source spans (Terraform's `configs`).
 //! - [`steps`]: the typed step kinds a run is made of.
-//! - [`cluster`]: facts about clusters (manifests now, the live API later).
+//! - [`cluster`]: facts about clusters, from manifests or the live API.
 //! - [`graph`]: intents expanded into a DAG of steps, checked for safety, rendered.
+//! - [`state`]: live state read for a plan, predicted changes, diffs (`dr plan`).
+//! - [`exec`]: the executor: bounded parallelism, retries, a checkpoint per transition.
+//! - [`sim`]: the simulated cluster (`dr sim`).
 //! - [`checkpoint`]: durable, locked run records for resume and rollback (Terraform's `states`).
 //! - [`diag`]: diagnostics shared by every stage (Terraform's `tfdiags`).
 //! - [`cli`]: the `dr` command.
@@ -17,4 +20,5 @@ pub mod exec;
 pub mod graph;
 pub mod lang;
 pub mod sim;
+pub mod state;
 pub mod steps;

@@ -108,6 +108,9 @@ fn saving_replaces_the_file_without_leaving_temp_files() {
         run.steps.get_mut("snapshot").unwrap().attempts = attempt;
         store.save_run(&run).unwrap();
     }
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(run_file(&store, &run)).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "run files are private to their owner");
     let run_dir = run_file(&store, &run).parent().unwrap().to_path_buf();
     assert_eq!(files_in(&run_dir), ["run.json"]);
     assert_eq!(store.load_run(&run.run_id).unwrap().steps["snapshot"].attempts, 4);
@@ -359,6 +362,43 @@ fn a_lock_left_by_a_dead_process_on_this_host_is_taken_over_and_reported() {
     let on_disk: LockInfo = serde_json::from_slice(&std::fs::read(store.lock_path("k")).unwrap()).unwrap();
     assert_eq!(on_disk, me);
     assert!(matches!(store.lock("k", &me), Err(StoreError::Locked { .. })), "the new holder has it now");
+}
+
+/// Set in the child process of the SIGKILL test: take the lock in this store, say so, wait to be killed.
+const HOLD_LOCK_IN: &str = "DRPLAN_TEST_HOLD_LOCK_IN";
+
+#[test]
+fn a_lock_held_by_a_sigkilled_process_is_taken_over() {
+    if let Ok(dir) = std::env::var(HOLD_LOCK_IN) {
+        let _guard = LocalDirStore::new(dir).lock("k", &LockInfo::current("r-killed", "apply")).unwrap();
+        println!("HOLDING");
+        // Killed long before this; the limit only keeps a failed parent from leaving it behind.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        std::process::exit(1);
+    }
+    let store = store("sigkill");
+    // This test binary again, running only this test, as the child that holds the lock.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_lock_held_by_a_sigkilled_process_is_taken_over", "--nocapture", "--test-threads=1"])
+        .env(HOLD_LOCK_IN, store.root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // libtest may print "test <name> ... " on the same line first.
+    let holding = std::io::BufRead::lines(stdout).map_while(Result::ok).any(|line| line.ends_with("HOLDING"));
+    assert!(holding, "the child never took the lock");
+
+    let me = LockInfo::current("r-resume", "resume");
+    let err = store.lock("k", &me).unwrap_err();
+    assert!(matches!(&err, StoreError::Locked { holder, .. } if holder.pid == child.id()), "{err:?}");
+
+    child.kill().unwrap(); // SIGKILL: no destructor runs, the lock file stays behind
+    child.wait().unwrap();
+    assert!(store.lock_path("k").exists());
+    let guard = store.lock("k", &me).unwrap();
+    let previous = guard.took_over_from().expect("takeover reported");
+    assert_eq!((previous.pid, previous.run_id.as_str()), (child.id(), "r-killed"));
 }
 
 #[test]

@@ -251,3 +251,64 @@ async fn reclaim_delete_removes_the_volume_and_retain_keeps_it_released_for_rebi
     assert_eq!(sim.read_claim_data("db", "keep").unwrap(), b"precious");
     assert_eq!(pvs.get(&kept_pv).await.unwrap().status.unwrap().phase.as_deref(), Some("Bound"));
 }
+
+#[tokio::test]
+async fn orphan_and_foreground_propagation() {
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "db");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "db");
+    sts.delete("cassandra", &DeleteParams::orphan()).await.unwrap();
+    sim.settle();
+    let orphans = pods.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(orphans.len(), 3, "orphaned pods survive their StatefulSet");
+    assert!(orphans.iter().all(|p| p.metadata.owner_references.as_ref().is_none_or(Vec::is_empty)));
+
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "db");
+    sts.delete("cassandra", &DeleteParams::foreground()).await.unwrap();
+    assert!(sts.get_opt("cassandra").await.unwrap().is_none());
+    assert!(Api::<Pod>::namespaced(client.clone(), "db").list(&ListParams::default()).await.unwrap().items.is_empty());
+    let deletions: Vec<String> = sim
+        .mutations()
+        .into_iter()
+        .filter(|m| m.event_type == drplan::sim::EventType::Deleted && m.namespace == "db" && m.resource.0 != "/events")
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        deletions.last().map(String::as_str),
+        Some("cassandra"),
+        "foreground: the owner goes last: {deletions:?}"
+    );
+}
+
+#[tokio::test]
+async fn claim_data_over_http() {
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    let path = "/sim/v1/namespaces/db/persistentvolumeclaims/cassandra-data-cassandra-1/data";
+    let put = hyper::Request::put(path).body(b"cassandra-1".to_vec()).unwrap();
+    client.request_text(put).await.unwrap();
+    assert_eq!(sim.read_claim_data("db", "cassandra-data-cassandra-1").unwrap(), b"cassandra-1");
+    let get = hyper::Request::get(path).body(Vec::new()).unwrap();
+    assert_eq!(client.request_text(get).await.unwrap(), "cassandra-1");
+    let missing =
+        hyper::Request::get("/sim/v1/namespaces/db/persistentvolumeclaims/nope/data").body(Vec::new()).unwrap();
+    let err = client.request_text(missing).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_contents_first() {
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete("db", &DeleteParams::default()).await.unwrap();
+    sim.settle();
+    assert!(namespaces.get_opt("db").await.unwrap().is_none());
+    let claims = Api::<PersistentVolumeClaim>::all(client.clone()).list(&ListParams::default()).await.unwrap();
+    assert!(claims.items.is_empty(), "claims deleted with their namespace");
+    let pvs = Api::<PersistentVolume>::all(client).list(&ListParams::default()).await.unwrap();
+    assert!(pvs.items.is_empty(), "Delete reclaim removed the volumes");
+}

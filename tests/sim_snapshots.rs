@@ -178,3 +178,54 @@ async fn expansion_grows_capacity_until_the_modification_rate_limit() {
     let grown = claims.get(name).await.unwrap();
     assert_eq!(grown.status.unwrap().capacity.unwrap()["storage"].0, "40Gi");
 }
+
+#[tokio::test]
+async fn source_claim_is_protected_while_cutting_and_deletion_policy_is_honoured() {
+    let (sim, client) = start(&[fixture("cassandra")]).await;
+    sim.advance(Duration::from_secs(60));
+    scale_to_zero(&client).await;
+    let snaps = snapshots(&client, "db");
+    snaps.create(&PostParams::default(), &snapshot_of("cutting", "cassandra-data-cassandra-0")).await.unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "db");
+    claims.delete("cassandra-data-cassandra-0", &DeleteParams::default()).await.unwrap();
+    let protected = claims.get("cassandra-data-cassandra-0").await.unwrap();
+    assert_eq!(protected.metadata.finalizers.unwrap(), ["snapshot.storage.kubernetes.io/pvc-as-source-protection"]);
+    sim.advance(Duration::from_secs(30));
+    assert!(claims.get_opt("cassandra-data-cassandra-0").await.unwrap().is_none(), "released once the snapshot is cut");
+
+    let contents = {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotContent"),
+            "volumesnapshotcontents",
+        );
+        Api::<DynamicObject>::all_with(client.clone(), &resource)
+    };
+    let content_name = snaps.get("cutting").await.unwrap().data["status"]["boundVolumeSnapshotContentName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    snaps.delete("cutting", &DeleteParams::default()).await.unwrap();
+    assert!(snaps.get_opt("cutting").await.unwrap().is_none());
+    assert!(contents.get_opt(&content_name).await.unwrap().is_none(), "deletionPolicy Delete removes the content");
+
+    let mut retain: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+        "metadata": { "name": "keep" }, "driver": "ebs.csi.aws.com", "deletionPolicy": "Retain",
+    }))
+    .unwrap();
+    let classes = {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass"),
+            "volumesnapshotclasses",
+        );
+        Api::<DynamicObject>::all_with(client.clone(), &resource)
+    };
+    retain = classes.create(&PostParams::default(), &retain).await.unwrap();
+    let mut kept = snapshot_of("kept", "cassandra-data-cassandra-1");
+    kept.data["spec"]["volumeSnapshotClassName"] = json!(retain.metadata.name.unwrap());
+    snaps.create(&PostParams::default(), &kept).await.unwrap();
+    let kept_content =
+        snaps.get("kept").await.unwrap().data["status"]["boundVolumeSnapshotContentName"].as_str().unwrap().to_string();
+    snaps.delete("kept", &DeleteParams::default()).await.unwrap();
+    assert!(contents.get_opt(&kept_content).await.unwrap().is_some(), "deletionPolicy Retain keeps the content");
+}

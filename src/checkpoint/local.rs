@@ -16,7 +16,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -362,6 +362,7 @@ fn write_temp_beside(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600) // captured manifests are nobody else's business, even with Secrets redacted
         .open(&temp)
         .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()));
     if let Err(e) = written {

@@ -16,6 +16,7 @@ use crate::cluster::{ClusterInventories, live};
 use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
 use crate::sim::{SimCluster, SimConfig, SimHandle};
+use crate::state::{self, Change, LiveState, StepState, report::PlanReport};
 use crate::steps::kube::KubeRunner;
 
 /// How to reach the plan's clusters.
@@ -104,41 +105,60 @@ fn plan_clusters(loaded: &LoadedPlan) -> BTreeMap<String, Option<String>> {
     loaded.plan.clusters.iter().map(|c| (c.name.value.clone(), c.context.clone())).collect()
 }
 
-/// Expands the plan against live state: one list per kind and namespace it touches.
-pub async fn build_live(loaded: &LoadedPlan, targets: &Targets) -> Result<StepGraph, String> {
-    let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
-    let mut namespaces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (_, step) in outline.iter().flat_map(|g| g.steps()) {
-        if !step.cluster.is_empty() {
-            namespaces.entry(step.cluster.clone()).or_default().insert(step.namespace.clone());
+/// A plan expanded against live state, with what it will change.
+pub struct Prepared {
+    pub graph: StepGraph,
+    pub live: LiveState,
+    pub states: Vec<(String, StepState)>,
+    pub changes: Vec<Change>,
+}
+
+impl Prepared {
+    pub fn report(&self) -> PlanReport<'_> {
+        PlanReport {
+            graph: &self.graph,
+            states: self.states.clone(),
+            changes: self.changes.clone(),
+            requests: self.live.requests,
         }
     }
+}
+
+/// Reads live state (one list per kind and namespace the plan touches), expands the
+/// plan with it and predicts the changes; the latest successful run of the plan marks
+/// what is already applied.
+pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
+    let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
+    let outline = outline.ok_or("the plan could not be built")?;
+    let live = fetch_live(targets, &state::needs_of(&outline)).await?;
     let mut facts = ClusterInventories::default();
-    for (cluster, namespaces) in &namespaces {
-        let client = targets.clients.get(cluster).ok_or_else(|| format!("no connection to cluster {cluster}"))?;
-        facts.by_cluster.insert(cluster.clone(), fetch_inventory(client, namespaces).await?);
+    for cluster in targets.clients.keys() {
+        facts.by_cluster.insert(cluster.clone(), live.inventory(cluster));
     }
     let (graph, diags) = graph::build(loaded, BuildOptions { facts: Some(&facts), intents_only: false });
     if diags.has_errors() {
         super::print_diagnostics(&diags.sorted());
         return Err("the plan is not valid against the live cluster state".into());
     }
-    graph.ok_or_else(|| "the plan could not be built".into())
+    let graph = graph.ok_or("the plan could not be built")?;
+    let previous = store.latest_run(loaded.plan.name()).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    Ok(Prepared { graph, live, states, changes })
 }
 
-/// Reads the live state a plan is expanded against. The reads are plain lists, so a
+/// Reads the live state a plan is checked against. The reads are plain lists, so a
 /// failure is most likely transient (throttling, an API server restart): try a few times.
-async fn fetch_inventory(client: &Client, namespaces: &BTreeSet<String>) -> Result<crate::cluster::Inventory, String> {
+async fn fetch_live(targets: &Targets, needs: &BTreeSet<state::ListNeed>) -> Result<LiveState, String> {
     let mut delay = Duration::from_millis(250);
     for _ in 1..FETCH_ATTEMPTS {
-        match live::fetch_inventory(client, namespaces).await {
-            Ok(inventory) => return Ok(inventory),
+        match state::fetch(&targets.clients, needs).await {
+            Ok(live) => return Ok(live),
             Err(e) => eprintln!("warning: reading the live state failed, retrying in {delay:?}: {e}"),
         }
         tokio::time::sleep(delay).await;
         delay *= 2;
     }
-    live::fetch_inventory(client, namespaces).await
+    state::fetch(&targets.clients, needs).await
 }
 
 const FETCH_ATTEMPTS: u32 = 5;
@@ -178,20 +198,33 @@ fn store(args: &RunArgs) -> Arc<dyn StateStore> {
     Arc::new(LocalDirStore::new(&args.state_dir))
 }
 
-/// `dr apply PLAN`.
+/// `dr apply PLAN` or `dr apply SAVED_PLAN`.
 pub async fn apply(
     plan_path: &Path,
     target_args: &TargetArgs,
     run_args: &RunArgs,
     auto_approve: bool,
 ) -> Result<i32, String> {
+    if let Some(saved) = super::plan::read_saved(plan_path) {
+        return apply_saved(saved?, target_args, run_args).await;
+    }
     let (loaded, diags) = lang::load_plan(plan_path);
     super::print_diagnostics(&diags);
     let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
     let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
-    let graph = build_live(&loaded, &targets).await?;
-    eprint!("{}", graph::render::text(&graph));
-    let problems = preflight(&runner(&targets, false, run_args), &graph).await?;
+    let store = store(run_args);
+    let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
+    let report = prepared.report();
+    eprint!("{}", report.text());
+    if let Some(code) = refuse_or_skip(&report) {
+        return Ok(code);
+    }
+    let runner = KubeRunner {
+        clients: targets.clients.clone(),
+        accept_data_loss: loaded.plan.accept_data_loss,
+        default_timeout: run_args.step_timeout,
+    };
+    let problems = preflight(&runner, &prepared.graph).await?;
     if !problems.is_empty() {
         eprintln!("\nerror: refusing to apply: the plan is not safe against the live cluster state:");
         for problem in problems {
@@ -205,22 +238,95 @@ pub async fn apply(
         return Ok(1);
     }
     let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
-    let mut saved = graph::saved::to_json(&graph);
-    saved["clusters"] = json!(targets.contexts);
-    let mut record =
-        RunRecord::new(loaded.plan.name(), checkpoint::digest(&bytes), targets.description(), RunMode::Apply, saved);
-    for (_, step) in graph.steps() {
-        record.steps.insert(step.id.clone(), StepRecord::default());
+    let record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Applies a saved plan: it was reviewed already, so no prompt, but it is refused when
+/// any object it read has changed since.
+async fn apply_saved(
+    saved: super::plan::SavedPlan,
+    target_args: &TargetArgs,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    let targets = connect(&saved.plan_path, &saved.clusters, target_args).await?;
+    let graph = graph::saved::from_json(&saved.graph)?;
+    let live = fetch_live(&targets, &state::needs_of(&graph)).await?;
+    let stale = super::plan::stale_objects(&saved, &live);
+    if !stale.is_empty() {
+        eprintln!("error: the saved plan is stale; these objects changed since it was made:");
+        for change in &stale {
+            eprintln!("  - {change}");
+        }
+        eprintln!("Nothing was changed. Run `dr plan` again, review it, and apply the new plan.");
+        return Ok(1);
     }
-    record.plan["acceptDataLoss"] = json!(loaded.plan.accept_data_loss);
     let store = store(run_args);
+    let previous = store.latest_run(&saved.plan_name).map_err(|e| e.to_string())?;
+    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let prepared = Prepared { graph, live, states, changes };
+    if let Some(code) = refuse_or_skip(&prepared.report()) {
+        return Ok(code);
+    }
+    let mut record = new_record(&prepared, &saved.plan_name, saved.accept_data_loss, &[], &targets);
+    record.plan_digest = saved.plan_digest.clone();
+    start_run(prepared.graph, record, store, &targets, run_args).await
+}
+
+/// Takes the lock, records the run and executes it.
+pub async fn start_run(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
     let lock =
         store.lock(&record.lock_key(), &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
     store.create_run(&record).map_err(|e| e.to_string())?;
     eprintln!("\nRun {} started; state in {}", record.run_id, run_args.state_dir.display());
-    let code = execute(graph, record, store, &targets, run_args).await;
+    let code = execute(graph, record, store, targets, run_args).await;
     drop(lock);
     code
+}
+
+/// Blocked steps stop an apply before it starts; a plan with nothing to do ends it.
+fn refuse_or_skip(report: &PlanReport<'_>) -> Option<i32> {
+    let blocked = report.blocked();
+    if !blocked.is_empty() {
+        for (id, why) in blocked {
+            eprintln!("error: step {id} is blocked: {why}");
+        }
+        eprintln!("Nothing was changed.");
+        return Some(1);
+    }
+    (report.to_do() == 0).then(|| {
+        eprintln!("Nothing to apply.");
+        0
+    })
+}
+
+/// A new run record: every step pending, except those an earlier run already applied.
+pub fn new_record(
+    prepared: &Prepared,
+    plan_name: &str,
+    accept_data_loss: bool,
+    plan_bytes: &[u8],
+    targets: &Targets,
+) -> RunRecord {
+    let mut saved = graph::saved::to_json(&prepared.graph);
+    saved["clusters"] = json!(targets.contexts);
+    saved["acceptDataLoss"] = json!(accept_data_loss);
+    let mut record =
+        RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
+    for (id, state) in &prepared.states {
+        let mut step = StepRecord::default();
+        if matches!(state, StepState::Satisfied(why) if why.starts_with("applied by run")) {
+            step.finish(checkpoint::StepStatus::Skipped);
+        }
+        record.steps.insert(id.clone(), step);
+    }
+    record
 }
 
 /// `dr resume RUN`: continues a run with the steps it was approved with.
@@ -238,23 +344,12 @@ pub async fn resume(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) 
         );
     }
     let graph = graph::saved::from_json(&record.plan)?;
-    let clusters: BTreeMap<String, Option<String>> = record.plan["clusters"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, context)| {
-            (name.clone(), context.as_str().filter(|c| !c.starts_with("sim:") && *c != "(current)").map(String::from))
-        })
-        .collect();
+    let clusters = saved_clusters(&record);
     let targets = connect(Path::new("."), &clusters, target_args).await?;
     eprintln!("Resuming run {run_id}");
     let code = execute(graph, record, store, &targets, run_args).await;
     drop(lock);
     code
-}
-
-fn runner(targets: &Targets, accept_data_loss: bool, run_args: &RunArgs) -> KubeRunner {
-    KubeRunner { clients: targets.clients.clone(), accept_data_loss, default_timeout: run_args.step_timeout }
 }
 
 async fn execute(
@@ -264,7 +359,22 @@ async fn execute(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let runner = Arc::new(runner(targets, record.plan["acceptDataLoss"].as_bool().unwrap_or(false), run_args));
+    let runner = Arc::new(KubeRunner {
+        clients: targets.clients.clone(),
+        accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
+        default_timeout: run_args.step_timeout,
+    });
+    execute_with(graph, record, store, runner, run_args).await.map(|(code, _)| code)
+}
+
+/// Runs a graph with any runner, showing progress and the summary.
+async fn execute_with<R: crate::exec::StepRunner>(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    runner: Arc<R>,
+    run_args: &RunArgs,
+) -> Result<(i32, checkpoint::RunStatus), String> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -284,22 +394,97 @@ async fn execute(
         .map_err(|e| e.message)?;
     let _ = view.await;
     progress::summary(&mut std::io::stderr(), &outcome, started.elapsed());
-    match outcome.status {
-        checkpoint::RunStatus::Succeeded => Ok(0),
+    let status = outcome.status;
+    let rollback = matches!(outcome.record.mode, RunMode::Rollback { .. });
+    let code = match status {
+        checkpoint::RunStatus::Succeeded => 0,
         checkpoint::RunStatus::Interrupted => {
-            eprintln!("Continue with `dr resume {run_id}`.");
-            Ok(1)
+            let verb = if rollback { "rollback" } else { "resume" };
+            eprintln!("Continue with `dr {verb} {run_id}`.");
+            1
         }
         _ => {
             for (id, error) in &outcome.failed {
                 eprintln!("Step {id} failed: {error}");
             }
-            eprintln!(
-                "Fix the cause and continue with `dr resume {run_id}`, or undo the run with `dr rollback {run_id}`."
-            );
-            Ok(1)
+            if rollback {
+                eprintln!("Fix the cause and continue the rollback with `dr rollback {run_id}`.");
+            } else {
+                eprintln!(
+                    "Fix the cause and continue with `dr resume {run_id}`, or undo the run with `dr rollback {run_id}`."
+                );
+            }
+            1
         }
+    };
+    Ok((code, status))
+}
+
+/// `dr rollback RUN`: undoes a run's completed steps in reverse dependency order.
+/// Given a rollback run (or an apply run whose rollback was interrupted), it continues it.
+pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) -> Result<i32, String> {
+    let store = store(run_args);
+    let named = store.load_run(run_id).map_err(|e| e.to_string())?;
+    let (mut original, existing) = match &named.mode {
+        RunMode::Rollback { of } => (store.load_run(of).map_err(|e| e.to_string())?, Some(named.clone())),
+        RunMode::Apply => {
+            let unfinished = store.list_runs().map_err(|e| e.to_string())?.into_iter().find(|r| {
+                r.mode == Some(RunMode::Rollback { of: run_id.to_string() })
+                    && r.status != checkpoint::SummaryStatus::Run(checkpoint::RunStatus::Succeeded)
+            });
+            let existing = unfinished.map(|r| store.load_run(&r.run_id)).transpose().map_err(|e| e.to_string())?;
+            (named.clone(), existing)
+        }
+    };
+    let lock = store
+        .lock(&original.lock_key(), &LockInfo::current(&original.run_id, "rollback"))
+        .map_err(|e| e.to_string())?;
+    let applied = graph::saved::from_json(&original.plan)?;
+    let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
+    let record = match existing {
+        Some(record) => record,
+        None => {
+            let mut saved = graph::saved::to_json(&undo);
+            saved["clusters"] = original.plan["clusters"].clone();
+            let mode = RunMode::Rollback { of: original.run_id.clone() };
+            let mut record =
+                RunRecord::new(&original.plan_name, original.plan_digest.clone(), original.target.clone(), mode, saved);
+            for (_, step) in undo.steps() {
+                record.steps.insert(step.id.clone(), StepRecord::default());
+            }
+            store.create_run(&record).map_err(|e| e.to_string())?;
+            record
+        }
+    };
+    let undo = graph::saved::from_json(&record.plan)?;
+    let targets = connect(Path::new("."), &saved_clusters(&original), target_args).await?;
+    eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
+    let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
+        clients: targets.clients.clone(),
+        original: original.clone(),
+        applied,
+    });
+    let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
+    if status == checkpoint::RunStatus::Succeeded {
+        original.status = checkpoint::RunStatus::RolledBack;
+        original.touch();
+        store.save_run(&original).map_err(|e| e.to_string())?;
     }
+    drop(lock);
+    Ok(code)
+}
+
+/// The cluster → context map a run was made with (simulated targets have none).
+fn saved_clusters(record: &RunRecord) -> BTreeMap<String, Option<String>> {
+    record.plan["clusters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, context)| {
+            let context = context.as_str().filter(|c| !c.starts_with("sim:") && *c != "(current)").map(String::from);
+            (name.clone(), context)
+        })
+        .collect()
 }
 
 /// `dr runs`.
@@ -314,7 +499,7 @@ pub fn runs(run_args: &RunArgs) -> Result<i32, String> {
         println!(
             "{}  {:<12} {}  {}  {}{problem}",
             run.run_id,
-            format!("{:?}", run.status).to_lowercase(),
+            run.status.to_string(),
             run.plan_name,
             run.updated_at,
             counts.join(", ")

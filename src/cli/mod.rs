@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 problems found or an error (like `terraform validate`).
 
 pub mod apply;
+pub mod plan;
 pub mod progress;
 
 use std::io::IsTerminal;
@@ -45,7 +46,23 @@ pub enum Command {
     },
     /// Print the JSON Schema of the plan format.
     Schema,
-    /// Run a plan: show it, ask for approval, execute it with checkpoints.
+    /// Show what a plan would change in the live clusters (exit 0: nothing, 2: changes, 1: error).
+    Plan {
+        plan: PathBuf,
+        /// Default namespace of a one-cluster plan.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Save the plan, with the versions of the objects it read, for `dr apply`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: plan::PlanFormat,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// Run a plan (or a saved plan): show it, ask for approval, execute it with checkpoints.
     Apply {
         plan: PathBuf,
         /// Do not ask for approval.
@@ -58,6 +75,14 @@ pub enum Command {
     },
     /// Continue an interrupted or failed run.
     Resume {
+        run_id: String,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
+    /// Undo a run's completed steps in reverse order (resumable, like a run).
+    Rollback {
         run_id: String,
         #[command(flatten)]
         target: apply::TargetArgs,
@@ -86,10 +111,18 @@ pub fn main() -> i32 {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
+        Command::Plan { plan, namespace, out, format, target, run } => {
+            block_on(
+                async move { plan::plan(&plan, &target, &run, namespace.as_deref(), out.as_deref(), format).await },
+            )
+        }
         Command::Apply { plan, auto_approve, target, run } => {
             block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })
         }
         Command::Resume { run_id, target, run } => block_on(async move { apply::resume(&run_id, &target, &run).await }),
+        Command::Rollback { run_id, target, run } => {
+            block_on(async move { apply::rollback(&run_id, &target, &run).await })
+        }
         Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
             eprintln!("error: {message}");
             1

@@ -101,6 +101,10 @@ pub struct StepGraph {
 }
 
 impl StepGraph {
+    pub fn new(plan_name: impl Into<String>) -> StepGraph {
+        StepGraph { plan_name: plan_name.into(), ..StepGraph::default() }
+    }
+
     pub fn add_step(&mut self, step: Step) -> NodeIndex {
         let id = step.id.clone();
         let index = self.graph.add_node(step);

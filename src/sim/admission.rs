@@ -25,12 +25,16 @@ pub fn default_on_create(rt: &ResourceType, object: &mut Value) {
             set_if_absent(&mut object["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
         }
         "Pod" => set_if_absent(object, "status", json!({ "phase": "Pending" })),
-        "Namespace" => set_if_absent(object, "status", json!({ "phase": "Active" })),
+        "Namespace" => {
+            set_if_absent(object, "status", json!({ "phase": "Active" }));
+            set_if_absent(object, "spec", json!({}));
+            set_if_absent(&mut object["spec"], "finalizers", json!(["kubernetes"]));
+        }
         "StatefulSet" => {
             set_if_absent(&mut object["spec"], "replicas", json!(1));
             set_if_absent(&mut object["spec"], "podManagementPolicy", json!("OrderedReady"));
         }
-        "Deployment" => set_if_absent(&mut object["spec"], "replicas", json!(1)),
+        "Deployment" | "ReplicaSet" => set_if_absent(&mut object["spec"], "replicas", json!(1)),
         "StorageClass" => {
             set_if_absent(object, "reclaimPolicy", json!("Delete"));
             set_if_absent(object, "volumeBindingMode", json!("Immediate"));
@@ -68,7 +72,7 @@ pub fn validate(state: &State, rt: &ResourceType, object: &Value, old: Option<&V
         "Pod" if object["spec"]["containers"].as_array().is_none_or(Vec::is_empty) => {
             causes.push(Cause::required("spec.containers"));
         }
-        "StatefulSet" | "Deployment" => causes.extend(validate_workload(object)),
+        "StatefulSet" | "Deployment" | "ReplicaSet" => causes.extend(validate_workload(object)),
         _ => {}
     }
     if let (Some(old), "PersistentVolumeClaim") = (old, rt.kind.as_str()) {

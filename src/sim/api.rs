@@ -29,7 +29,7 @@ impl Subresource {
             None => Ok(Subresource::Main),
             Some("status") => Ok(Subresource::Status),
             Some("scale") => Ok(Subresource::Scale),
-            Some(other) => Err(ApiError::not_found("", other, "")),
+            Some(_) => Err(ApiError::no_route()),
         }
     }
 }
@@ -79,6 +79,18 @@ impl State {
             .into_iter()
             .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
             .collect();
+        (items, self.store.resource_version())
+    }
+
+    /// Like [`State::list_objects`], as the stored JSON encodings (for list responses).
+    pub fn list_encoded(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &Selector,
+        fields: &Selector,
+    ) -> (Vec<hyper::body::Bytes>, u64) {
+        let items = self.store.list_encoded(&rt.key(), ns, |o| labels.matches_labels(o) && fields.matches_fields(o));
         (items, self.store.resource_version())
     }
 

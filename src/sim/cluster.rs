@@ -67,6 +67,19 @@ impl SimCluster {
             return Err(SimError::NotLoopback(listen));
         }
         let objects = manifests::read_paths(manifests).map_err(SimError::Manifest)?;
+        Self::start_with_objects(listen, objects, config, allow_non_loopback).await
+    }
+
+    /// Serves objects already read (generated fixtures, benchmarks).
+    pub async fn start_with_objects(
+        listen: SocketAddr,
+        objects: Vec<manifests::ManifestObject>,
+        config: SimConfig,
+        allow_non_loopback: bool,
+    ) -> Result<SimHandle, SimError> {
+        if !listen.ip().is_loopback() && !allow_non_loopback {
+            return Err(SimError::NotLoopback(listen));
+        }
         let state = Self::build_state(objects, config)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;

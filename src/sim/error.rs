@@ -77,6 +77,11 @@ impl ApiError {
             .with_details(group, plural, name)
     }
 
+    /// No resource is served at the path (the API server's generic 404).
+    pub fn no_route() -> ApiError {
+        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
     pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
         ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(plural, group)))
             .with_details(group, plural, name)

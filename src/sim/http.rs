@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -225,7 +225,7 @@ async fn handle(
         },
         Route::ClaimData { namespace, claim } => claim_data(&shared, req, &namespace, &claim).await,
         Route::Resource(path) => resource_request(&shared, stopped, req, path, params).await,
-        Route::NotFound => error_response(&ApiError::not_found("", "", req.uri().path())),
+        Route::NotFound => error_response(&ApiError::no_route()),
     };
     Ok(response)
 }
@@ -355,11 +355,8 @@ fn audit(shared: &Shared, path: &ResourcePath, verb: &str, code: u16) {
 }
 
 fn resolve(state: &State, path: &ResourcePath) -> ApiResult<ResourceType> {
-    let rt = state
-        .registry
-        .by_path(&path.group, &path.version, &path.plural)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&path.group, &path.plural, ""))?;
+    let rt =
+        state.registry.by_path(&path.group, &path.version, &path.plural).cloned().ok_or_else(ApiError::no_route)?;
     if path.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::not_found(&path.group, &path.plural, path.name.as_deref().unwrap_or_default()));
     }
@@ -388,7 +385,7 @@ fn serve_verb(
         Err(e) => return error_response(&e),
     };
     if verb == "list" {
-        return list_response(&state, &rt, path, params);
+        return list_response(state, &rt, path, params);
     }
     let result = run_verb(&mut state, &rt, path, params, verb, content_type, body);
     if verb != "get" && result.is_ok() {
@@ -464,9 +461,10 @@ fn delete_options(params: &HashMap<String, String>, body: &[u8]) -> ApiResult<(P
     Ok((propagation, options["preconditions"]["uid"].as_str().map(str::to_string)))
 }
 
-/// Lists are assembled from shared object pointers under the lock and serialized after it.
+/// Lists are assembled from the stored encodings under the lock (reference-counted, no
+/// copies) and concatenated after it.
 fn list_response(
-    state: &State,
+    state: MutexGuard<'_, State>,
     rt: &ResourceType,
     path: &ResourcePath,
     params: &HashMap<String, String>,
@@ -475,17 +473,18 @@ fn list_response(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let (items, rv) = state.list_objects(rt, path.namespace.as_deref(), &labels, &fields);
+    let (items, rv) = state.list_encoded(rt, path.namespace.as_deref(), &labels, &fields);
+    drop(state);
     let header = json!({ "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": { "resourceVersion": rv.to_string() } });
     let mut out = serde_json::to_vec(&header).unwrap_or_default();
+    out.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 16);
     out.pop(); // reopen the object to append `items`
     out.extend_from_slice(b",\"items\":[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        // Serializing a serde_json::Value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &**item);
+        out.extend_from_slice(item);
     }
     out.extend_from_slice(b"]}");
     bytes_response(200, "application/json", Bytes::from(out))

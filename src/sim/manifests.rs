@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::api::Subresource;
 use super::controllers::reconcile;
 use super::registry::keys;
 use super::state::{State, name_of};
@@ -127,6 +128,14 @@ fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
         meta.remove("resourceVersion");
     }
     let name = name_of(&object).to_string();
+    // Namespaces the sim created itself (default, kube-system, or one auto-created for an
+    // earlier object) take the manifest's version.
+    if kind == "Namespace" && state.get(&keys::namespaces(), "", &name).is_some() {
+        return state
+            .update_object(&rt, "", &name, object, Subresource::Main)
+            .map(|_| ())
+            .map_err(|e| format!("{kind} {name}: {}", e.message));
+    }
     state.create_object(&rt, &ns, object).map_err(|e| format!("{kind} {name}: {}", e.message))?;
     Ok(())
 }

@@ -85,11 +85,11 @@ pub mod keys {
     pub fn statefulsets() -> ResourceKey {
         ResourceKey::new("apps", "statefulsets")
     }
-    pub fn deployments() -> ResourceKey {
-        ResourceKey::new("apps", "deployments")
-    }
     pub fn replicasets() -> ResourceKey {
         ResourceKey::new("apps", "replicasets")
+    }
+    pub fn deployments() -> ResourceKey {
+        ResourceKey::new("apps", "deployments")
     }
     pub fn storage_classes() -> ResourceKey {
         ResourceKey::new("storage.k8s.io", "storageclasses")
@@ -137,8 +137,6 @@ impl Registry {
             ResourceType::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
             ResourceType::builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"]),
             ResourceType::builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
-            // Inert (no ReplicaSet controller): loaded so that `kubectl get -o yaml` dumps
-            // load; the Deployment controller adopts the pods of its ReplicaSets.
             ResourceType::builtin("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"]),
             ResourceType::builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]),
             ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
@@ -153,7 +151,7 @@ impl Registry {
             ),
         ];
         for t in &mut types {
-            t.has_scale = matches!(t.kind.as_str(), "StatefulSet" | "Deployment");
+            t.has_scale = matches!(t.kind.as_str(), "StatefulSet" | "Deployment" | "ReplicaSet");
             t.has_status = !matches!(
                 t.kind.as_str(),
                 "ConfigMap" | "Secret" | "Event" | "StorageClass" | "Lease" | "ServiceAccount"

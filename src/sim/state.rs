@@ -228,8 +228,11 @@ pub fn is_deleting(object: &Value) -> bool {
     object["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
 }
 
+/// No finalizer holds the object. Namespaces are also held by `spec.finalizers` (the
+/// namespace controller's `kubernetes`), until their contents are gone.
 pub fn finalizers_empty(object: &Value) -> bool {
-    object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+    let empty = |list: &Value| list.as_array().is_none_or(Vec::is_empty);
+    empty(&object["metadata"]["finalizers"]) && (object["kind"] != "Namespace" || empty(&object["spec"]["finalizers"]))
 }
 
 pub fn has_finalizer(object: &Value, finalizer: &str) -> bool {

@@ -2,10 +2,13 @@
 //!
 //! A step is the unit the executor runs, checkpoints and compensates. This module owns
 //! what each kind means (its parameters, a human description, whether it destroys
-//! anything, what it typically takes), not how it is executed against an API.
+//! anything, what it typically takes), the objects it creates ([`manifests`]) and how it
+//! is carried out against the Kubernetes API ([`kube`]); scheduling, retries and
+//! checkpoints belong to the executor.
 
 mod action;
 pub mod kube;
+pub mod manifests;
 mod refs;
 
 pub use action::*;

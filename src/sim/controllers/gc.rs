@@ -45,7 +45,7 @@ fn owner_capable(state: &State) -> Vec<ResourceKey> {
     keys.extend(
         ["pods", "persistentvolumeclaims", "configmaps", "secrets", "services"].map(|p| ResourceKey::new("", p)),
     );
-    keys.extend([keys::statefulsets(), keys::deployments()]);
+    keys.extend([keys::statefulsets(), keys::deployments(), keys::replicasets()]);
     keys.retain(|k| !skip.contains(k));
     keys
 }
@@ -157,6 +157,11 @@ fn finish_namespaces(state: &mut State) -> bool {
         if remaining == 0 {
             let time = state.now_text();
             state.store.remove(&keys::namespaces(), "", &ns, &time);
+            changed = true;
+        } else if namespace["status"]["phase"] != "Terminating" {
+            let mut terminating = namespace.clone();
+            terminating["status"]["phase"] = json!("Terminating");
+            state.save(&keys::namespaces(), terminating);
             changed = true;
         }
     }

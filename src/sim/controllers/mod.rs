@@ -27,10 +27,11 @@ type Pass = fn(&mut State) -> bool;
 
 /// One pass of each controller, in dependency order; true if anything changed.
 fn run_pass(state: &mut State) -> bool {
-    let passes: [(&str, Pass); 8] = [
+    let passes: [(&str, Pass); 9] = [
         ("controller/garbage-collector", gc::reconcile),
         ("controller/statefulset", workloads::reconcile_statefulsets),
         ("controller/deployment", workloads::reconcile_deployments),
+        ("controller/replicaset", workloads::reconcile_replicasets),
         ("controller/persistentvolume-binder", storage::reconcile_claims),
         ("controller/persistentvolume-binder", storage::reconcile_volumes),
         ("controller/scheduler", workloads::schedule_pods),

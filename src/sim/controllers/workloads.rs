@@ -166,7 +166,11 @@ fn strip_nulls(value: &mut Value) {
 }
 
 fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value) -> bool {
-    let pods = if key == &keys::deployments() { deployment_pods(state, workload) } else { owned_pods(state, workload) };
+    let pods: Vec<Arc<Value>> = if key == &keys::deployments() {
+        owned_by_uid(state, &keys::replicasets(), workload).iter().flat_map(|rs| owned_pods(state, rs)).collect()
+    } else {
+        owned_pods(state, workload)
+    };
     let live = pods.iter().filter(|p| !is_deleting(p)).count();
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let mut status = workload["status"].as_object().cloned().unwrap_or_else(Map::new);
@@ -177,6 +181,8 @@ fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value)
     status.insert("updatedReplicas".into(), json!(live));
     if key == &keys::statefulsets() {
         status.insert("currentReplicas".into(), json!(live));
+    } else if key == &keys::replicasets() {
+        status.insert("fullyLabeledReplicas".into(), json!(live));
     } else {
         let available = ready >= replicas_of(workload);
         status.insert(
@@ -213,86 +219,120 @@ fn template_hash(template: &Value) -> String {
     (0..10).map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
 }
 
-/// The ReplicaSets a Deployment owns. The sim's Deployment controller owns its pods
-/// directly, but manifests dumped from a real cluster bring ReplicaSets and their pods.
-fn owned_replicasets(state: &State, deploy: &Value) -> Vec<Arc<Value>> {
-    let uid = uid_of(deploy);
+fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
+    let owned: Vec<Arc<Value>> =
+        owned_by_uid(state, &keys::replicasets(), deploy).into_iter().filter(|rs| !is_deleting(rs)).collect();
+    let template = &deploy["spec"]["template"];
+    let current = owned.iter().find(|rs| same_template(&rs["spec"]["template"], template)).cloned();
+    let mut changed = false;
+    // A changed template replaces the old ReplicaSets' pods (recreate, no surge).
+    for old in owned.iter().filter(|rs| current.as_ref().is_none_or(|c| uid_of(c) != uid_of(rs))) {
+        changed |= set_replicas(state, old, 0);
+    }
+    let replicas = replicas_of(deploy);
+    match current {
+        Some(rs) => changed |= set_replicas(state, &rs, replicas),
+        None => changed |= create_replicaset(state, deploy, replicas),
+    }
+    changed | write_workload_status(state, &keys::deployments(), deploy)
+}
+
+/// Objects of `key` in the owner's namespace that name it as owner.
+fn owned_by_uid(state: &State, key: &ResourceKey, owner: &Value) -> Vec<Arc<Value>> {
+    let uid = uid_of(owner);
     state
         .store
-        .list(&keys::replicasets(), Some(namespace_of(deploy)))
+        .list(key, Some(namespace_of(owner)))
         .into_iter()
-        .filter(|r| r["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["uid"] == uid)))
+        .filter(|o| o["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|x| x["uid"] == uid)))
         .collect()
 }
 
-/// A ReplicaSet's pod template as its Deployment's would read (without `pod-template-hash`).
-fn replicaset_template(rs: &Value) -> Value {
-    let mut template = rs["spec"]["template"].clone();
-    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+/// A ReplicaSet template equals the Deployment's once its `pod-template-hash` label is dropped.
+fn same_template(rs_template: &Value, template: &Value) -> bool {
+    let mut stripped = rs_template.clone();
+    if let Some(labels) = stripped["metadata"]["labels"].as_object_mut() {
         labels.remove("pod-template-hash");
     }
-    template
+    let normalize = |t: &Value| {
+        let mut t = t.clone();
+        if let Some(meta) = t["metadata"].as_object_mut() {
+            meta.retain(|_, v| !v.is_null());
+        }
+        t
+    };
+    normalize(&stripped) == normalize(template)
 }
 
-/// A Deployment's pods: its own and those of its ReplicaSets.
-fn deployment_pods(state: &State, deploy: &Value) -> Vec<Arc<Value>> {
-    let mut pods = owned_pods(state, deploy);
-    for rs in owned_replicasets(state, deploy) {
-        pods.extend(owned_pods(state, &rs));
-    }
-    pods
+fn set_replicas(state: &mut State, workload: &Value, replicas: usize) -> bool {
+    let mut updated = workload.clone();
+    updated["spec"]["replicas"] = json!(replicas);
+    let key = if workload["kind"] == "ReplicaSet" { keys::replicasets() } else { keys::deployments() };
+    state.save_if_changed(&key, workload, updated)
 }
 
-fn sync_deployment(state: &mut State, deploy: &Value) -> bool {
+fn create_replicaset(state: &mut State, deploy: &Value, replicas: usize) -> bool {
+    let ns = namespace_of(deploy).to_string();
     let hash = template_hash(&deploy["spec"]["template"]);
-    let mut current = vec![hash.clone()];
-    for rs in owned_replicasets(state, deploy) {
-        if replicaset_template(&rs) == deploy["spec"]["template"]
-            && let Some(rs_hash) = rs["metadata"]["labels"]["pod-template-hash"].as_str()
-        {
-            current.push(rs_hash.to_string());
+    let mut template = deploy["spec"]["template"].clone();
+    template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    let mut selector = deploy["spec"]["selector"].clone();
+    selector["matchLabels"]["pod-template-hash"] = json!(hash);
+    let replicaset = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": format!("{}-{hash}", name_of(deploy)), "namespace": ns,
+            "labels": template["metadata"]["labels"].clone(),
+            "ownerReferences": [owner_reference(deploy, "Deployment")],
+        },
+        "spec": { "replicas": replicas, "selector": selector, "template": template },
+    });
+    create_or_report(state, deploy, &keys::replicasets(), &ns, replicaset)
+}
+
+pub fn reconcile_replicasets(state: &mut State) -> bool {
+    let mut changed = false;
+    for rs in state.all(&keys::replicasets()) {
+        if !is_deleting(&rs) {
+            changed |= sync_replicaset(state, &rs);
         }
     }
-    let pods = deployment_pods(state, deploy);
-    let is_current = |p: &Value| current.iter().any(|h| p["metadata"]["labels"]["pod-template-hash"] == h.as_str());
-    let mut pods: Vec<Arc<Value>> = pods.into_iter().filter(|p| !is_deleting(p)).collect();
-    let mut changed = false;
-    // A changed template replaces the pods (recreate strategy, no surge).
-    for stale in pods.iter().filter(|p| !is_current(p)) {
-        state.delete_object(&keys::pods(), stale);
-        changed = true;
-    }
-    pods.retain(|p| is_current(p));
-    let replicas = replicas_of(deploy);
+    changed
+}
+
+fn sync_replicaset(state: &mut State, rs: &Value) -> bool {
+    let mut pods: Vec<Arc<Value>> = owned_pods(state, rs).into_iter().filter(|p| !is_deleting(p)).collect();
     pods.sort_by_key(|p| {
         (p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(), name_of(p).to_string())
     });
+    let replicas = replicas_of(rs);
+    let mut changed = false;
+    // Scale down removes the newest pods first.
     for extra in pods.iter().skip(replicas).rev() {
         state.delete_object(&keys::pods(), extra);
         changed = true;
     }
     for _ in pods.len()..replicas {
-        changed |= create_deployment_pod(state, deploy, &hash);
+        changed |= create_replicaset_pod(state, rs);
     }
-    changed | write_workload_status(state, &keys::deployments(), deploy)
+    changed | write_workload_status(state, &keys::replicasets(), rs)
 }
 
-fn create_deployment_pod(state: &mut State, deploy: &Value, hash: &str) -> bool {
-    let ns = namespace_of(deploy).to_string();
-    let template = &deploy["spec"]["template"];
-    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-    labels.insert("pod-template-hash".into(), json!(hash));
+fn create_replicaset_pod(state: &mut State, rs: &Value) -> bool {
+    let ns = namespace_of(rs).to_string();
+    let template = &rs["spec"]["template"];
     let suffix = state.new_hex(5);
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": format!("{}-{hash}-{suffix}", name_of(deploy)), "namespace": ns, "labels": labels,
+            "name": format!("{}-{suffix}", name_of(rs)), "namespace": ns,
+            "labels": template["metadata"]["labels"].clone(),
             "annotations": template["metadata"]["annotations"].clone(),
-            "ownerReferences": [owner_reference(deploy, "Deployment")],
+            "ownerReferences": [owner_reference(rs, "ReplicaSet")],
         },
         "spec": template["spec"].clone(),
     });
-    create_or_report(state, deploy, &keys::pods(), &ns, pod)
+    create_or_report(state, rs, &keys::pods(), &ns, pod)
 }
 
 /// Claim names a pod mounts.
@@ -356,15 +396,26 @@ fn volume_needs(state: &State, pod: &Value) -> Result<VolumeNeeds, String> {
     Ok(needs)
 }
 
-fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String, String> {
-    let nodes = state.all(&keys::nodes());
-    let selector = pod["spec"]["nodeSelector"].as_object();
+/// Pods per node, counted once per scheduling pass and kept current as pods are placed.
+fn node_load(state: &State) -> BTreeMap<String, usize> {
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
-    for other in state.all(&keys::pods()) {
-        if let Some(node) = other["spec"]["nodeName"].as_str() {
+    for pod in state.all(&keys::pods()) {
+        if let Some(node) = pod["spec"]["nodeName"].as_str() {
             *load.entry(node.to_string()).or_default() += 1;
         }
     }
+    load
+}
+
+/// The least loaded eligible node (by name on ties, so runs repeat).
+fn choose_node(
+    state: &State,
+    pod: &Value,
+    zone: Option<&str>,
+    load: &BTreeMap<String, usize>,
+) -> Result<String, String> {
+    let nodes = state.all(&keys::nodes());
+    let selector = pod["spec"]["nodeSelector"].as_object();
     nodes
         .iter()
         .filter(|n| n["spec"]["unschedulable"] != true)
@@ -382,16 +433,25 @@ fn choose_node(state: &State, pod: &Value, zone: Option<&str>) -> Result<String,
 
 pub fn schedule_pods(state: &mut State) -> bool {
     let mut changed = false;
-    for pod in state.all(&keys::pods()) {
-        if is_deleting(&pod) || pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
-            continue;
-        }
+    let unscheduled: Vec<Arc<Value>> = state
+        .all(&keys::pods())
+        .into_iter()
+        .filter(|pod| !is_deleting(pod) && pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty))
+        .collect();
+    if unscheduled.is_empty() {
+        return false;
+    }
+    let mut load = node_load(state);
+    for pod in unscheduled {
         let placement = volume_needs(state, &pod).and_then(|needs| {
-            let node = choose_node(state, &pod, needs.zone.as_deref())?;
+            let node = choose_node(state, &pod, needs.zone.as_deref(), &load)?;
             Ok((node, needs.delayed_claims))
         });
         changed |= match placement {
-            Ok((node, delayed)) => bind_pod(state, &pod, &node, &delayed),
+            Ok((node, delayed)) => {
+                *load.entry(node.clone()).or_default() += 1;
+                bind_pod(state, &pod, &node, &delayed)
+            }
             Err(reason) => mark_unschedulable(state, &pod, &reason),
         };
     }

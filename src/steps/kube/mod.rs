@@ -3,6 +3,7 @@
 //! and each re-checking its safety interlocks against live state before acting.
 
 mod objects;
+pub mod undo;
 mod volumes;
 mod workloads;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
@@ -146,10 +147,7 @@ impl Kube<'_> {
 
     /// Labels and annotations marking an object as created by this run and step.
     pub fn ownership(&self) -> Value {
-        json!({
-            "labels": { MANAGED_BY.0: MANAGED_BY.1, RUN_LABEL: label_value(&self.ctx.run_id) },
-            "annotations": { STEP_ANNOTATION: self.step.id },
-        })
+        crate::steps::manifests::ownership(&label_value(&self.ctx.run_id), &self.step.id)
     }
 
     /// Whether an object carries this run's label.
@@ -175,10 +173,7 @@ pub fn label_value(text: &str) -> String {
     tail.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
 }
 
-/// Substitutes `{claim}` and `{run}` in a name template.
-pub fn expand_name(template: &str, claim: &str, run_token: &str) -> String {
-    template.replace("{claim}", claim).replace("{run}", run_token)
-}
+pub use crate::steps::manifests::{clean_manifest, expand_name};
 
 pub fn gvk_resource(group: &str, version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
@@ -217,22 +212,6 @@ where
         Err(e) if is_already_exists(&e) => Ok(false),
         Err(e) => Err(classify(&format!("creating {what}"), e)),
     }
-}
-
-/// Drops server-managed fields so a captured manifest can be recreated later.
-pub fn clean_manifest(mut object: Value) -> Value {
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink"] {
-            meta.remove(field);
-        }
-        if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-    if let Some(obj) = object.as_object_mut() {
-        obj.remove("status");
-    }
-    object
 }
 
 impl KubeRunner {

@@ -61,6 +61,11 @@ pub async fn delete(k: &Kube<'_>, object: &ObjectRef) -> Result<(), StepError> {
 pub async fn restore(k: &Kube<'_>, object: &ObjectRef) -> Result<(), StepError> {
     let manifest = saved_manifest(k, object)
         .ok_or_else(|| StepError::failed(format!("no saved manifest of {object} in this run")))?;
+    create_from_manifest(k, object, manifest).await
+}
+
+/// Creates an object from a saved manifest; an existing one of that name is kept.
+pub(super) async fn create_from_manifest(k: &Kube<'_>, object: &ObjectRef, manifest: Value) -> Result<(), StepError> {
     let api = k.dynamic(&resource(k, object).await, object.namespace.as_deref());
     let dynamic: DynamicObject = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     create_or_exists(&api, &dynamic, &object.to_string()).await.map(|_| ())

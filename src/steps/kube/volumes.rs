@@ -33,17 +33,8 @@ fn snapshot_step<'g>(k: &'g Kube<'_>, claim: &str) -> Option<&'g SnapshotPvcPara
 pub async fn snapshot(k: &Kube<'_>, p: &SnapshotPvcParams) -> Result<(), StepError> {
     let name = expand_name(&p.snapshot_name, &p.claim.value, &k.run_token());
     let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
-    let mut object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "snapshot.storage.k8s.io/v1",
-        "kind": "VolumeSnapshot",
-        "metadata": { "name": name, "namespace": k.ns },
-        "spec": {
-            "volumeSnapshotClassName": p.snapshot_class,
-            "source": { "persistentVolumeClaimName": p.claim.value },
-        },
-    }))
-    .map_err(|e| StepError::failed(e.to_string()))?;
-    merge_ownership(k, &mut object.metadata);
+    let manifest = crate::steps::manifests::volume_snapshot(&k.ns, p, &k.run_token(), &k.ownership());
+    let object: DynamicObject = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     k.ctx.capture("snapshot", json!(name))?;
     if !create_or_exists(&api, &object, &format!("VolumeSnapshot {name}")).await? {
         let existing = api.get(&name).await.map_err(|e| classify(&format!("reading VolumeSnapshot {name}"), e))?;
@@ -56,18 +47,6 @@ pub async fn snapshot(k: &Kube<'_>, p: &SnapshotPvcParams) -> Result<(), StepErr
         }
     }
     Ok(())
-}
-
-fn merge_ownership(k: &Kube<'_>, meta: &mut kube::core::ObjectMeta) {
-    let ownership = k.ownership();
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    for (key, value) in ownership["labels"].as_object().into_iter().flatten() {
-        labels.insert(key.clone(), value.as_str().unwrap_or_default().to_string());
-    }
-    let annotations = meta.annotations.get_or_insert_with(Default::default);
-    for (key, value) in ownership["annotations"].as_object().into_iter().flatten() {
-        annotations.insert(key.clone(), value.as_str().unwrap_or_default().to_string());
-    }
 }
 
 fn snapshot_name_for(k: &Kube<'_>, claim: &str) -> Result<String, StepError> {
@@ -236,32 +215,9 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
     let claim = &p.claim.value;
     let snapshot = expand_name(&p.snapshot, claim, &k.run_token());
     let before = deleted_claim(k, claim).unwrap_or(Value::Null);
-    let size = match &p.size {
-        Some(size) => size.value.to_string(),
-        None => before
-            .pointer("/spec/resources/requests/storage")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| {
-                StepError::failed(format!("no size for restored claim {claim}: give `size` or restore after deletePvc"))
-            })?,
-    };
-    let storage_class = p
-        .storage_class
-        .clone()
-        .or_else(|| before.pointer("/spec/storageClassName").and_then(Value::as_str).map(String::from));
-    let access_modes = before.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"]));
-    let mut pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": { "name": claim, "namespace": k.ns, "labels": before.pointer("/metadata/labels").cloned().unwrap_or(json!({})) },
-        "spec": {
-            "accessModes": access_modes,
-            "storageClassName": storage_class,
-            "resources": { "requests": { "storage": size } },
-            "dataSource": { "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapshot },
-        },
-    }))
-    .map_err(|e| StepError::failed(e.to_string()))?;
-    merge_ownership(k, &mut pvc.metadata);
+    let manifest = crate::steps::manifests::restored_claim(&k.ns, p, &before, &k.run_token(), &k.ownership())
+        .map_err(StepError::failed)?;
+    let pvc: PersistentVolumeClaim = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     let api: Api<PersistentVolumeClaim> = k.api();
     if !create_or_exists(&api, &pvc, &format!("PVC {claim}")).await? {
         let existing = api.get(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
@@ -280,26 +236,9 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
 /// claim bound to it.
 pub async fn bind_static(k: &Kube<'_>, p: &StaticPvParams) -> Result<(), StepError> {
     let v = &p.volume.value;
-    let mut pv_spec = json!({
-        "capacity": { "storage": v.size.value.to_string() },
-        "accessModes": ["ReadWriteOnce"],
-        "persistentVolumeReclaimPolicy": "Retain",
-        "storageClassName": p.storage_class.clone().unwrap_or_default(),
-        "claimRef": { "namespace": k.ns, "name": p.claim },
-        "csi": { "driver": v.driver, "volumeHandle": v.volume_handle },
-    });
-    if let Some(fs) = &v.fs_type {
-        pv_spec["csi"]["fsType"] = json!(fs);
-    }
-    if let Some(zone) = &v.zone {
-        pv_spec["nodeAffinity"] = json!({ "required": { "nodeSelectorTerms": [
-            { "matchExpressions": [ { "key": v.zone_label(), "operator": "In", "values": [zone] } ] }
-        ] } });
-    }
-    let mut pv: PersistentVolume =
-        serde_json::from_value(json!({ "metadata": { "name": p.pv_name }, "spec": pv_spec }))
-            .map_err(|e| StepError::failed(e.to_string()))?;
-    merge_ownership(k, &mut pv.metadata);
+    let ownership = k.ownership();
+    let pv: PersistentVolume = serde_json::from_value(crate::steps::manifests::static_volume(&k.ns, p, &ownership))
+        .map_err(|e| StepError::failed(e.to_string()))?;
     let pvs: Api<PersistentVolume> = k.cluster_api();
     if !create_or_exists(&pvs, &pv, &format!("PV {}", p.pv_name)).await? {
         let existing = pvs.get(&p.pv_name).await.map_err(|e| classify(&format!("reading PV {}", p.pv_name), e))?;
@@ -311,17 +250,9 @@ pub async fn bind_static(k: &Kube<'_>, p: &StaticPvParams) -> Result<(), StepErr
             )));
         }
     }
-    let mut pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": { "name": p.claim, "namespace": k.ns },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": p.storage_class.clone().unwrap_or_default(),
-            "volumeName": p.pv_name,
-            "resources": { "requests": { "storage": v.size.value.to_string() } },
-        },
-    }))
-    .map_err(|e| StepError::failed(e.to_string()))?;
-    merge_ownership(k, &mut pvc.metadata);
+    let pvc: PersistentVolumeClaim =
+        serde_json::from_value(crate::steps::manifests::static_claim(&k.ns, p, &ownership))
+            .map_err(|e| StepError::failed(e.to_string()))?;
     let pvcs: Api<PersistentVolumeClaim> = k.api();
     if !create_or_exists(&pvcs, &pvc, &format!("PVC {}", p.claim)).await? {
         let existing = pvcs.get(&p.claim).await.map_err(|e| classify(&format!("reading PVC {}", p.claim), e))?;

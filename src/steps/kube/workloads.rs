@@ -19,7 +19,7 @@ pub fn original_replicas_key() -> &'static str {
     "originalReplicas"
 }
 
-async fn get_scale(k: &Kube<'_>, w: &WorkloadRef) -> Result<i32, StepError> {
+pub(super) async fn get_scale(k: &Kube<'_>, w: &WorkloadRef) -> Result<i32, StepError> {
     let context = format!("reading the scale of {w}");
     let scale = match w.kind {
         WorkloadKind::StatefulSet => k.api::<StatefulSet>().get_scale(&w.name).await,
@@ -29,7 +29,7 @@ async fn get_scale(k: &Kube<'_>, w: &WorkloadRef) -> Result<i32, StepError> {
     Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
 }
 
-async fn set_scale(k: &Kube<'_>, w: &WorkloadRef, replicas: i32) -> Result<(), StepError> {
+pub(super) async fn set_scale(k: &Kube<'_>, w: &WorkloadRef, replicas: i32) -> Result<(), StepError> {
     let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
     let params = PatchParams::default();
     let context = format!("scaling {w} to {replicas}");

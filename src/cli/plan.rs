@@ -1,0 +1,121 @@
+//! `dr plan`: what a plan would do to the live clusters, for review; and saved plans,
+//! which `dr apply` executes only if nothing they depend on changed since.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::apply::{self, RunArgs, TargetArgs};
+use crate::checkpoint;
+use crate::lang;
+use crate::state::{self, Fingerprint};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+/// A reviewed plan, saved with `dr plan --out`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedPlan {
+    pub kind: String,
+    pub format: u32,
+    pub plan_path: PathBuf,
+    pub plan_name: String,
+    pub plan_digest: String,
+    pub accept_data_loss: bool,
+    /// The expanded steps ([`crate::graph::saved`]).
+    pub graph: Value,
+    pub clusters: BTreeMap<String, Option<String>>,
+    /// Every object read, at the version the plan was computed from.
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+pub const SAVED_PLAN_KIND: &str = "DrplanSavedPlan";
+
+/// Exit codes like `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
+pub async fn plan(
+    plan_path: &Path,
+    target_args: &TargetArgs,
+    run_args: &RunArgs,
+    namespace: Option<&str>,
+    out: Option<&Path>,
+    format: PlanFormat,
+) -> Result<i32, String> {
+    let (loaded, diags) = lang::load_plan(plan_path);
+    super::print_diagnostics(&diags);
+    let Some(mut loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
+    if let Some(ns) = namespace {
+        let [only] = loaded.plan.clusters.as_mut_slice() else {
+            return Err("-n/--namespace applies to one-cluster plans; name namespaces in the plan instead".into());
+        };
+        only.namespace = Some(ns.to_string());
+    }
+    let clusters: BTreeMap<String, Option<String>> =
+        loaded.plan.clusters.iter().map(|c| (c.name.value.clone(), c.context.clone())).collect();
+    let targets = apply::connect(plan_path, &clusters, target_args).await?;
+    let store: std::sync::Arc<dyn checkpoint::StateStore> =
+        std::sync::Arc::new(checkpoint::LocalDirStore::new(&run_args.state_dir));
+    let prepared = apply::prepare(&loaded, &targets, store.as_ref()).await?;
+    let report = prepared.report();
+    match format {
+        PlanFormat::Text => print!("{}", report.text()),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default()),
+    }
+    if let Some(out) = out {
+        let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
+        let saved = SavedPlan {
+            kind: SAVED_PLAN_KIND.into(),
+            format: 1,
+            plan_path: plan_path.to_path_buf(),
+            plan_name: loaded.plan.name().to_string(),
+            plan_digest: checkpoint::digest(&bytes),
+            accept_data_loss: loaded.plan.accept_data_loss,
+            graph: crate::graph::saved::to_json(&prepared.graph),
+            clusters,
+            fingerprints: prepared.live.fingerprints(),
+        };
+        let mut text = serde_json::to_vec_pretty(&saved).map_err(|e| e.to_string())?;
+        text.push(b'\n');
+        std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+        eprintln!("Saved the plan to {}; apply exactly this with `dr apply {}`.", out.display(), out.display());
+    }
+    if !report.blocked().is_empty() {
+        return Ok(1);
+    }
+    Ok(if report.to_do() == 0 { 0 } else { 2 })
+}
+
+/// Reads a file as a saved plan, if it is one.
+pub fn read_saved(path: &Path) -> Option<Result<SavedPlan, String>> {
+    let bytes = std::fs::read(path).ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    (value.get("kind").and_then(Value::as_str) == Some(SAVED_PLAN_KIND)).then(|| {
+        serde_json::from_value(value).map_err(|e| format!("{}: not a readable saved plan: {e}", path.display()))
+    })
+}
+
+/// Every fingerprinted object that changed since the plan was saved, and how.
+pub fn stale_objects(saved: &SavedPlan, now: &state::LiveState) -> Vec<String> {
+    let current: BTreeMap<_, _> = now.fingerprints().into_iter().map(|f| (f.key.clone(), f)).collect();
+    saved
+        .fingerprints
+        .iter()
+        .filter_map(|then| match current.get(&then.key) {
+            None => Some(format!("{} [{}] was deleted", then.key, then.key.cluster)),
+            Some(now) if now.uid != then.uid => Some(format!(
+                "{} [{}] was deleted and recreated (uid {} → {})",
+                then.key, then.key.cluster, then.uid, now.uid
+            )),
+            Some(now) if now.resource_version != then.resource_version => Some(format!(
+                "{} [{}] changed (resourceVersion {} → {})",
+                then.key, then.key.cluster, then.resource_version, now.resource_version
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}

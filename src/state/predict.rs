@@ -1,0 +1,340 @@
+//! Predicting a plan's effect: replay its steps over a copy of live state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::{LiveState, ObjectKey};
+use crate::checkpoint::{RunRecord, RunStatus};
+use crate::graph::{Step, StepGraph};
+use crate::steps::kube::label_value;
+use crate::steps::manifests::{self, clean_manifest};
+use crate::steps::{Action, WorkloadKind, WorkloadRef};
+
+/// Where a step stands against live state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepState {
+    /// Nothing to do; why.
+    Satisfied(String),
+    ToDo,
+    /// Would fail or be refused; why.
+    Blocked(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangeKind {
+    Create,
+    Update,
+    /// Deleted and created again under the same name (claims restored from snapshots).
+    Replace,
+    Delete,
+}
+
+/// The net change of one object over the whole run.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub key: ObjectKey,
+    pub kind: ChangeKind,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// Steps that touch it, in order.
+    pub steps: Vec<String>,
+    /// Deleted at some point (destructive even if recreated).
+    pub deleted_on_the_way: bool,
+}
+
+/// Shown in names that include the run, which is only known when applying.
+pub const RUN_PLACEHOLDER: &str = "RUN";
+
+struct Replay<'a> {
+    live: &'a LiveState,
+    current: BTreeMap<ObjectKey, Option<Value>>,
+    touched: BTreeMap<ObjectKey, Vec<String>>,
+    deleted: BTreeSet<ObjectKey>,
+    replicas: BTreeMap<(String, String, WorkloadRef), i64>,
+    /// Workloads scaled to zero by steps replayed so far.
+    quiesced: BTreeSet<(String, String, WorkloadRef)>,
+}
+
+impl Replay<'_> {
+    fn get(&self, key: &ObjectKey) -> Option<Value> {
+        match self.current.get(key) {
+            Some(state) => state.clone(),
+            None => self.live.get(key).cloned().map(clean_manifest),
+        }
+    }
+
+    fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
+        if value.is_none() {
+            self.deleted.insert(key.clone());
+        }
+        self.touched.entry(key.clone()).or_default().push(step.id.clone());
+        self.current.insert(key, value);
+    }
+}
+
+fn workload_key(step: &Step, w: &WorkloadRef) -> ObjectKey {
+    ObjectKey::new(&step.cluster, "apps/v1", &w.kind.to_string(), Some(&step.namespace), &w.name)
+}
+
+fn claim_key(step: &Step, claim: &str) -> ObjectKey {
+    ObjectKey::new(&step.cluster, "v1", "PersistentVolumeClaim", Some(&step.namespace), claim)
+}
+
+fn pv_key(step: &Step, name: &str) -> ObjectKey {
+    ObjectKey::new(&step.cluster, "v1", "PersistentVolume", None, name)
+}
+
+/// The predicted states of every step and the net change of every object.
+pub fn predict(
+    graph: &StepGraph,
+    live: &LiveState,
+    previous: Option<&RunRecord>,
+) -> (Vec<(String, StepState)>, Vec<Change>) {
+    let mut replay = Replay {
+        live,
+        current: BTreeMap::new(),
+        touched: BTreeMap::new(),
+        deleted: BTreeSet::new(),
+        replicas: BTreeMap::new(),
+        quiesced: BTreeSet::new(),
+    };
+    let applied = applied_entries(graph, live, previous);
+    let mut states = Vec::new();
+    for index in graph.topological_order().unwrap_or_default() {
+        let step = graph.step(index);
+        if let Some(run) = applied.get(&step.entry) {
+            states.push((step.id.clone(), StepState::Satisfied(format!("applied by run {run}"))));
+            continue;
+        }
+        let state = replay_step(&mut replay, step);
+        states.push((step.id.clone(), state));
+    }
+    let changes = replay
+        .touched
+        .iter()
+        .filter_map(|(key, steps)| {
+            let before = live.get(key).cloned().map(clean_manifest);
+            let after = replay.current.get(key).cloned().flatten();
+            let deleted_on_the_way = replay.deleted.contains(key);
+            let kind = match (&before, &after) {
+                (None, Some(_)) => ChangeKind::Create,
+                (Some(_), None) => ChangeKind::Delete,
+                (Some(_), Some(_)) if deleted_on_the_way => ChangeKind::Replace,
+                (Some(b), Some(a)) if b != a => ChangeKind::Update,
+                _ => return None,
+            };
+            Some(Change { key: key.clone(), kind, before, after, steps: steps.clone(), deleted_on_the_way })
+        })
+        .collect();
+    (states, changes)
+}
+
+/// Entries whose objects the latest successful run of this plan created and which are
+/// still there: re-applying them is a no-op.
+fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRecord>) -> BTreeMap<String, String> {
+    let Some(run) = previous.filter(|r| r.status == RunStatus::Succeeded) else { return BTreeMap::new() };
+    let label = label_value(&run.run_id);
+    let mut creating: BTreeMap<String, Vec<ObjectKey>> = BTreeMap::new();
+    for (_, step) in graph.steps() {
+        let key = match step.action() {
+            Some(Action::RestorePvc(p)) => claim_key(step, &p.claim.value),
+            Some(Action::BindStaticPv(p)) => claim_key(step, &p.claim),
+            _ => continue,
+        };
+        creating.entry(step.entry.clone()).or_default().push(key);
+    }
+    creating
+        .into_iter()
+        .filter(|(_, keys)| {
+            keys.iter().all(|k| {
+                live.get(k).and_then(|o| o.pointer("/metadata/labels/drplan.dev~1run")).and_then(Value::as_str)
+                    == Some(label.as_str())
+            })
+        })
+        .map(|(entry, _)| (entry, run.run_id.clone()))
+        .collect()
+}
+
+fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
+    let Some(action) = step.action() else { return StepState::Blocked("intent not expanded".into()) };
+    let ownership = manifests::ownership(RUN_PLACEHOLDER, &step.id);
+    match action {
+        Action::Scale(p) => {
+            let key = workload_key(step, &p.workload);
+            let Some(mut object) = r.get(&key) else { return StepState::Blocked(format!("{} not found", p.workload)) };
+            let current = object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let target = (step.cluster.clone(), step.namespace.clone(), p.workload.clone());
+            r.replicas.entry(target.clone()).or_insert(current);
+            if p.replicas == 0 {
+                r.quiesced.insert(target);
+            }
+            if current == i64::from(p.replicas) {
+                return StepState::Satisfied(format!("already at {current} replicas"));
+            }
+            object["spec"]["replicas"] = json!(p.replicas);
+            r.set(key, step, Some(object));
+            StepState::ToDo
+        }
+        Action::ScaleBack(p) => {
+            let key = workload_key(step, &p.workload);
+            let original = r.replicas.get(&(step.cluster.clone(), step.namespace.clone(), p.workload.clone())).copied();
+            let (Some(mut object), Some(original)) = (r.get(&key), original) else { return StepState::ToDo };
+            object["spec"]["replicas"] = json!(original);
+            r.set(key, step, Some(object));
+            StepState::ToDo
+        }
+        Action::SnapshotPvc(p) => {
+            if r.get(&claim_key(step, &p.claim.value)).is_none() {
+                return StepState::Blocked(format!("PVC {} not found", p.claim.value));
+            }
+            let snapshot = manifests::volume_snapshot(&step.namespace, p, RUN_PLACEHOLDER, &ownership);
+            let name = snapshot["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let key = ObjectKey::new(
+                &step.cluster,
+                "snapshot.storage.k8s.io/v1",
+                "VolumeSnapshot",
+                Some(&step.namespace),
+                &name,
+            );
+            r.set(key, step, Some(snapshot));
+            StepState::ToDo
+        }
+        Action::SetReclaimPolicy(p) => {
+            let volume = r
+                .get(&claim_key(step, &p.claim))
+                .and_then(|c| c.pointer("/spec/volumeName").and_then(Value::as_str).map(String::from));
+            let Some(volume) = volume else { return StepState::Blocked(format!("PVC {} is not bound", p.claim)) };
+            let key = pv_key(step, &volume);
+            let Some(mut pv) = r.get(&key) else { return StepState::Blocked(format!("PV {volume} not found")) };
+            if pv.pointer("/spec/persistentVolumeReclaimPolicy").and_then(Value::as_str) == Some(&p.policy.to_string())
+            {
+                return StepState::Satisfied(format!("PV {volume} already reclaims with {}", p.policy));
+            }
+            pv["spec"]["persistentVolumeReclaimPolicy"] = json!(p.policy.to_string());
+            r.set(key, step, Some(pv));
+            StepState::ToDo
+        }
+        Action::DeletePvc(p) => {
+            let key = claim_key(step, &p.claim.value);
+            if r.get(&key).is_none() {
+                return StepState::Satisfied(format!("PVC {} does not exist", p.claim.value));
+            }
+            if let Some(blocker) = foreign_user(r, step, &p.claim.value) {
+                return StepState::Blocked(blocker);
+            }
+            r.set(key, step, None);
+            StepState::ToDo
+        }
+        Action::RestorePvc(p) => {
+            let key = claim_key(step, &p.claim.value);
+            let before = r.live.get(&key).cloned().unwrap_or(Value::Null);
+            match manifests::restored_claim(&step.namespace, p, &before, RUN_PLACEHOLDER, &ownership) {
+                Ok(claim) => {
+                    r.set(key, step, Some(claim));
+                    StepState::ToDo
+                }
+                Err(e) => StepState::Blocked(e),
+            }
+        }
+        Action::BindStaticPv(p) => {
+            let pv = pv_key(step, &p.pv_name);
+            if r.get(&pv).is_some() {
+                return StepState::Blocked(format!("PV {} already exists", p.pv_name));
+            }
+            r.set(pv, step, Some(manifests::static_volume(&step.namespace, p, &ownership)));
+            r.set(claim_key(step, &p.claim), step, Some(manifests::static_claim(&step.namespace, p, &ownership)));
+            StepState::ToDo
+        }
+        Action::ResizePvc(p) => {
+            let key = claim_key(step, &p.claim.value);
+            let Some(mut claim) = r.get(&key) else {
+                return StepState::Blocked(format!("PVC {} not found", p.claim.value));
+            };
+            claim["spec"]["resources"]["requests"]["storage"] = json!(p.size.value.to_string());
+            r.set(key, step, Some(claim));
+            StepState::ToDo
+        }
+        Action::SetWorkloadClaim(p) => {
+            let key = workload_key(step, &p.workload);
+            let Some(mut object) = r.get(&key) else { return StepState::Blocked(format!("{} not found", p.workload)) };
+            let volumes = object.pointer_mut("/spec/template/spec/volumes").and_then(Value::as_array_mut);
+            let Some(volume) = volumes.and_then(|v| v.iter_mut().find(|v| v["name"] == json!(p.volume))) else {
+                return StepState::Blocked(format!("{} has no pod volume {}", p.workload, p.volume));
+            };
+            if volume.pointer("/persistentVolumeClaim/claimName") == Some(&json!(p.claim)) {
+                return StepState::Satisfied(format!("volume {} already uses {}", p.volume, p.claim));
+            }
+            volume["persistentVolumeClaim"]["claimName"] = json!(p.claim);
+            r.set(key, step, Some(object));
+            StepState::ToDo
+        }
+        Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
+            let key = ObjectKey::new(
+                &step.cluster,
+                &p.object.api_version,
+                &p.object.kind,
+                p.object.namespace.as_deref(),
+                &p.object.name,
+            );
+            match action {
+                Action::SaveObject(_) if p.object.kind == "Secret" => {
+                    StepState::Blocked("Secrets are never saved into checkpoints".into())
+                }
+                Action::SaveObject(_) if r.get(&key).is_none() => StepState::Blocked(format!("{} not found", p.object)),
+                Action::SaveObject(_) => StepState::ToDo,
+                Action::DeleteObject(_) => {
+                    r.set(key, step, None);
+                    StepState::ToDo
+                }
+                _ => {
+                    let original = r.live.get(&key).cloned().map(clean_manifest);
+                    r.set(key, step, original);
+                    StepState::ToDo
+                }
+            }
+        }
+        Action::Wait(p) if p.cluster.is_none() => {
+            StepState::Blocked("cloud waits are not executable by this build yet".into())
+        }
+        Action::Wait(_) | Action::RestartPod(_) => StepState::ToDo,
+        other => StepState::Blocked(format!("`{}` steps are not executable by this build yet", other.kind_name())),
+    }
+}
+
+/// A running pod using the claim whose workload this plan does not scale down first.
+fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
+    let quiesced = |w: &WorkloadRef| r.quiesced.contains(&(step.cluster.clone(), step.namespace.clone(), w.clone()));
+    r.live
+        .objects
+        .iter()
+        .filter(|(k, _)| {
+            k.cluster == step.cluster && k.kind == "Pod" && k.namespace.as_deref() == Some(&step.namespace)
+        })
+        .filter(|(_, pod)| {
+            pod.pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) == Some(claim))
+        })
+        .find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w)))
+        .map(|(key, pod)| {
+            let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();
+            format!("pod {}{owner} uses PVC {claim} and this plan does not scale it down first", key.name)
+        })
+}
+
+fn owner_workload(pod: &Value) -> Option<WorkloadRef> {
+    let owner = pod.pointer("/metadata/ownerReferences")?.as_array()?.first()?;
+    let name = owner.get("name")?.as_str()?;
+    match owner.get("kind")?.as_str()? {
+        "StatefulSet" => Some(WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.to_string() }),
+        // A ReplicaSet is named `<deployment>-<pod-template-hash>`.
+        "ReplicaSet" => {
+            name.rsplit_once('-').map(|(d, _)| WorkloadRef { kind: WorkloadKind::Deployment, name: d.to_string() })
+        }
+        "Deployment" => Some(WorkloadRef { kind: WorkloadKind::Deployment, name: name.to_string() }),
+        _ => None,
+    }
+}

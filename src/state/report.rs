@@ -1,0 +1,147 @@
+//! Rendering a plan for review: per-object diffs, step states, a summary.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+use similar::TextDiff;
+
+use super::yaml_out::to_yaml;
+use super::{Change, ChangeKind, StepState};
+use crate::graph::StepGraph;
+
+/// Everything `dr plan` shows.
+pub struct PlanReport<'g> {
+    pub graph: &'g StepGraph,
+    pub states: Vec<(String, StepState)>,
+    pub changes: Vec<Change>,
+    pub requests: usize,
+}
+
+impl PlanReport<'_> {
+    pub fn to_do(&self) -> usize {
+        self.states.iter().filter(|(_, s)| *s == StepState::ToDo).count()
+    }
+
+    pub fn blocked(&self) -> Vec<(&str, &str)> {
+        self.states
+            .iter()
+            .filter_map(|(id, s)| match s {
+                StepState::Blocked(why) => Some((id.as_str(), why.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, kind: ChangeKind) -> usize {
+        self.changes.iter().filter(|c| c.kind == kind).count()
+    }
+
+    /// GiB of claims the run deletes (restored or not).
+    pub fn data_at_risk_gib(&self) -> f64 {
+        self.changes
+            .iter()
+            .filter(|c| c.deleted_on_the_way && c.key.kind == "PersistentVolumeClaim")
+            .filter_map(|c| {
+                c.before
+                    .as_ref()?
+                    .pointer("/spec/resources/requests/storage")?
+                    .as_str()?
+                    .parse::<crate::lang::Quantity>()
+                    .ok()
+            })
+            .map(|q| q.gib())
+            .sum()
+    }
+
+    fn destructive_steps(&self) -> usize {
+        self.graph
+            .steps()
+            .filter(|(_, s)| s.is_destructive())
+            .filter(|(_, s)| self.states.iter().any(|(id, st)| id == &s.id && *st == StepState::ToDo))
+            .count()
+    }
+
+    pub fn summary_line(&self) -> String {
+        if self.to_do() == 0 && self.blocked().is_empty() {
+            return format!("No changes. {} steps already satisfied; 0 to change.", self.states.len());
+        }
+        let (path, total) = self.graph.critical_path();
+        format!(
+            "Plan: {} to create, {} to change, {} to replace, {} to delete. {} steps to run ({} destructive, {:.1} GiB of claims deleted), {} satisfied, {} blocked; critical path {} steps, about {}.",
+            self.count(ChangeKind::Create),
+            self.count(ChangeKind::Update),
+            self.count(ChangeKind::Replace),
+            self.count(ChangeKind::Delete),
+            self.to_do(),
+            self.destructive_steps(),
+            self.data_at_risk_gib(),
+            self.states.iter().filter(|(_, s)| matches!(s, StepState::Satisfied(_))).count(),
+            self.blocked().len(),
+            path.len(),
+            humantime::format_duration(total),
+        )
+    }
+
+    /// The review text: objects with diffs, then steps, then the summary.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "drplan will perform the following actions ({} list requests read the live state):\n",
+            self.requests
+        );
+        for change in &self.changes {
+            let symbol = match change.kind {
+                ChangeKind::Create => "+",
+                ChangeKind::Update => "~",
+                ChangeKind::Replace => "-/+",
+                ChangeKind::Delete => "-",
+            };
+            let note = if change.deleted_on_the_way { "  (destructive: deleted during the run)" } else { "" };
+            let _ = writeln!(out, "  {symbol} {} [{}]{note}", change.key, change.key.cluster);
+            let _ = writeln!(out, "      by: {}", change.steps.join(", "));
+            let before = change.before.as_ref().map(to_yaml).unwrap_or_default();
+            let after = change.after.as_ref().map(to_yaml).unwrap_or_default();
+            let diff = TextDiff::from_lines(&before, &after);
+            let unified = diff.unified_diff().context_radius(3).header("before", "after").to_string();
+            for line in unified.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "Steps:");
+        let width = self.states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+        for (id, state) in &self.states {
+            let (tag, why) = match state {
+                StepState::Satisfied(why) => ("satisfied", why.as_str()),
+                StepState::ToDo => ("to do", ""),
+                StepState::Blocked(why) => ("BLOCKED", why.as_str()),
+            };
+            let description = self.graph.index_of(id).map(|i| self.graph.step(i).describe()).unwrap_or_default();
+            let why = if why.is_empty() { String::new() } else { format!(" — {why}") };
+            let _ = writeln!(out, "  {tag:<9} {id:<width$}  {description}{why}");
+        }
+        let _ = writeln!(out, "\n{}", self.summary_line());
+        out
+    }
+
+    /// The same content for machines.
+    pub fn json(&self) -> Value {
+        json!({
+            "summary": self.summary_line(),
+            "toDo": self.to_do(),
+            "dataAtRiskGiB": self.data_at_risk_gib(),
+            "listRequests": self.requests,
+            "steps": self.states.iter().map(|(id, s)| match s {
+                StepState::Satisfied(why) => json!({"id": id, "state": "satisfied", "reason": why}),
+                StepState::ToDo => json!({"id": id, "state": "toDo"}),
+                StepState::Blocked(why) => json!({"id": id, "state": "blocked", "reason": why}),
+            }).collect::<Vec<_>>(),
+            "changes": self.changes.iter().map(|c| json!({
+                "object": c.key, "change": format!("{:?}", c.kind).to_lowercase(), "steps": c.steps,
+                "destructive": c.deleted_on_the_way, "before": c.before, "after": c.after,
+            })).collect::<Vec<_>>(),
+            "criticalPath": self.graph.critical_path().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
+        })
+    }
+}
