@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::progress::{self, Output};
-use crate::checkpoint::{self, LocalDirStore, LockInfo, RunMode, RunRecord, StateStore, StepRecord};
+use crate::checkpoint::{self, LocalDirStore, LockGuard, LockInfo, RunMode, RunRecord, StateStore, StepRecord};
 use crate::cluster::{ClusterInventories, live};
 use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
@@ -163,25 +163,6 @@ async fn fetch_live(targets: &Targets, needs: &BTreeSet<state::ListNeed>) -> Res
 
 const FETCH_ATTEMPTS: u32 = 5;
 
-/// The interlocks live state already decides, checked before anything changes;
-/// transient read errors are retried like steps retry them.
-async fn preflight(runner: &KubeRunner, graph: &StepGraph) -> Result<Vec<String>, String> {
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match runner.preflight(graph).await {
-            Ok(problems) => return Ok(problems),
-            Err(e) if e.kind == crate::exec::ErrorKind::Transient && attempt < FETCH_ATTEMPTS => {
-                eprintln!("warning: checking the plan against live state failed, retrying in {delay:?}: {e}");
-            }
-            Err(e) => return Err(format!("checking the plan against live state: {e}")),
-        }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-        attempt += 1;
-    }
-}
-
 /// Asks for "yes" on a terminal; refuses to prompt otherwise.
 fn confirm(question: &str) -> Result<bool, String> {
     if !std::io::stdin().is_terminal() {
@@ -213,33 +194,38 @@ pub async fn apply(
     let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
     let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
     let store = store(run_args);
+    // Locked before reading live state: a concurrent run of the plan would be seen half
+    // done, and the plan expanded against it (the loser must fail naming the holder).
+    let lock = lock_run(store.as_ref(), loaded.plan.name(), &targets)?;
     let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
     let report = prepared.report();
     eprint!("{}", report.text());
     if let Some(code) = refuse_or_skip(&report) {
         return Ok(code);
     }
-    let runner = KubeRunner {
-        clients: targets.clients.clone(),
-        accept_data_loss: loaded.plan.accept_data_loss,
-        default_timeout: run_args.step_timeout,
-    };
-    let problems = preflight(&runner, &prepared.graph).await?;
-    if !problems.is_empty() {
-        eprintln!("\nerror: refusing to apply: the plan is not safe against the live cluster state:");
-        for problem in problems {
-            eprintln!("  - {problem}");
-        }
-        eprintln!("Nothing was changed.");
-        return Ok(1);
-    }
     if !auto_approve && !confirm("\nDo you want to perform these actions?")? {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
     let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
-    let record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
-    start_run(prepared.graph, record, store, &targets, run_args).await
+    let mut record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
+    record.run_id = lock.run_id;
+    run_locked(prepared.graph, record, store, (lock.key, lock.guard), &targets, run_args).await
+}
+
+/// A lock on runs of a plan against its targets, taken before a run record exists.
+struct RunLock {
+    run_id: String,
+    key: String,
+    guard: Box<dyn LockGuard>,
+}
+
+fn lock_run(store: &dyn StateStore, plan_name: &str, targets: &Targets) -> Result<RunLock, String> {
+    let run_id = checkpoint::new_run_id(plan_name);
+    // The key `RunRecord::lock_key` gives the run's record (checked in `run_locked`).
+    let key = format!("{plan_name}@{}", targets.description());
+    let guard = store.lock(&key, &LockInfo::current(&run_id, "apply")).map_err(|e| e.to_string())?;
+    Ok(RunLock { run_id, key, guard })
 }
 
 /// Applies a saved plan: it was reviewed already, so no prompt, but it is refused when
@@ -281,8 +267,23 @@ pub async fn start_run(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let lock =
-        store.lock(&record.lock_key(), &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
+    let key = record.lock_key();
+    let lock = store.lock(&key, &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
+    run_locked(graph, record, store, (key, lock), targets, run_args).await
+}
+
+/// Starts a run whose lock (key, guard) is held.
+async fn run_locked(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    (key, lock): (String, Box<dyn LockGuard>),
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    if key != record.lock_key() {
+        return Err(format!("internal error: run {} locked {key}, not {}", record.run_id, record.lock_key()));
+    }
     store.create_run(&record).map_err(|e| e.to_string())?;
     eprintln!("\nRun {} started; state in {}", record.run_id, run_args.state_dir.display());
     let code = execute(graph, record, store, targets, run_args).await;

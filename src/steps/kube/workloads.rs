@@ -260,60 +260,12 @@ pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, 
         .items
         .into_iter()
         .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
-        .filter(|p| uses_claim(p, claim))
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    Ok(users)
-}
-
-/// Pods (not finished) in `ns` that mount `claim` and are not pods of `stopped` (the
-/// workloads a plan scales to zero before deleting the claim), for the preflight check.
-pub async fn pods_outside(
-    client: &kube::Client,
-    ns: &str,
-    claim: &str,
-    stopped: &[&WorkloadRef],
-) -> Result<Vec<String>, StepError> {
-    let mut selectors = Vec::new();
-    for w in stopped {
-        let context = format!("reading {w}");
-        let labels = match w.kind {
-            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get_opt(&w.name)
-                .await
-                .map(|o| o.and_then(|o| o.spec).map(|s| s.selector)),
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), ns)
-                .get_opt(&w.name)
-                .await
-                .map(|o| o.and_then(|o| o.spec).map(|s| s.selector)),
-        }
-        .map_err(|e| classify(&context, e))?
-        .and_then(|s| s.match_labels)
-        .unwrap_or_default();
-        if !labels.is_empty() {
-            selectors.push(labels);
-        }
-    }
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| classify("listing pods", e))?;
-    let users = pods
-        .items
-        .into_iter()
-        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
-        .filter(|p| uses_claim(p, claim))
         .filter(|p| {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            !selectors.iter().any(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            p.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|volumes| {
+                volumes.iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
+            })
         })
         .filter_map(|p| p.metadata.name)
         .collect();
     Ok(users)
-}
-
-fn uses_claim(pod: &Pod, claim: &str) -> bool {
-    pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|volumes| {
-        volumes.iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
-    })
 }
