@@ -1,6 +1,6 @@
 //! `dr apply`, `dr resume`, `dr runs`: running plans against live (or simulated) clusters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::progress::{self, Output};
-use crate::checkpoint::{self, LocalDirStore, LockInfo, RunMode, RunRecord, StateStore, StepRecord};
+use crate::checkpoint::{self, LocalDirStore, LockGuard, LockInfo, RunMode, RunRecord, StateStore, StepRecord};
 use crate::cluster::{ClusterInventories, live};
 use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
@@ -130,7 +130,7 @@ impl Prepared {
 pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
     let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
     let outline = outline.ok_or("the plan could not be built")?;
-    let live = state::fetch(&targets.clients, &state::needs_of(&outline)).await?;
+    let live = fetch_live(targets, &state::needs_of(&outline)).await?;
     let mut facts = ClusterInventories::default();
     for cluster in targets.clients.keys() {
         facts.by_cluster.insert(cluster.clone(), live.inventory(cluster));
@@ -145,6 +145,23 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateSt
     let (states, changes) = state::predict(&graph, &live, previous.as_ref());
     Ok(Prepared { graph, live, states, changes })
 }
+
+/// Reads the live state a plan is checked against. The reads are plain lists, so a
+/// failure is most likely transient (throttling, an API server restart): try a few times.
+async fn fetch_live(targets: &Targets, needs: &BTreeSet<state::ListNeed>) -> Result<LiveState, String> {
+    let mut delay = Duration::from_millis(250);
+    for _ in 1..FETCH_ATTEMPTS {
+        match state::fetch(&targets.clients, needs).await {
+            Ok(live) => return Ok(live),
+            Err(e) => eprintln!("warning: reading the live state failed, retrying in {delay:?}: {e}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    state::fetch(&targets.clients, needs).await
+}
+
+const FETCH_ATTEMPTS: u32 = 5;
 
 /// Asks for "yes" on a terminal; refuses to prompt otherwise.
 fn confirm(question: &str) -> Result<bool, String> {
@@ -177,6 +194,9 @@ pub async fn apply(
     let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
     let targets = connect(plan_path, &plan_clusters(&loaded), target_args).await?;
     let store = store(run_args);
+    // Locked before reading live state: a concurrent run of the plan would be seen half
+    // done, and the plan expanded against it (the loser must fail naming the holder).
+    let lock = lock_run(store.as_ref(), loaded.plan.name(), &targets)?;
     let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
     let report = prepared.report();
     eprint!("{}", report.text());
@@ -188,8 +208,24 @@ pub async fn apply(
         return Ok(1);
     }
     let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
-    let record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
-    start_run(prepared.graph, record, store, &targets, run_args).await
+    let mut record = new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
+    record.run_id = lock.run_id;
+    run_locked(prepared.graph, record, store, (lock.key, lock.guard), &targets, run_args).await
+}
+
+/// A lock on runs of a plan against its targets, taken before a run record exists.
+struct RunLock {
+    run_id: String,
+    key: String,
+    guard: Box<dyn LockGuard>,
+}
+
+fn lock_run(store: &dyn StateStore, plan_name: &str, targets: &Targets) -> Result<RunLock, String> {
+    let run_id = checkpoint::new_run_id(plan_name);
+    // The key `RunRecord::lock_key` gives the run's record (checked in `run_locked`).
+    let key = format!("{plan_name}@{}", targets.description());
+    let guard = store.lock(&key, &LockInfo::current(&run_id, "apply")).map_err(|e| e.to_string())?;
+    Ok(RunLock { run_id, key, guard })
 }
 
 /// Applies a saved plan: it was reviewed already, so no prompt, but it is refused when
@@ -201,7 +237,7 @@ async fn apply_saved(
 ) -> Result<i32, String> {
     let targets = connect(&saved.plan_path, &saved.clusters, target_args).await?;
     let graph = graph::saved::from_json(&saved.graph)?;
-    let live = state::fetch(&targets.clients, &state::needs_of(&graph)).await?;
+    let live = fetch_live(&targets, &state::needs_of(&graph)).await?;
     let stale = super::plan::stale_objects(&saved, &live);
     if !stale.is_empty() {
         eprintln!("error: the saved plan is stale; these objects changed since it was made:");
@@ -231,8 +267,23 @@ pub async fn start_run(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let lock =
-        store.lock(&record.lock_key(), &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
+    let key = record.lock_key();
+    let lock = store.lock(&key, &LockInfo::current(&record.run_id, "apply")).map_err(|e| e.to_string())?;
+    run_locked(graph, record, store, (key, lock), targets, run_args).await
+}
+
+/// Starts a run whose lock (key, guard) is held.
+async fn run_locked(
+    graph: StepGraph,
+    record: RunRecord,
+    store: Arc<dyn StateStore>,
+    (key, lock): (String, Box<dyn LockGuard>),
+    targets: &Targets,
+    run_args: &RunArgs,
+) -> Result<i32, String> {
+    if key != record.lock_key() {
+        return Err(format!("internal error: run {} locked {key}, not {}", record.run_id, record.lock_key()));
+    }
     store.create_run(&record).map_err(|e| e.to_string())?;
     eprintln!("\nRun {} started; state in {}", record.run_id, run_args.state_dir.display());
     let code = execute(graph, record, store, targets, run_args).await;

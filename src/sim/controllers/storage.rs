@@ -225,7 +225,14 @@ fn provision_zone(state: &State, claim: &Value, class: &Value, selected_node: Op
     if let Some(zone) = allowed {
         return zone.to_string();
     }
-    let zones = &state.config.zones;
+    // Spread over the zones the cluster's nodes are in (a volume in a zone without nodes
+    // could never be attached); the configured zones when no node has one.
+    let mut zones: Vec<String> = state.all(&keys::nodes()).iter().filter_map(|n| node_zone(n)).collect();
+    zones.sort();
+    zones.dedup();
+    if zones.is_empty() {
+        zones = state.config.zones.clone();
+    }
     let spread = uid_of(claim).bytes().map(usize::from).sum::<usize>();
     zones.get(spread % zones.len().max(1)).cloned().unwrap_or_else(|| "zone-a".into())
 }

@@ -1,0 +1,69 @@
+//! Crash and resume: `dr apply` of the EBS example is SIGKILLed right after each
+//! checkpointed transition in turn (`DRPLAN_FAILPOINT=kill-after-transition=K`), then
+//! `dr resume` finishes the run. Every boundary must end in the uninterrupted run's state,
+//! with no data lost and nothing made twice.
+
+mod apply_common;
+
+use std::time::Instant;
+
+use apply_common::{CASSANDRA_NS, ClaimState, Env, assert_cassandra_restored, env, fast_config, seed_cassandra};
+use kube::api::ListParams;
+
+/// Claims with their size, phase and data (volume names differ between runs).
+fn comparable(
+    claims: &std::collections::BTreeMap<String, ClaimState>,
+) -> Vec<(String, String, String, Option<String>)> {
+    claims.iter().map(|(n, c)| (n.clone(), c.phase.clone(), c.capacity.clone(), c.data.clone())).collect()
+}
+
+/// (VolumeSnapshots, PVCs, PVs) in the sim.
+async fn object_counts(env: &Env) -> (usize, usize, usize) {
+    let lp = ListParams::default();
+    (
+        env.snapshots(CASSANDRA_NS).list(&lp).await.unwrap().items.len(),
+        env.pvcs(CASSANDRA_NS).list(&lp).await.unwrap().items.len(),
+        env.pvs().list(&lp).await.unwrap().items.len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_every_transition_resumes_to_the_same_end_state() {
+    let started = Instant::now();
+    // The uninterrupted run, for reference.
+    let reference = env("ebs-cassandra-restore", "crash-ref", fast_config()).await;
+    let originals = seed_cassandra(&reference).await;
+    reference.apply(&[]).await.assert_success("uninterrupted dr apply");
+    let expected = comparable(&assert_cassandra_restored(&reference, &originals).await);
+    let expected_counts = object_counts(&reference).await;
+    assert_eq!(expected_counts, (3, 3, 6), "3 snapshots, 3 claims, 3 original + 3 restored PVs");
+    drop(reference);
+
+    let mut boundaries = 0;
+    for k in 1.. {
+        assert!(k < 500, "the run never completed without reaching the failpoint");
+        let env = env("ebs-cassandra-restore", &format!("crash-{k}"), fast_config()).await;
+        let originals = seed_cassandra(&env).await;
+        let failpoint = format!("kill-after-transition={k}");
+        let crashed = env.apply(&[("DRPLAN_FAILPOINT", &failpoint)]).await;
+        if crashed.code == Some(0) {
+            // k is past the last transition: the run completed; every boundary was covered.
+            assert_eq!(env.run_ids().len(), 1);
+            break;
+        }
+        assert_eq!(crashed.signal, Some(9), "k={k}: expected a SIGKILL\n{}", env.dump_logs(&crashed));
+        boundaries += 1;
+        let run_ids = env.run_ids();
+        assert_eq!(run_ids.len(), 1, "k={k}: one run in the state dir");
+        assert_eq!(crashed.run_id().as_ref(), Some(&run_ids[0]), "k={k}: run id on stderr");
+        let resumed = env.resume(&run_ids[0]).await;
+        assert_eq!(resumed.code, Some(0), "k={k}: dr resume failed\n{}", env.dump_logs(&resumed));
+        let claims = assert_cassandra_restored(&env, &originals).await;
+        assert_eq!(comparable(&claims), expected, "k={k}: end state differs from the uninterrupted run");
+        assert_eq!(object_counts(&env).await, expected_counts, "k={k}: duplicate or missing snapshots/claims/PVs");
+        assert_eq!(env.run_ids().len(), 1, "k={k}: resume made no new run");
+    }
+    // 19 steps: at least a start and a finish each, plus the final run status.
+    assert!(boundaries >= 39, "only {boundaries} transitions were crashed at");
+    eprintln!("crashed and resumed at {boundaries} boundaries in {:?}", started.elapsed());
+}
