@@ -43,7 +43,13 @@ async fn run(parallelism: usize) -> (Duration, BTreeMap<String, Duration>) {
     let sim = SimCluster::start(&[root().join("plans/ebs-cassandra-restore")], config).await.unwrap();
     let graph = Arc::new(graph());
     let store: Arc<dyn StateStore> = Arc::new(LocalDirStore::new(scratch(&format!("p{parallelism}"))));
-    let mut record = RunRecord::new("ebs-cassandra-restore", String::new(), "bench".into(), RunMode::Apply, drplan::graph::saved::to_json(&graph));
+    let mut record = RunRecord::new(
+        "ebs-cassandra-restore",
+        String::new(),
+        "bench".into(),
+        RunMode::Apply,
+        drplan::graph::saved::to_json(&graph),
+    );
     for (_, step) in graph.steps() {
         record.steps.insert(step.id.clone(), StepRecord::default());
     }
@@ -75,7 +81,13 @@ fn measured_critical_path(graph: &StepGraph, durations: &BTreeMap<String, Durati
 fn checkpoint_overhead() -> Duration {
     let graph = graph();
     let store = LocalDirStore::new(scratch("ckpt"));
-    let mut record = RunRecord::new("ebs-cassandra-restore", String::new(), "bench".into(), RunMode::Apply, drplan::graph::saved::to_json(&graph));
+    let mut record = RunRecord::new(
+        "ebs-cassandra-restore",
+        String::new(),
+        "bench".into(),
+        RunMode::Apply,
+        drplan::graph::saved::to_json(&graph),
+    );
     for (_, step) in graph.steps() {
         record.steps.insert(step.id.clone(), StepRecord::default());
     }
@@ -100,7 +112,17 @@ fn main() {
     println!("EBS example (19 steps), sim clock x{SPEED}:");
     println!("  makespan, parallelism 8:        {:>7.2} s", parallel.as_secs_f64());
     println!("  critical path (measured steps): {:>7.2} s", critical.as_secs_f64());
-    println!("  makespan / critical path:       {:>7.3} (target <= 1.05)", parallel.as_secs_f64() / critical.as_secs_f64());
-    println!("  one step at a time (runbook):   {:>7.2} s ({:.1}x the parallel run)", serial.as_secs_f64(), serial.as_secs_f64() / parallel.as_secs_f64());
-    println!("  checkpoint write per transition: {:.2} ms (atomic write + fsync of a 19-step record)", per_transition.as_secs_f64() * 1e3);
+    println!(
+        "  makespan / critical path:       {:>7.3} (target <= 1.05)",
+        parallel.as_secs_f64() / critical.as_secs_f64()
+    );
+    println!(
+        "  one step at a time (runbook):   {:>7.2} s ({:.1}x the parallel run)",
+        serial.as_secs_f64(),
+        serial.as_secs_f64() / parallel.as_secs_f64()
+    );
+    println!(
+        "  checkpoint write per transition: {:.2} ms (atomic write + fsync of a 19-step record)",
+        per_transition.as_secs_f64() * 1e3
+    );
 }

@@ -324,13 +324,10 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
 fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
     let quiesced = |w: &WorkloadRef| r.quiesced.contains(&(step.cluster.clone(), step.namespace.clone(), w.clone()));
     let users = r.pods_by_claim.get(&(step.cluster.clone(), step.namespace.clone(), claim.to_string()))?;
-    users
-        .iter()
-        .find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w)))
-        .map(|(key, pod)| {
-            let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();
-            format!("pod {}{owner} uses PVC {claim} and this plan does not scale it down first", key.name)
-        })
+    users.iter().find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w))).map(|(key, pod)| {
+        let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();
+        format!("pod {}{owner} uses PVC {claim} and this plan does not scale it down first", key.name)
+    })
 }
 
 fn owner_workload(pod: &Value) -> Option<WorkloadRef> {
