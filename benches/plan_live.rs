@@ -23,8 +23,16 @@ fn manifests() -> String {
     for i in 0..STATEFULSETS {
         let _ = write!(
             text,
-            "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db-{i}, namespace: bench}}\nspec:\n  replicas: {REPLICAS}\n  serviceName: db-{i}\n  selector: {{matchLabels: {{app: db-{i}}}}}\n  template:\n    metadata: {{labels: {{app: db-{i}}}}}\n    spec: {{containers: [{{name: db, image: postgres:16}}]}}\n  volumeClaimTemplates:\n    - metadata: {{name: data}}\n      spec: {{accessModes: [ReadWriteOnce], storageClassName: ebs-sc, resources: {{requests: {{storage: 2Gi}}}}}}\n"
+            "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db-{i}, namespace: bench}}\nspec:\n  replicas: {REPLICAS}\n  podManagementPolicy: Parallel\n  serviceName: db-{i}\n  selector: {{matchLabels: {{app: db-{i}}}}}\n  template:\n    metadata: {{labels: {{app: db-{i}}}}}\n    spec: {{containers: [{{name: db, image: postgres:16}}]}}\n  volumeClaimTemplates:\n    - metadata: {{name: data}}\n      spec: {{accessModes: [ReadWriteOnce], storageClassName: ebs-sc, resources: {{requests: {{storage: 2Gi}}}}}}\n"
         );
+        // Claims and volumes pre-bound, as in a dump of a running cluster.
+        for r in 0..REPLICAS {
+            let uid = format!("00000000-0000-4000-8000-{:012x}", i * REPLICAS + r);
+            let _ = write!(
+                text,
+                "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data-db-{i}-{r}, namespace: bench, uid: {uid}, labels: {{app: db-{i}}}}}\nspec: {{accessModes: [ReadWriteOnce], storageClassName: ebs-sc, volumeName: pv-{i}-{r}, resources: {{requests: {{storage: 2Gi}}}}}}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-{i}-{r}}}\nspec: {{capacity: {{storage: 2Gi}}, accessModes: [ReadWriteOnce], storageClassName: ebs-sc, persistentVolumeReclaimPolicy: Delete, csi: {{driver: ebs.csi.aws.com, volumeHandle: vol-{i:08}{r}}}, claimRef: {{kind: PersistentVolumeClaim, namespace: bench, name: data-db-{i}-{r}, uid: {uid}}}}}\n"
+            );
+        }
     }
     text
 }
@@ -57,12 +65,21 @@ fn main() {
     std::fs::write(dir.join("objects.yaml"), manifests()).unwrap();
     std::fs::write(dir.join("plan.yaml"), plan()).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let config = SimConfig { speed: 5.0, ..SimConfig::default() };
+    let config = SimConfig { paused: true, pod_ready_after: std::time::Duration::ZERO, ..SimConfig::default() };
     let sim = runtime.block_on(SimCluster::start(&[dir.join("objects.yaml")], config)).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig, "bench").unwrap();
-    // Let the controllers create the claims and pods of every replica.
-    std::thread::sleep(std::time::Duration::from_secs(20));
+    // The clock is paused: the objects stay as loaded while dr plan reads them.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if let Ok(seconds) = std::env::var("DRPLAN_BENCH_HOLD") {
+        // For profiling: keep the sim up and let someone else run `dr plan` against it.
+        println!(
+            "holding the sim for {seconds}s: kubeconfig {} context bench plan {}",
+            kubeconfig.display(),
+            dir.join("plan.yaml").display()
+        );
+        std::thread::sleep(std::time::Duration::from_secs(seconds.parse().unwrap_or(120)));
+    }
     let dr = env!("CARGO_BIN_EXE_dr");
     let mut best = f64::MAX;
     let mut requests = 0;
@@ -71,7 +88,7 @@ fn main() {
         let started = Instant::now();
         let out = Command::new(dr)
             .args(["plan", dir.join("plan.yaml").to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()])
-            .args(["--context", "bench", "--format", "json", "--state-dir", dir.join("state").to_str().unwrap()])
+            .args(["--context", "bench", "--format", "text", "--state-dir", dir.join("state").to_str().unwrap()])
             .output()
             .unwrap();
         best = best.min(started.elapsed().as_secs_f64());

@@ -115,12 +115,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn report(&self) -> PlanReport<'_> {
-        PlanReport {
-            graph: &self.graph,
-            states: self.states.clone(),
-            changes: self.changes.clone(),
-            requests: self.live.requests,
-        }
+        PlanReport { graph: &self.graph, states: &self.states, changes: &self.changes, requests: self.live.requests }
     }
 }
 

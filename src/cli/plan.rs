@@ -84,10 +84,17 @@ pub async fn plan(
         std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
         eprintln!("Saved the plan to {}; apply exactly this with `dr apply {}`.", out.display(), out.display());
     }
-    if !report.blocked().is_empty() {
-        return Ok(1);
-    }
-    Ok(if report.to_do() == 0 { 0 } else { 2 })
+    let code = if !report.blocked().is_empty() {
+        1
+    } else if report.to_do() == 0 {
+        0
+    } else {
+        2
+    };
+    // The process ends right after this: freeing every object read (a tenth of the run
+    // time for a thousand StatefulSets) would only delay the exit.
+    std::mem::forget(prepared);
+    Ok(code)
 }
 
 /// Reads a file as a saved plan, if it is one.

@@ -92,21 +92,21 @@ impl LiveState {
         let mut inventory = crate::cluster::Inventory::default();
         for (key, object) in self.objects.iter().filter(|(k, _)| k.cluster == cluster) {
             let ns_key = (key.namespace.clone().unwrap_or_default(), key.name.clone());
-            let object = object.clone();
+            // Deserializing from the borrowed value avoids copying every object first.
             match key.kind.as_str() {
-                "StatefulSet" => drop(serde_json::from_value(object).map(|o| inventory.statefulsets.insert(ns_key, o))),
-                "Deployment" => drop(serde_json::from_value(object).map(|o| inventory.deployments.insert(ns_key, o))),
-                "PersistentVolumeClaim" => {
-                    drop(serde_json::from_value(object).map(|o| inventory.claims.insert(ns_key, o)))
-                }
-                "PersistentVolume" => {
-                    drop(serde_json::from_value(object).map(|o| inventory.volumes.insert(key.name.clone(), o)))
-                }
+                "StatefulSet" => drop(typed(object).map(|o| inventory.statefulsets.insert(ns_key, o))),
+                "Deployment" => drop(typed(object).map(|o| inventory.deployments.insert(ns_key, o))),
+                "PersistentVolumeClaim" => drop(typed(object).map(|o| inventory.claims.insert(ns_key, o))),
+                "PersistentVolume" => drop(typed(object).map(|o| inventory.volumes.insert(key.name.clone(), o))),
                 _ => inventory.other_objects += 1,
             }
         }
         inventory
     }
+}
+
+fn typed<'v, T: serde::Deserialize<'v>>(object: &'v Value) -> Result<T, serde_json::Error> {
+    T::deserialize(object)
 }
 
 fn text(object: &Value, pointer: &str) -> String {

@@ -128,12 +128,13 @@ pub fn predict(
         let state = replay_step(&mut replay, step);
         states.push((step.id.clone(), state));
     }
+    let mut current = std::mem::take(&mut replay.current);
     let changes = replay
         .touched
         .iter()
         .filter_map(|(key, steps)| {
             let before = live.get(key).cloned().map(clean_manifest);
-            let after = replay.current.get(key).cloned().flatten();
+            let after = current.remove(key).flatten();
             let deleted_on_the_way = replay.deleted.contains(key);
             let kind = match (&before, &after) {
                 (None, Some(_)) => ChangeKind::Create,

@@ -12,8 +12,8 @@ use crate::graph::StepGraph;
 /// Everything `dr plan` shows.
 pub struct PlanReport<'g> {
     pub graph: &'g StepGraph,
-    pub states: Vec<(String, StepState)>,
-    pub changes: Vec<Change>,
+    pub states: &'g [(String, StepState)],
+    pub changes: &'g [Change],
     pub requests: usize,
 }
 
@@ -88,7 +88,7 @@ impl PlanReport<'_> {
             "drplan will perform the following actions ({} list requests read the live state):\n",
             self.requests
         );
-        for change in &self.changes {
+        for change in self.changes {
             let symbol = match change.kind {
                 ChangeKind::Create => "+",
                 ChangeKind::Update => "~",
@@ -109,7 +109,7 @@ impl PlanReport<'_> {
         }
         let _ = writeln!(out, "Steps:");
         let width = self.states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
-        for (id, state) in &self.states {
+        for (id, state) in self.states {
             let (tag, why) = match state {
                 StepState::Satisfied(why) => ("satisfied", why.as_str()),
                 StepState::ToDo => ("to do", ""),
