@@ -162,3 +162,35 @@ async fn a_claim_used_by_a_bare_pod_stops_the_apply_before_any_deletion() {
     };
     apply_with_foreign_user_of_claim("unsafe-pod", create, "debug-shell").await;
 }
+
+/// A saved plan is refused when an object it read changed since, naming the object and
+/// how; nothing is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_saved_plan_is_refused_naming_what_changed() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use kube::api::{Patch, PatchParams};
+    let env = env("ebs-cassandra-restore", "stale", fast_config()).await;
+    let saved = env.dir.join("plan.json");
+    let plan = env.plan.to_string_lossy().into_owned();
+    let planned = env.dr(&["plan", &plan, "--out", saved.to_str().unwrap()], &[]).await;
+    assert_eq!(planned.code, Some(2), "changes pending: {}", planned.stderr);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(env.client.clone(), CASSANDRA_NS);
+    let label = Patch::Merge(json!({ "metadata": { "labels": { "touched": "yes" } } }));
+    statefulsets.patch("cassandra", &PatchParams::default(), &label).await.expect("label cassandra");
+    let requests_before = env.sim.requests().len();
+
+    let applied = env.dr(&["apply", saved.to_str().unwrap()], &[]).await;
+    assert_eq!(applied.code, Some(1), "{}", applied.stderr);
+    assert!(applied.stderr.contains("the saved plan is stale"), "{}", applied.stderr);
+    assert!(
+        applied.stderr.contains("StatefulSet cassandra/cassandra [primary] changed (resourceVersion"),
+        "{}",
+        applied.stderr
+    );
+    let writes = env.sim.requests()[requests_before..]
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .count();
+    assert_eq!(writes, 0, "a stale plan changes nothing");
+    assert!(env.run_ids().is_empty(), "no run was started");
+}
