@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::{ApiResource, GroupVersionKind};
 
 use super::{LiveState, ObjectKey};
 use crate::graph::{StepGraph, StepKind};
@@ -69,17 +68,12 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
     needs
 }
 
-pub fn resource_of(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
-}
-
 /// Performs the lists (one request each) and indexes what they return.
 pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed>) -> Result<LiveState, String> {
     let mut state = LiveState::default();
     for need in needs {
         let client = clients.get(&need.cluster).ok_or_else(|| format!("no connection to cluster {}", need.cluster))?;
-        let resource = resource_of(&need.api_version, &need.kind);
+        let resource = crate::steps::manifests::api_resource(&need.api_version, &need.kind);
         let api: Api<DynamicObject> = match &need.namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),

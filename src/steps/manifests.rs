@@ -5,12 +5,25 @@ use serde_json::{Value, json};
 
 use super::{RestorePvcParams, SnapshotPvcParams, StaticPvParams};
 
+/// Label on everything drplan creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "drplan");
+/// Label naming the run that created an object (adoption and rollback match on it).
+pub const RUN_LABEL: &str = "drplan.dev/run";
+/// Annotation naming the step that created an object.
+pub const STEP_ANNOTATION: &str = "drplan.dev/step";
+
 /// Labels and annotations marking an object as made by a run and step.
 pub fn ownership(run_label: &str, step_id: &str) -> Value {
     json!({
-        "labels": { "app.kubernetes.io/managed-by": "drplan", "drplan.dev/run": run_label },
-        "annotations": { "drplan.dev/step": step_id },
+        "labels": { MANAGED_BY.0: MANAGED_BY.1, RUN_LABEL: run_label },
+        "annotations": { STEP_ANNOTATION: step_id },
     })
+}
+
+/// The API resource of an `apiVersion` and `kind` (plural guessed from the kind).
+pub fn api_resource(api_version: &str, kind: &str) -> kube::core::ApiResource {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind))
 }
 
 fn with_ownership(mut object: Value, ownership: &Value) -> Value {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use serde_json::Value;
 
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
@@ -21,10 +21,7 @@ use crate::steps::Action;
 
 pub use workloads::original_replicas_key;
 
-/// Label on everything drplan creates, and the run that created it.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "drplan");
-pub const RUN_LABEL: &str = "drplan.dev/run";
-pub const STEP_ANNOTATION: &str = "drplan.dev/step";
+pub use crate::steps::manifests::{MANAGED_BY, RUN_LABEL, STEP_ANNOTATION};
 
 /// Runs steps with one API client per plan cluster.
 pub struct KubeRunner {
@@ -174,10 +171,6 @@ pub fn label_value(text: &str) -> String {
 }
 
 pub use crate::steps::manifests::{clean_manifest, expand_name};
-
-pub fn gvk_resource(group: &str, version: &str, kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
-}
 
 /// Maps API errors to step errors: throttling, conflicts and server errors are worth
 /// retrying, the rest stop the step.

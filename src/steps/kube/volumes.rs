@@ -7,14 +7,12 @@ use kube::core::ApiResource;
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
-use super::{
-    Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, gvk_resource, is_not_found, label_value,
-};
+use super::{Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, is_not_found, label_value};
 use crate::exec::StepError;
 use crate::steps::{Action, ReclaimPolicy, ResizePvcParams, RestorePvcParams, SnapshotPvcParams, StaticPvParams};
 
 pub fn snapshot_resource() -> ApiResource {
-    gvk_resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshot")
+    crate::steps::manifests::api_resource("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
 }
 
 /// The snapshot step of `claim` among this step's dependencies.
