@@ -340,8 +340,7 @@ pub async fn resume(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs) 
         );
     }
     let graph = graph::saved::from_json(&record.plan)?;
-    let clusters = saved_clusters(&record);
-    let targets = connect(Path::new("."), &clusters, target_args).await?;
+    let targets = reconnect(&record, target_args).await?;
     eprintln!("Resuming run {run_id}");
     let code = execute(graph, record, store, &targets, run_args).await;
     drop(lock);
@@ -453,7 +452,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         }
     };
     let undo = graph::saved::from_json(&record.plan)?;
-    let targets = connect(Path::new("."), &saved_clusters(&original), target_args).await?;
+    let targets = reconnect(&original, target_args).await?;
     eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
     let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
         clients: targets.clients.clone(),
@@ -468,6 +467,21 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
     }
     drop(lock);
     Ok(code)
+}
+
+/// Connects again to the clusters a run was made against.
+///
+/// A simulated cluster started by `--sim` lives only as long as the `dr` that started
+/// it, so a later resume or rollback cannot reach it; serve one with `dr sim serve` and
+/// use its kubeconfig instead.
+async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> Result<Targets, String> {
+    if target_args.sim {
+        return Err(format!(
+            "--sim starts a new, empty simulated cluster; run {} cannot continue there. Use `dr sim serve` with --kubeconfig-out for runs that must outlive one process",
+            record.run_id
+        ));
+    }
+    connect(Path::new("."), &saved_clusters(record), target_args).await
 }
 
 /// The cluster → context map a run was made with (simulated targets have none).

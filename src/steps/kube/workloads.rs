@@ -133,41 +133,46 @@ fn workload_ready(
     ready.unwrap_or(0) >= wanted && observed.unwrap_or(0) >= generation.unwrap_or(0)
 }
 
+/// Wanted replicas, ready replicas, observed generation and generation of a workload.
+type ReadyFields = (Option<i32>, Option<i32>, Option<i64>, Option<i64>);
+
+fn statefulset_fields(o: &StatefulSet) -> ReadyFields {
+    let status = o.status.as_ref();
+    let wanted = o.spec.as_ref().and_then(|s| s.replicas);
+    (wanted, status.and_then(|s| s.ready_replicas), status.and_then(|s| s.observed_generation), o.metadata.generation)
+}
+
+fn deployment_fields(o: &Deployment) -> ReadyFields {
+    let status = o.status.as_ref();
+    let wanted = o.spec.as_ref().and_then(|s| s.replicas);
+    (wanted, status.and_then(|s| s.ready_replicas), status.and_then(|s| s.observed_generation), o.metadata.generation)
+}
+
+/// Waits on a watch of one object until its fields say every wanted replica is ready.
+async fn await_ready<K>(
+    api: Api<K>,
+    name: &str,
+    fields: fn(&K) -> ReadyFields,
+) -> Result<(), kube::runtime::wait::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let ready = move |o: Option<&K>| {
+        o.is_some_and(|o| {
+            let (wanted, ready, observed, generation) = fields(o);
+            workload_ready(wanted, ready, observed, generation)
+        })
+    };
+    kube::runtime::wait::await_condition(api, name, ready).await.map(|_| ())
+}
+
 /// Waits, on a watch, until every wanted replica of the workload is ready.
 pub async fn wait_ready(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
-    use kube::runtime::wait::await_condition;
-    let context = format!("waiting for {w} to be ready");
     match w.kind {
-        WorkloadKind::StatefulSet => {
-            let cond = |o: Option<&StatefulSet>| {
-                o.is_some_and(|o| {
-                    let status = o.status.as_ref();
-                    workload_ready(
-                        o.spec.as_ref().and_then(|s| s.replicas),
-                        status.and_then(|s| s.ready_replicas),
-                        status.and_then(|s| s.observed_generation),
-                        o.metadata.generation,
-                    )
-                })
-            };
-            await_condition(k.api::<StatefulSet>(), &w.name, cond).await.map(|_| ())
-        }
-        WorkloadKind::Deployment => {
-            let cond = |o: Option<&Deployment>| {
-                o.is_some_and(|o| {
-                    let status = o.status.as_ref();
-                    workload_ready(
-                        o.spec.as_ref().and_then(|s| s.replicas),
-                        status.and_then(|s| s.ready_replicas),
-                        status.and_then(|s| s.observed_generation),
-                        o.metadata.generation,
-                    )
-                })
-            };
-            await_condition(k.api::<Deployment>(), &w.name, cond).await.map(|_| ())
-        }
+        WorkloadKind::StatefulSet => await_ready(k.api::<StatefulSet>(), &w.name, statefulset_fields).await,
+        WorkloadKind::Deployment => await_ready(k.api::<Deployment>(), &w.name, deployment_fields).await,
     }
-    .map_err(|e| StepError::transient(format!("{context}: {e}")))
+    .map_err(|e| StepError::transient(format!("waiting for {w} to be ready: {e}")))
 }
 
 /// Points pod-template volume `volume` at `claim`, recording the claim it used before.
