@@ -28,7 +28,7 @@ fn build(name: &str) -> StepGraph {
 #[test]
 fn all_example_plans_validate_with_their_cluster_manifests() {
     let plans = plans();
-    assert_eq!(plans.len(), 6, "{plans:?}");
+    assert_eq!(plans.len(), 7, "{plans:?}");
     for plan in plans {
         let name = plan.file_stem().unwrap().to_str().unwrap().to_string();
         let graph = build(&name);
@@ -121,4 +121,31 @@ fn efs_failback_stops_writers_between_sync_and_cutover() {
     let before_cutover = graph.ancestors(cutover);
     assert!(before_cutover.contains(&stop) && before_cutover.contains(&final_sync));
     assert!(!graph.ancestors(synced).contains(&stop), "the writers keep serving during the initial sync");
+}
+
+/// The grow plan: each resize is followed by its fallback chain, every fallback step
+/// marked as such (also after saving and reading back, as resume does), and the next
+/// claim's resize waits for the whole previous chain.
+#[test]
+fn grow_plan_hangs_a_marked_fallback_chain_off_each_resize() {
+    let graph = build("ebs-cassandra-grow");
+    for ordinal in 0..3 {
+        let resize = find(&graph, &format!("grow-{ordinal}"));
+        assert_eq!(graph.step(resize).fallback_for, None, "the resize itself always runs");
+        let chain: Vec<_> =
+            graph.steps().filter(|(_, s)| s.entry == format!("grow-{ordinal}") && s.fallback_for.is_some()).collect();
+        assert_eq!(chain.len(), 9, "scale down, wait, snapshot, wait, retain, delete, restore, scale back, wait");
+        for (index, step) in &chain {
+            assert_eq!(step.fallback_for.as_deref(), Some(format!("grow-{ordinal}").as_str()));
+            assert!(graph.ancestors(*index).contains(&resize), "{} runs after the resize", step.id);
+        }
+    }
+    let next = find(&graph, "grow-1");
+    assert!(graph.ancestors(next).contains(&find(&graph, "grow-0/pods-ready")));
+
+    let reread = drplan::graph::saved::from_json(&drplan::graph::saved::to_json(&graph)).expect("saved graph reads");
+    for (_, step) in graph.steps() {
+        let again = reread.step(reread.index_of(&step.id).expect("same steps"));
+        assert_eq!(again.fallback_for, step.fallback_for, "{}", step.id);
+    }
 }

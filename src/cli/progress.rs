@@ -90,6 +90,9 @@ fn line(event: &Event) -> String {
         Event::Retrying { id, attempt, error, delay } => {
             format!("retrying {id} (attempt {attempt} failed: {error}; next in {})", humantime::format_duration(*delay))
         }
+        Event::Finished { id, status: StepStatus::Skipped, .. } => {
+            format!("{} {id} (skipped: not needed)", mark(StepStatus::Skipped))
+        }
         Event::Finished { id, status, elapsed, error } => {
             let error = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
             format!("{} {id} ({}){error}", mark(*status), format_secs(*elapsed))

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::checkpoint::{RunRecord, RunStatus, StateStore, StepRecord, StepStatus};
 use crate::graph::{Step, StepGraph};
+use crate::steps::FALLBACK_NEEDED;
 
 /// Why a step did not succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,6 +214,16 @@ pub async fn execute<R: StepRunner>(
                 if !ready {
                     continue;
                 }
+                if let Some(of) = fallback_not_needed(&checkpoint, step) {
+                    let status = skip_step(&checkpoint, &step.id, &of)?;
+                    let _ = events.send(Event::Finished {
+                        id: step.id.clone(),
+                        status,
+                        elapsed: Duration::ZERO,
+                        error: None,
+                    });
+                    continue;
+                }
                 let ctx = StepContext {
                     checkpoint: checkpoint.clone(),
                     graph: graph.clone(),
@@ -269,6 +280,23 @@ pub async fn execute<R: StepRunner>(
     checkpoint.record.status = status;
     checkpoint.save()?;
     Ok(Outcome { status, failed, durations, record: checkpoint.record })
+}
+
+/// For a fallback step whose step did not need its fallback: that step's id.
+fn fallback_not_needed(checkpoint: &Arc<Mutex<Checkpoint>>, step: &Step) -> Option<String> {
+    let of = step.fallback_for.as_ref()?;
+    let checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+    let needed = checkpoint.record.steps.get(of).and_then(|s| s.captured.get(FALLBACK_NEEDED));
+    (needed != Some(&Value::Bool(true))).then(|| of.clone())
+}
+
+fn skip_step(checkpoint: &Arc<Mutex<Checkpoint>>, id: &str, fallback_of: &str) -> Result<StepStatus, StepError> {
+    let mut checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+    let record = checkpoint.step_mut(id);
+    record.finish(StepStatus::Skipped);
+    record.captured.insert("skippedBecause".into(), format!("`{fallback_of}` did not need its fallback").into());
+    checkpoint.save()?;
+    Ok(StepStatus::Skipped)
 }
 
 fn start_step(ctx: &StepContext) -> Result<(), StepError> {

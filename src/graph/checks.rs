@@ -1,5 +1,7 @@
 //! Safety checks on the expanded graph: the orderings that, done wrong, lose data.
 
+use std::collections::BTreeMap;
+
 use petgraph::graph::NodeIndex;
 
 use super::StepGraph;
@@ -40,6 +42,60 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
             _ => {}
         }
     }
+    check_quiesce_windows(ctx, graph);
+}
+
+/// One entry's stop-and-restart of a workload: its scale to 0 and its scale back.
+struct Window {
+    down: NodeIndex,
+    back: NodeIndex,
+}
+
+/// Two entries that each stop and restart the same workload must run one after the
+/// other: otherwise one's scale-back starts pods while the other is still deleting and
+/// restoring claims, and the StatefulSet controller recreates a deleted claim empty.
+fn check_quiesce_windows(ctx: &mut Ctx<'_>, graph: &StepGraph) {
+    let mut downs = BTreeMap::new();
+    let mut backs = BTreeMap::new();
+    for (index, step) in graph.steps() {
+        match step.action() {
+            Some(Action::Scale(p)) if p.replicas == 0 => {
+                downs.insert((&step.cluster, &step.namespace, &p.workload, &step.entry), index);
+            }
+            Some(Action::ScaleBack(p)) => {
+                backs.insert((&step.cluster, &step.namespace, &p.workload, &step.entry), index);
+            }
+            _ => {}
+        }
+    }
+    let mut by_workload: BTreeMap<_, Vec<Window>> = BTreeMap::new();
+    for ((cluster, namespace, workload, entry), down) in downs {
+        if let Some(&back) = backs.get(&(cluster, namespace, workload, entry)) {
+            by_workload.entry((cluster, namespace, workload)).or_default().push(Window { down, back });
+        }
+    }
+    for ((_, _, workload), windows) in by_workload {
+        for (i, first) in windows.iter().enumerate() {
+            for second in &windows[i + 1..] {
+                let ordered = graph.ancestors(second.down).contains(&first.back)
+                    || graph.ancestors(first.down).contains(&second.back);
+                if !ordered {
+                    report_overlap(ctx, graph, workload, first, second);
+                }
+            }
+        }
+    }
+}
+
+fn report_overlap(ctx: &mut Ctx<'_>, graph: &StepGraph, workload: &WorkloadRef, first: &Window, second: &Window) {
+    let (a, b) = (graph.step(first.down), graph.step(second.down));
+    let message = format!(
+        "entries `{}` and `{}` both stop and restart {workload} and may overlap: one would start its pods \
+         while the other is restoring their claims",
+        a.entry, b.entry
+    );
+    ctx.error("drplan::safety::overlapping_quiesce", b.origin, message, "not ordered against the other").help =
+        Some(format!("add `after: [{}]` to `{}`, or restore the claims in one entry", a.entry, b.entry));
 }
 
 /// Whether `candidate` snapshots `claim` in the same cluster and namespace as `at`.

@@ -40,8 +40,22 @@ impl Fragment {
             origin: scope.entry.kind_span,
             cluster: scope.cluster.clone(),
             namespace: scope.namespace.clone(),
+            fallback_for: None,
         });
         self.steps.len() - 1
+    }
+
+    /// Adds an intent as one node, for graphs drawn without cluster facts.
+    fn push_unexpanded(&mut self, scope: &Scope<'_>, intent: &Intent) {
+        self.steps.push(Step {
+            id: scope.entry.id.value.clone(),
+            kind: StepKind::Intent(intent.clone()),
+            entry: scope.entry.id.value.clone(),
+            origin: scope.entry.kind_span,
+            cluster: scope.cluster.clone(),
+            namespace: scope.namespace.clone(),
+            fallback_for: None,
+        });
     }
 
     /// Adds a step that runs after all of `deps`.
@@ -78,19 +92,13 @@ pub(super) fn expand_entry(ctx: &mut Ctx<'_>, entry: &StepEntry, intents_only: b
     let scope = Scope { entry, cluster, namespace };
     let mut fragment = Fragment::default();
     match &entry.body {
+        EntryBody::Action(Action::ResizePvc(p)) if p.on_rate_limit == RateLimitFallback::RestoreBigger => {
+            resize_or_restore_bigger(ctx, &scope, p, &mut fragment)?
+        }
         EntryBody::Action(action) => {
             fragment.push(&scope, "", action.clone());
         }
-        EntryBody::Intent(intent) if intents_only => {
-            fragment.steps.push(Step {
-                id: entry.id.value.clone(),
-                kind: StepKind::Intent(intent.clone()),
-                entry: entry.id.value.clone(),
-                origin: entry.kind_span,
-                cluster: scope.cluster.clone(),
-                namespace: scope.namespace.clone(),
-            });
-        }
+        EntryBody::Intent(intent) if intents_only => fragment.push_unexpanded(&scope, intent),
         EntryBody::Intent(Intent::RestoreClaims(p)) => restore_claims(ctx, &scope, p, &mut fragment)?,
         EntryBody::Intent(Intent::RebindVolume(p)) => rebind_volume(&scope, p, &mut fragment),
         EntryBody::Intent(Intent::EfsFailover(p)) => efs_failover(&scope, p, &mut fragment),
@@ -250,31 +258,76 @@ fn claims_from_template(
 fn restore_claims(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims, f: &mut Fragment) -> Option<()> {
     if p.claim_template.is_some() && p.claims.is_none() && ctx.facts.is_none() {
         // Without facts we do not know the replicas: keep the intent as one node.
-        f.steps.push(Step {
-            id: scope.entry.id.value.clone(),
-            kind: StepKind::Intent(Intent::RestoreClaims(p.clone())),
-            entry: scope.entry.id.value.clone(),
-            origin: scope.entry.kind_span,
-            cluster: scope.cluster.clone(),
-            namespace: scope.namespace.clone(),
-        });
+        f.push_unexpanded(scope, &Intent::RestoreClaims(p.clone()));
         return Some(());
     }
-    let claims = claims_of(ctx, scope, p)?;
-    let (cluster, namespace) = scope_fields(scope);
-    let mut quiesce = Vec::new();
-    if let Some(operator) = &p.operator {
-        quiesce.push(f.push(scope, "operator-down", scale(scope, operator, 0)));
+    let chain = RestoreChain {
+        workload: &p.workload,
+        operator: p.operator.as_ref(),
+        claims: claims_of(ctx, scope, p)?,
+        snapshot_class: &p.snapshot_class,
+        size: &p.resize,
+        storage_class: &p.storage_class,
+        timeout: &p.timeout,
+    };
+    add_restore_chain(f, scope, &[], &chain);
+    Some(())
+}
+
+/// `resizePvc` with `onRateLimit: restoreBigger`: the resize, then the restore chain as
+/// its fallback, which runs only if the provider refuses the resize for its rate limit.
+fn resize_or_restore_bigger(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &ResizePvcParams, f: &mut Fragment) -> Option<()> {
+    let (Some(workload), Some(snapshot_class)) = (&p.workload, &p.snapshot_class) else {
+        let message = "`onRateLimit: restoreBigger` needs `workload` (its pods stop while the claim is restored) \
+                       and `snapshotClass` (for the snapshot the bigger claim is restored from)";
+        ctx.error("drplan::plan::missing_field", scope.entry.kind_span, message, "restoreBigger fallback");
+        return None;
+    };
+    let resize = f.push(scope, "", Action::ResizePvc(p.clone()));
+    let first_fallback_step = f.steps.len();
+    let chain = RestoreChain {
+        workload,
+        operator: p.operator.as_ref(),
+        claims: vec![p.claim.clone()],
+        snapshot_class,
+        size: &Some(p.size.clone()),
+        storage_class: &None,
+        timeout: &p.timeout,
+    };
+    add_restore_chain(f, scope, &[resize], &chain);
+    let resize_id = f.steps[resize].id.clone();
+    for step in &mut f.steps[first_fallback_step..] {
+        step.fallback_for = Some(resize_id.clone());
     }
-    let down = f.then(scope, &quiesce, "scale-down", scale(scope, &p.workload, 0));
-    let gone = f.then(
-        scope,
-        &[down],
-        "pods-gone",
-        wait(scope, WaitCondition::PodsGone { workload: p.workload.clone() }, &p.timeout),
-    );
+    Some(())
+}
+
+/// What a quiesce, snapshot and restore chain works on.
+struct RestoreChain<'p> {
+    workload: &'p WorkloadRef,
+    operator: Option<&'p WorkloadRef>,
+    claims: Vec<Spanned<String>>,
+    snapshot_class: &'p String,
+    size: &'p Option<Spanned<Quantity>>,
+    storage_class: &'p Option<String>,
+    timeout: &'p Option<Spanned<Duration>>,
+}
+
+/// The runbook's order, after `roots`: stop the operator, then the workload; per claim
+/// snapshot, wait until ready, retain the volume, delete and restore the claim; then
+/// bring the workload back, and the operator last.
+fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain: &RestoreChain<'_>) {
+    let (cluster, namespace) = scope_fields(scope);
+    let timeout = chain.timeout;
+    let mut quiesce = roots.to_vec();
+    if let Some(operator) = chain.operator {
+        quiesce = vec![f.then(scope, roots, "operator-down", scale(scope, operator, 0))];
+    }
+    let down = f.then(scope, &quiesce, "scale-down", scale(scope, chain.workload, 0));
+    let pods_gone = WaitCondition::PodsGone { workload: chain.workload.clone() };
+    let gone = f.then(scope, &[down], "pods-gone", wait(scope, pods_gone, timeout));
     let mut restored = Vec::new();
-    for claim in &claims {
+    for claim in &chain.claims {
         let c = &claim.value;
         let snapshot_name = default_snapshot_name();
         let snap = f.then(
@@ -285,16 +338,12 @@ fn restore_claims(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims, f: &m
                 cluster: cluster.clone(),
                 namespace: namespace.clone(),
                 claim: claim.clone(),
-                snapshot_class: p.snapshot_class.clone(),
+                snapshot_class: chain.snapshot_class.clone(),
                 snapshot_name: snapshot_name.clone(),
             }),
         );
-        let ready = f.then(
-            scope,
-            &[snap],
-            &format!("snapshot-ready-{c}"),
-            wait(scope, WaitCondition::SnapshotReady { claim: claim.clone() }, &p.timeout),
-        );
+        let snapshot_ready = WaitCondition::SnapshotReady { claim: claim.clone() };
+        let ready = f.then(scope, &[snap], &format!("snapshot-ready-{c}"), wait(scope, snapshot_ready, timeout));
         let retain = f.then(
             scope,
             &[ready],
@@ -326,22 +375,17 @@ fn restore_claims(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &RestoreClaims, f: &m
                 namespace: namespace.clone(),
                 claim: claim.clone(),
                 snapshot: snapshot_name,
-                size: p.resize.clone(),
-                storage_class: p.storage_class.clone(),
+                size: chain.size.clone(),
+                storage_class: chain.storage_class.clone(),
             }),
         ));
     }
-    let back = f.then(scope, &restored, "scale-back", scale_back(scope, &p.workload));
-    let ready = f.then(
-        scope,
-        &[back],
-        "pods-ready",
-        wait(scope, WaitCondition::PodsReady { workload: p.workload.clone() }, &p.timeout),
-    );
-    if let Some(operator) = &p.operator {
+    let back = f.then(scope, &restored, "scale-back", scale_back(scope, chain.workload));
+    let pods_ready = WaitCondition::PodsReady { workload: chain.workload.clone() };
+    let ready = f.then(scope, &[back], "pods-ready", wait(scope, pods_ready, timeout));
+    if let Some(operator) = chain.operator {
         f.then(scope, &[ready], "operator-up", scale_back(scope, operator));
     }
-    Some(())
 }
 
 fn rebind_volume(scope: &Scope<'_>, p: &RebindVolume, f: &mut Fragment) {

@@ -45,6 +45,9 @@ pub struct Step {
     pub cluster: String,
     /// Namespace the step acts in (resolved from the step, its cluster, or `default`).
     pub namespace: String,
+    /// Set on the steps of a fallback: they run only if this step recorded that its
+    /// fallback is needed ([`crate::steps::FALLBACK_NEEDED`]), and are skipped otherwise.
+    pub fallback_for: Option<String>,
 }
 
 impl Step {
@@ -63,9 +66,13 @@ impl Step {
     }
 
     pub fn describe(&self) -> String {
-        match &self.kind {
+        let what = match &self.kind {
             StepKind::Action(a) => a.describe(),
             StepKind::Intent(i) => format!("{} (intent, not expanded)", i.describe()),
+        };
+        match &self.fallback_for {
+            Some(of) => format!("{what} [fallback: only if `{of}` needs it]"),
+            None => what,
         }
     }
 

@@ -29,6 +29,7 @@ pub fn to_json(graph: &StepGraph) -> Value {
                 "namespace": step.namespace,
                 "action": action,
                 "after": after,
+                "fallbackFor": step.fallback_for,
             })
         })
         .collect();
@@ -50,6 +51,7 @@ pub fn from_json(value: &Value) -> Result<StepGraph, String> {
             origin: Default::default(),
             cluster: text(saved, "cluster")?.to_string(),
             namespace: text(saved, "namespace")?.to_string(),
+            fallback_for: saved.get("fallbackFor").and_then(Value::as_str).map(String::from),
         });
     }
     for saved in steps {

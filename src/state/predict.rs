@@ -17,6 +17,8 @@ pub enum StepState {
     /// Nothing to do; why.
     Satisfied(String),
     ToDo,
+    /// Part of the fallback of the step with this id: runs only if that step needs it.
+    Conditional(String),
     /// Would fail or be refused; why.
     Blocked(String),
 }
@@ -41,6 +43,21 @@ pub struct Change {
     pub steps: Vec<String>,
     /// Deleted at some point (destructive even if recreated).
     pub deleted_on_the_way: bool,
+    /// Deleted (and restored) only if a fallback runs.
+    pub deleted_if_fallback: bool,
+    /// Touched only by fallback steps: changes only if a fallback runs.
+    pub only_if_fallback: bool,
+}
+
+impl Change {
+    /// The change when no fallback runs; `None` when only a fallback touches the object.
+    pub fn kind_without_fallback(&self) -> Option<ChangeKind> {
+        match self {
+            Change { only_if_fallback: true, .. } => None,
+            Change { deleted_if_fallback: true, .. } => Some(ChangeKind::Update),
+            _ => Some(self.kind),
+        }
+    }
 }
 
 /// Shown in names that include the run, which is only known when applying.
@@ -51,6 +68,7 @@ struct Replay<'a> {
     current: BTreeMap<ObjectKey, Option<Value>>,
     touched: BTreeMap<ObjectKey, Vec<String>>,
     deleted: BTreeSet<ObjectKey>,
+    deleted_if_fallback: BTreeSet<ObjectKey>,
     replicas: BTreeMap<(String, String, WorkloadRef), i64>,
     /// Workloads scaled to zero by steps replayed so far.
     quiesced: BTreeSet<(String, String, WorkloadRef)>,
@@ -82,8 +100,10 @@ impl Replay<'_> {
     }
 
     fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
-        if value.is_none() {
-            self.deleted.insert(key.clone());
+        match (&value, &step.fallback_for) {
+            (None, None) => drop(self.deleted.insert(key.clone())),
+            (None, Some(_)) => drop(self.deleted_if_fallback.insert(key.clone())),
+            _ => {}
         }
         self.touched.entry(key.clone()).or_default().push(step.id.clone());
         self.current.insert(key, value);
@@ -113,6 +133,7 @@ pub fn predict(
         current: BTreeMap::new(),
         touched: BTreeMap::new(),
         deleted: BTreeSet::new(),
+        deleted_if_fallback: BTreeSet::new(),
         replicas: BTreeMap::new(),
         quiesced: BTreeSet::new(),
         pods_by_claim: index_pods(live),
@@ -125,7 +146,10 @@ pub fn predict(
             states.push((step.id.clone(), StepState::Satisfied(format!("applied by run {run}"))));
             continue;
         }
-        let state = replay_step(&mut replay, step);
+        let state = match &step.fallback_for {
+            None => replay_step(&mut replay, step),
+            Some(of) => replay_fallback_step(&mut replay, step, of, &states),
+        };
         states.push((step.id.clone(), state));
     }
     let mut current = std::mem::take(&mut replay.current);
@@ -136,17 +160,34 @@ pub fn predict(
             let before = live.get(key).cloned().map(clean_manifest);
             let after = current.remove(key).flatten();
             let deleted_on_the_way = replay.deleted.contains(key);
+            let deleted_if_fallback = !deleted_on_the_way && replay.deleted_if_fallback.contains(key);
             let kind = match (&before, &after) {
                 (None, Some(_)) => ChangeKind::Create,
                 (Some(_), None) => ChangeKind::Delete,
-                (Some(_), Some(_)) if deleted_on_the_way => ChangeKind::Replace,
+                (Some(_), Some(_)) if deleted_on_the_way || deleted_if_fallback => ChangeKind::Replace,
                 (Some(b), Some(a)) if b != a => ChangeKind::Update,
                 _ => return None,
             };
-            Some(Change { key: key.clone(), kind, before, after, steps: steps.clone(), deleted_on_the_way })
+            let only_if_fallback = steps.iter().all(|id| is_fallback_step(graph, id));
+            let steps = steps.clone();
+            let (key, deleted) = (key.clone(), deleted_on_the_way);
+            Some(Change {
+                key,
+                kind,
+                before,
+                after,
+                steps,
+                deleted_on_the_way: deleted,
+                deleted_if_fallback,
+                only_if_fallback,
+            })
         })
         .collect();
     (states, changes)
+}
+
+fn is_fallback_step(graph: &StepGraph, id: &str) -> bool {
+    graph.index_of(id).is_some_and(|i| graph.step(i).fallback_for.is_some())
 }
 
 /// Entries whose objects the latest successful run of this plan created and which are
@@ -173,6 +214,19 @@ fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRec
         })
         .map(|(entry, _)| (entry, run.run_id.clone()))
         .collect()
+}
+
+/// A fallback step is replayed as if its fallback were needed, so the review shows the
+/// worst case; it is not needed at all when the step it backs up is already satisfied.
+fn replay_fallback_step(r: &mut Replay<'_>, step: &Step, of: &str, so_far: &[(String, StepState)]) -> StepState {
+    let backed_up = so_far.iter().find(|(id, _)| id == of).map(|(_, state)| state);
+    if let Some(StepState::Satisfied(_)) = backed_up {
+        return StepState::Satisfied(format!("fallback not needed: `{of}` is already satisfied"));
+    }
+    match replay_step(r, step) {
+        StepState::ToDo => StepState::Conditional(of.to_string()),
+        other => other,
+    }
 }
 
 fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
@@ -270,6 +324,11 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             let Some(mut claim) = r.get(&key) else {
                 return StepState::Blocked(format!("PVC {} not found", p.claim.value));
             };
+            let capacity = r.live.get(&key).and_then(|c| c.pointer("/status/capacity/storage")).and_then(Value::as_str);
+            let capacity = capacity.and_then(|c| c.parse::<crate::lang::Quantity>().ok());
+            if let Some(capacity) = capacity.filter(|c| c.bytes() >= p.size.value.bytes()) {
+                return StepState::Satisfied(format!("PVC {} already holds {capacity}", p.claim.value));
+            }
             claim["spec"]["resources"]["requests"]["storage"] = json!(p.size.value.to_string());
             r.set(key, step, Some(claim));
             StepState::ToDo

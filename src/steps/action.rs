@@ -239,6 +239,19 @@ pub struct ResizePvcParams {
     /// What to do when the provider refuses with `VolumeModificationRateExceeded`.
     #[serde(default)]
     pub on_rate_limit: RateLimitFallback,
+    /// For `restoreBigger`: the workload whose pods use the claim; scaled to 0 while the
+    /// claim is restored, then back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+    /// For `restoreBigger`: a controller that would undo the scale-down (an operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<WorkloadRef>,
+    /// For `restoreBigger`: the VolumeSnapshotClass of the snapshot taken before restoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_class: Option<String>,
+    /// Timeout of waiting for the resize (and of each wait of the fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Duration>>,
 }
 
 /// Fallbacks for a resize the provider refuses because of its modification rate limit.
@@ -248,9 +261,13 @@ pub enum RateLimitFallback {
     /// Stop and report the provider's error (and when it says to retry).
     #[default]
     Fail,
-    /// Snapshot the claim and restore it to a new, bigger volume instead.
+    /// Stop the workload, snapshot the claim and restore it to a new, bigger volume
+    /// (a new volume has no modification history). Needs `workload` and `snapshotClass`.
     RestoreBigger,
 }
+
+/// The key under which a step records that its fallback must run (a JSON bool).
+pub const FALLBACK_NEEDED: &str = "fallbackNeeded";
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -505,7 +522,13 @@ impl Action {
             Action::BindStaticPv(p) => {
                 format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim)
             }
-            Action::ResizePvc(p) => format!("resize PVC {} to {}", p.claim.value, p.size.value),
+            Action::ResizePvc(p) => match p.on_rate_limit {
+                RateLimitFallback::Fail => format!("resize PVC {} to {}", p.claim.value, p.size.value),
+                RateLimitFallback::RestoreBigger => format!(
+                    "resize PVC {} to {} (if the provider's rate limit refuses: restore it bigger)",
+                    p.claim.value, p.size.value
+                ),
+            },
             Action::SaveObject(p) => format!("save {}", p.object),
             Action::DeleteObject(p) => format!("delete {}", p.object),
             Action::RestoreObject(p) => format!("restore {}", p.object),

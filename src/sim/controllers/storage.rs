@@ -105,8 +105,10 @@ fn bind_claim(state: &mut State, claim: &Value, index: &mut PvIndex) -> bool {
     let key = (namespace_of(claim).to_string(), name_of(claim).to_string());
     if let Some(pv_name) = claim["spec"]["volumeName"].as_str().filter(|n| !n.is_empty()) {
         return match state.get(&keys::pvs(), "", pv_name) {
-            Some(pv) if pv_accepts(&pv, claim) => bind(state, claim, &pv),
-            _ => false, // the named PV is missing or taken: the claim waits, as in a real cluster
+            Some(pv) if pv_accepts(&pv, claim) && pv_big_enough(&pv, claim) => bind(state, claim, &pv),
+            // The named PV is missing, taken or too small ("requested PV is too small"):
+            // the claim waits, as in a real cluster.
+            _ => false,
         };
     }
     if let Some(pv) = index.by_claim.get(&key).cloned().filter(|pv| pv_accepts(pv, claim)) {
@@ -138,9 +140,12 @@ fn pv_accepts(pv: &Value, claim: &Value) -> bool {
 /// An unclaimed PV satisfies the claim's class and size.
 fn pv_matches(pv: &Value, claim: &Value) -> bool {
     let class = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    class(&pv["spec"]["storageClassName"]) == class(&claim["spec"]["storageClassName"]) && pv_big_enough(pv, claim)
+}
+
+fn pv_big_enough(pv: &Value, claim: &Value) -> bool {
     let capacity = pv["spec"]["capacity"]["storage"].as_str().and_then(quantity::parse).unwrap_or(0);
-    class(&pv["spec"]["storageClassName"]) == class(&claim["spec"]["storageClassName"])
-        && capacity >= requested_bytes(claim)
+    capacity >= requested_bytes(claim)
 }
 
 fn bind(state: &mut State, claim: &Value, pv: &Value) -> bool {

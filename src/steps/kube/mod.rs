@@ -33,6 +33,11 @@ pub struct KubeRunner {
 }
 
 impl KubeRunner {
+    /// A step's own timeout, or the run's default.
+    fn timeout_of(&self, written: &Option<crate::lang::Spanned<crate::lang::Duration>>) -> Duration {
+        written.as_ref().map(|t| t.value.0).unwrap_or(self.default_timeout)
+    }
+
     fn client(&self, step: &Step) -> Result<Client, StepError> {
         self.clients
             .get(&step.cluster)
@@ -52,7 +57,7 @@ impl StepRunner for KubeRunner {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
             Action::Wait(p) => {
-                let timeout = p.timeout.as_ref().map(|t| t.value.0).unwrap_or(self.default_timeout);
+                let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, wait(&k, &p.condition)).await
             }
             Action::SnapshotPvc(p) => volumes::snapshot(&k, p).await,
@@ -63,13 +68,16 @@ impl StepRunner for KubeRunner {
             }
             Action::RestorePvc(p) => volumes::restore_claim(&k, p).await,
             Action::BindStaticPv(p) => volumes::bind_static(&k, p).await,
-            Action::ResizePvc(p) => within(self.default_timeout, &step.id, volumes::resize(&k, p)).await,
+            Action::ResizePvc(p) => {
+                let timeout = self.timeout_of(&p.timeout);
+                within(timeout, &step.id, volumes::resize(&k, p)).await
+            }
             Action::SaveObject(p) => objects::save(&k, &p.object).await,
             Action::DeleteObject(p) => objects::delete(&k, &p.object).await,
             Action::RestoreObject(p) => objects::restore(&k, &p.object).await,
             Action::SetWorkloadClaim(p) => workloads::set_claim(&k, &p.workload, &p.volume, &p.claim).await,
             Action::RestartPod(p) => {
-                let timeout = p.timeout.as_ref().map(|t| t.value.0).unwrap_or(self.default_timeout);
+                let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, workloads::restart_pod(&k, &p.pod)).await
             }
             other => Err(StepError::new(

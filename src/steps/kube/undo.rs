@@ -56,6 +56,8 @@ pub fn undo_graph(applied: &StepGraph, record: &RunRecord) -> StepGraph {
         let mut compensation = step.clone();
         compensation.id = format!("{UNDO_PREFIX}{}", step.id);
         compensation.kind = StepKind::Action(action.clone());
+        // A compensation runs because its step ran; it is nobody's fallback.
+        compensation.fallback_for = None;
         mapping.insert(index, undo.add_step(compensation));
     }
     for (&original, &compensation) in &mapping {
@@ -264,6 +266,7 @@ async fn rebind_original(
         )));
     }
     let volumes: Api<PersistentVolume> = k.cluster_api();
+    let volume = volumes.get(pv).await.map_err(|e| classify(&format!("reading PV {pv}"), e))?;
     let reset = Patch::Merge(
         json!({ "spec": { "claimRef": { "uid": null, "resourceVersion": null, "namespace": k.ns, "name": claim } } }),
     );
@@ -273,6 +276,14 @@ async fn rebind_original(
         .map_err(|e| classify(&format!("releasing PV {pv} for its claim"), e))?;
     let mut manifest = manifest;
     manifest["spec"]["volumeName"] = json!(pv);
+    // A resize the provider refused leaves the claim asking for more than its volume
+    // holds, and a claim asking for more than the named PV's capacity never binds.
+    if let Some(capacity) = volume.spec.and_then(|s| s.capacity).and_then(|mut c| c.remove("storage")) {
+        let asks = manifest.pointer("/spec/resources/requests/storage").and_then(Value::as_str).and_then(bytes_of);
+        if asks.zip(bytes_of(&capacity.0)).is_some_and(|(asks, holds)| asks > holds) {
+            manifest["spec"]["resources"]["requests"]["storage"] = json!(capacity.0);
+        }
+    }
     let pvc: PersistentVolumeClaim = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     match claims.create(&PostParams::default(), &pvc).await {
         Ok(_) => {}
@@ -280,6 +291,10 @@ async fn rebind_original(
         Err(e) => return Err(classify(&format!("recreating PVC {claim}"), e)),
     }
     wait_claim_bound(k, claim).await
+}
+
+fn bytes_of(quantity: &str) -> Option<u128> {
+    quantity.parse::<crate::lang::Quantity>().ok().map(|q| q.bytes())
 }
 
 async fn wait_claim_bound(k: &Kube<'_>, claim: &str) -> Result<(), StepError> {

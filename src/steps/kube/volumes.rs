@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use super::{Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, is_not_found, label_value};
 use crate::exec::StepError;
-use crate::steps::{Action, ReclaimPolicy, ResizePvcParams, RestorePvcParams, SnapshotPvcParams, StaticPvParams};
+use crate::steps::{
+    Action, FALLBACK_NEEDED, RateLimitFallback, ReclaimPolicy, ResizePvcParams, RestorePvcParams, SnapshotPvcParams,
+    StaticPvParams,
+};
 
 pub fn snapshot_resource() -> ApiResource {
     crate::steps::manifests::api_resource("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
@@ -300,10 +303,24 @@ pub async fn resize(k: &Kube<'_>, p: &ResizePvcParams) -> Result<(), StepError> 
     let pvc = await_condition(api, claim, settled)
         .await
         .map_err(|e| StepError::transient(format!("waiting for PVC {claim} to grow: {e}")))?;
-    match pvc.as_ref().and_then(provider_refusal) {
+    let refusal = pvc.as_ref().and_then(provider_refusal);
+    let falls_back = p.on_rate_limit == RateLimitFallback::RestoreBigger;
+    match refusal {
+        // The message says when the provider will allow the next modification; a new
+        // volume restored from a snapshot has no modification history at all.
+        Some(message) if falls_back && is_rate_limit(&message) => {
+            k.ctx.capture("refusal", json!(message))?;
+            k.ctx.capture(FALLBACK_NEEDED, json!(true))
+        }
         Some(message) => Err(StepError::failed(format!("the provider refused to resize PVC {claim}: {message}"))),
+        None if falls_back => k.ctx.capture(FALLBACK_NEEDED, json!(false)),
         None => Ok(()),
     }
+}
+
+/// Whether a provider's refusal is its per-volume modification rate limit (EBS).
+fn is_rate_limit(message: &str) -> bool {
+    message.contains("VolumeModificationRateExceeded")
 }
 
 /// The message of a failed-resize condition on a claim, if any.
