@@ -54,3 +54,42 @@ async fn reapplying_an_applied_plan_changes_nothing_and_loses_no_data() {
     let sts = env.statefulset(CASSANDRA_NS, "cassandra").await;
     assert_eq!(sts.status.and_then(|s| s.ready_replicas), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committing_frees_the_retained_originals_and_ends_rollback() {
+    let env = env("ebs-cassandra-restore", "commit", fast_config()).await;
+    let originals = seed_cassandra(&env).await;
+    let result = env.apply(&[]).await;
+    result.assert_success("dr apply");
+    let run_id = result.run_id().expect("run id");
+    let restored = assert_cassandra_restored(&env, &originals).await;
+
+    let committed = env.dr(&["commit", &run_id, "--auto-approve"], &[]).await;
+    committed.assert_success("dr commit");
+    for pv in originals.values() {
+        assert!(
+            committed.stdout.contains(&format!("- PV {pv} [primary], 2Gi: reclaim policy Retain -> Delete")),
+            "{}",
+            committed.stdout
+        );
+    }
+    // Released with policy Delete: the PV controller deletes each original and its disk.
+    for (claim, pv) in &originals {
+        env.eventually(&format!("original PV {pv} of {claim} deleted"), std::time::Duration::from_secs(30), || async {
+            match env.pvs().get_opt(pv).await.expect("reading PV") {
+                None => Ok(()),
+                Some(pv) => Err(format!("{:?}", pv.status)),
+            }
+        })
+        .await;
+    }
+    // The restored claims are untouched, with their data.
+    assert_eq!(env.claims(CASSANDRA_NS).await, restored);
+
+    let again = env.dr(&["commit", &run_id, "--auto-approve"], &[]).await;
+    again.assert_success("a second dr commit");
+    assert!(again.stderr.contains("already committed"), "{}", again.stderr);
+    let rollback = env.dr(&["rollback", &run_id], &[]).await;
+    assert_eq!(rollback.code, Some(1), "{}", env.dump_logs(&rollback));
+    assert!(rollback.stderr.contains("was committed"), "{}", rollback.stderr);
+}

@@ -103,6 +103,8 @@ pub enum RunStatus {
     /// Stopped by a signal or a crash; resumable.
     Interrupted,
     RolledBack,
+    /// Succeeded and verified: the original volumes kept for rollback were released.
+    Committed,
 }
 
 impl fmt::Display for RunStatus {
@@ -113,6 +115,7 @@ impl fmt::Display for RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::RolledBack => "rolled_back",
+            RunStatus::Committed => "committed",
         })
     }
 }

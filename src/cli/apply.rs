@@ -159,7 +159,7 @@ async fn fetch_live(targets: &Targets, needs: &BTreeSet<state::ListNeed>) -> Res
 const FETCH_ATTEMPTS: u32 = 5;
 
 /// Asks for "yes" on a terminal; refuses to prompt otherwise.
-fn confirm(question: &str) -> Result<bool, String> {
+pub(super) fn confirm(question: &str) -> Result<bool, String> {
     if !std::io::stdin().is_terminal() {
         return Err("standard input is not a terminal, so drplan cannot ask for approval; review the plan and pass --auto-approve".into());
     }
@@ -170,7 +170,7 @@ fn confirm(question: &str) -> Result<bool, String> {
     Ok(answer.trim() == "yes")
 }
 
-fn store(args: &RunArgs) -> Arc<dyn StateStore> {
+pub(super) fn store(args: &RunArgs) -> Arc<dyn StateStore> {
     Arc::new(LocalDirStore::new(&args.state_dir))
 }
 
@@ -431,6 +431,12 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
             (named.clone(), existing)
         }
     };
+    if original.status == checkpoint::RunStatus::Committed {
+        return Err(format!(
+            "run {} was committed: the original volumes it kept for rollback were released, so it cannot be rolled back",
+            original.run_id
+        ));
+    }
     let lock = store
         .lock(&original.lock_key(), &LockInfo::current(&original.run_id, "rollback"))
         .map_err(|e| e.to_string())?;
@@ -474,7 +480,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
 /// A simulated cluster started by `--sim` lives only as long as the `dr` that started
 /// it, so a later resume or rollback cannot reach it; serve one with `dr sim serve` and
 /// use its kubeconfig instead.
-async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> Result<Targets, String> {
+pub(super) async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> Result<Targets, String> {
     if target_args.sim {
         return Err(format!(
             "--sim starts a new, empty simulated cluster; run {} cannot continue there. Use `dr sim serve` with --kubeconfig-out for runs that must outlive one process",

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 problems found or an error (like `terraform validate`).
 
 pub mod apply;
+pub mod commit;
 pub mod plan;
 pub mod progress;
 
@@ -89,6 +90,19 @@ pub enum Command {
         #[command(flatten)]
         run: apply::RunArgs,
     },
+    /// Accept a succeeded run: give the original volumes it retained for rollback their
+    /// original reclaim policy back (for `Delete`, Kubernetes then deletes them). A
+    /// committed run can no longer be rolled back.
+    Commit {
+        run_id: String,
+        /// Do not ask for approval.
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        target: apply::TargetArgs,
+        #[command(flatten)]
+        run: apply::RunArgs,
+    },
     /// List runs kept in the state directory.
     Runs {
         #[command(flatten)]
@@ -122,6 +136,9 @@ pub fn main() -> i32 {
         Command::Resume { run_id, target, run } => block_on(async move { apply::resume(&run_id, &target, &run).await }),
         Command::Rollback { run_id, target, run } => {
             block_on(async move { apply::rollback(&run_id, &target, &run).await })
+        }
+        Command::Commit { run_id, auto_approve, target, run } => {
+            block_on(async move { commit::commit(&run_id, &target, &run, auto_approve).await })
         }
         Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
             eprintln!("error: {message}");

@@ -304,12 +304,23 @@ pub fn reconcile_volumes(state: &mut State) -> bool {
     for pv in state.all(&keys::pvs()) {
         adopt_backing_volume(state, &pv);
         changed |= if is_deleting(&pv) {
-            pv["status"]["phase"] != "Bound" && state.remove_finalizer(&keys::pvs(), &pv, PV_PROTECTION)
+            pv["status"]["phase"] != "Bound" && release_pv_finalizers(state, &pv)
         } else {
             sync_pv_phase(state, &pv)
         };
     }
     changed
+}
+
+/// The CSI external-provisioner's finalizer on the PVs it provisioned; it removes it once
+/// the disk is deleted (the sim deletes the disk when it reclaims the PV).
+const PROVISIONER_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
+
+/// Lets a deleted, unbound PV go: pv-protection first, then the provisioner's finalizer,
+/// one per pass (each removal writes a new version of the object).
+fn release_pv_finalizers(state: &mut State, pv: &Value) -> bool {
+    state.remove_finalizer(&keys::pvs(), pv, PV_PROTECTION)
+        || state.remove_finalizer(&keys::pvs(), pv, PROVISIONER_FINALIZER)
 }
 
 /// PVs from manifests (static provisioning, state dumps) get a backing volume on first sight.
