@@ -10,7 +10,7 @@
 
 pub mod failpoint;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -191,58 +191,45 @@ pub async fn execute<R: StepRunner>(
     let run_id = record.run_id.clone();
     let failpoint = failpoint::Failpoint::from_env();
     let checkpoint = Arc::new(Mutex::new(Checkpoint { record, store, transitions: 0, failpoint }));
-    let status_of = |id: &str| -> StepStatus {
-        let checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
-        checkpoint.record.steps.get(id).map(|s| s.status).unwrap_or_default()
-    };
-    let mut in_flight: HashSet<NodeIndex> = HashSet::new();
     let mut tasks: JoinSet<(NodeIndex, Result<(), StepError>, Duration)> = JoinSet::new();
     let mut stopping = false;
     let mut failed = Vec::new();
     let mut durations = BTreeMap::new();
     let order = graph.topological_order().ok_or_else(|| StepError::failed("the plan has a dependency cycle"))?;
+    let mut frontier = {
+        let checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let done =
+            |index: NodeIndex| checkpoint.record.steps.get(&graph.step(index).id).is_some_and(|s| is_done(s.status));
+        Frontier::new(&graph, order, done)
+    };
     loop {
-        if !stopping && !*cancel.borrow() {
-            for &index in &order {
-                if in_flight.len() >= options.parallelism.max(1) {
-                    break;
-                }
-                let step = graph.step(index);
-                let ready = !in_flight.contains(&index)
-                    && !is_done(status_of(&step.id))
-                    && graph.predecessors(index).all(|p| is_done(status_of(&graph.step(p).id)));
-                if !ready {
-                    continue;
-                }
-                if let Some(of) = fallback_not_needed(&checkpoint, step) {
-                    let status = skip_step(&checkpoint, &step.id, &of)?;
-                    let _ = events.send(Event::Finished {
-                        id: step.id.clone(),
-                        status,
-                        elapsed: Duration::ZERO,
-                        error: None,
-                    });
-                    continue;
-                }
-                let ctx = StepContext {
-                    checkpoint: checkpoint.clone(),
-                    graph: graph.clone(),
-                    index,
-                    run_id: run_id.clone(),
-                    step_id: step.id.clone(),
-                };
-                start_step(&ctx)?;
-                let _ = events.send(Event::Started { id: step.id.clone(), description: step.describe() });
-                in_flight.insert(index);
-                let runner = runner.clone();
-                let events = events.clone();
-                let step = step.clone();
-                tasks.spawn(async move {
-                    let started = Instant::now();
-                    let result = run_with_retries(&*runner, &step, &ctx, options, &events).await;
-                    (index, result, started.elapsed())
-                });
+        while !stopping && !*cancel.borrow() && tasks.len() < options.parallelism.max(1) {
+            let Some(index) = frontier.next() else { break };
+            let step = graph.step(index);
+            if let Some(of) = fallback_not_needed(&checkpoint, step) {
+                let status = skip_step(&checkpoint, &step.id, &of)?;
+                let _ =
+                    events.send(Event::Finished { id: step.id.clone(), status, elapsed: Duration::ZERO, error: None });
+                frontier.done(&graph, index);
+                continue;
             }
+            let ctx = StepContext {
+                checkpoint: checkpoint.clone(),
+                graph: graph.clone(),
+                index,
+                run_id: run_id.clone(),
+                step_id: step.id.clone(),
+            };
+            start_step(&ctx)?;
+            let _ = events.send(Event::Started { id: step.id.clone(), description: step.describe() });
+            let runner = runner.clone();
+            let events = events.clone();
+            let step = step.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let result = run_with_retries(&*runner, &step, &ctx, options, &events).await;
+                (index, result, started.elapsed())
+            });
         }
         if tasks.is_empty() {
             break;
@@ -251,13 +238,15 @@ pub async fn execute<R: StepRunner>(
             joined = tasks.join_next() => {
                 let Some(joined) = joined else { break };
                 let (index, result, elapsed) = joined.map_err(|e| StepError::failed(format!("step task panicked: {e}")))?;
-                in_flight.remove(&index);
                 let id = graph.step(index).id.clone();
                 durations.insert(id.clone(), elapsed);
                 let (status, error) = finish_step(&checkpoint, &id, &result)?;
-                if let Err(e) = result {
-                    failed.push((id.clone(), e.message.clone()));
-                    stopping = true;
+                match result {
+                    Ok(()) => frontier.done(&graph, index),
+                    Err(e) => {
+                        failed.push((id.clone(), e.message.clone()));
+                        stopping = true;
+                    }
                 }
                 let _ = events.send(Event::Finished { id, status, elapsed, error });
             }
@@ -280,6 +269,57 @@ pub async fn execute<R: StepRunner>(
     checkpoint.record.status = status;
     checkpoint.save()?;
     Ok(Outcome { status, failed, durations, record: checkpoint.record })
+}
+
+/// The steps that may start: not done, every dependency done; earliest in topological
+/// order first (ties keep the written order). Kept up to date as steps finish, so
+/// finding the next step never rescans the graph.
+struct Frontier {
+    order: Vec<NodeIndex>,
+    /// Position of each node (by index) in `order`.
+    position: Vec<usize>,
+    /// Dependencies of each node (by index) not done yet.
+    waiting_on: Vec<usize>,
+    /// Positions in `order` of the steps ready to start.
+    ready: BTreeSet<usize>,
+    /// Whether each node (by index) is done; a done step never becomes ready again
+    /// (steps an earlier run applied can wait on steps still to run).
+    finished: Vec<bool>,
+}
+
+impl Frontier {
+    fn new(graph: &StepGraph, order: Vec<NodeIndex>, done: impl Fn(NodeIndex) -> bool) -> Frontier {
+        let mut position = vec![0; order.len()];
+        for (at, index) in order.iter().enumerate() {
+            position[index.index()] = at;
+        }
+        let finished: Vec<bool> = (0..order.len()).map(|i| done(NodeIndex::new(i))).collect();
+        let waiting_on: Vec<usize> = (0..order.len())
+            .map(|i| graph.predecessors(NodeIndex::new(i)).filter(|p| !finished[p.index()]).count())
+            .collect();
+        let ready = order
+            .iter()
+            .filter(|n| !finished[n.index()] && waiting_on[n.index()] == 0)
+            .map(|n| position[n.index()])
+            .collect();
+        Frontier { order, position, waiting_on, ready, finished }
+    }
+
+    fn next(&mut self) -> Option<NodeIndex> {
+        self.ready.pop_first().map(|at| self.order[at])
+    }
+
+    /// Records that `index` is done: the steps waiting only on it become ready.
+    fn done(&mut self, graph: &StepGraph, index: NodeIndex) {
+        self.finished[index.index()] = true;
+        for successor in graph.successors(index) {
+            let waiting = &mut self.waiting_on[successor.index()];
+            *waiting = waiting.saturating_sub(1);
+            if *waiting == 0 && !self.finished[successor.index()] {
+                self.ready.insert(self.position[successor.index()]);
+            }
+        }
+    }
 }
 
 /// For a fallback step whose step did not need its fallback: that step's id.
@@ -350,4 +390,69 @@ async fn run_with_retries<R: StepRunner>(
 fn backoff(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(8);
     (base * factor).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Edge, StepKind};
+    use crate::steps::{Action, WorkloadKind, WorkloadParams, WorkloadRef};
+
+    /// Steps `0..n` with the given edges.
+    fn graph(n: usize, edges: &[(usize, usize)]) -> StepGraph {
+        let mut graph = StepGraph::new("test");
+        for i in 0..n {
+            let workload = WorkloadRef { kind: WorkloadKind::StatefulSet, name: format!("w{i}") };
+            let action = Action::ScaleBack(WorkloadParams { cluster: None, namespace: None, workload });
+            graph.add_step(Step {
+                id: format!("s{i}"),
+                kind: StepKind::Action(action),
+                entry: format!("s{i}"),
+                origin: Default::default(),
+                cluster: String::new(),
+                namespace: String::new(),
+                fallback_for: None,
+            });
+        }
+        for &(a, b) in edges {
+            graph.graph.add_edge(NodeIndex::new(a), NodeIndex::new(b), Edge { written_at: None });
+        }
+        graph
+    }
+
+    fn drain(frontier: &mut Frontier, graph: &StepGraph) -> Vec<usize> {
+        let mut ran = Vec::new();
+        while let Some(n) = frontier.next() {
+            ran.push(n.index());
+            frontier.done(graph, n);
+        }
+        ran
+    }
+
+    #[test]
+    fn a_diamond_runs_each_step_once_after_its_dependencies() {
+        let g = graph(4, &[(0, 1), (0, 2), (1, 3), (2, 3)]);
+        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |_| false);
+        assert_eq!(frontier.next().map(|n| n.index()), Some(0));
+        assert_eq!(frontier.next(), None, "1 and 2 wait for 0");
+        frontier.done(&g, NodeIndex::new(0));
+        assert_eq!(frontier.next().map(|n| n.index()), Some(1));
+        assert_eq!(frontier.next().map(|n| n.index()), Some(2));
+        assert_eq!(frontier.next(), None, "3 waits for 1 and 2");
+        frontier.done(&g, NodeIndex::new(1));
+        assert_eq!(frontier.next(), None, "3 still waits for 2");
+        frontier.done(&g, NodeIndex::new(2));
+        assert_eq!(drain(&mut frontier, &g), [3]);
+    }
+
+    #[test]
+    fn steps_already_done_are_never_ready_again() {
+        // 2 was applied by an earlier run although it waits on 1, which was not.
+        let g = graph(3, &[(0, 1), (1, 2)]);
+        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 2);
+        assert_eq!(drain(&mut frontier, &g), [0, 1]);
+        // A resumed run: 0 done, 1 failed before; 1 is ready at once.
+        let mut resumed = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 0);
+        assert_eq!(drain(&mut resumed, &g), [1, 2]);
+    }
 }
