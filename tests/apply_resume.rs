@@ -1,6 +1,7 @@
 //! Crash and resume: `dr apply` of the EBS example is SIGKILLed right after each
-//! checkpointed transition in turn (`DRPLAN_FAILPOINT=kill-after-transition=K`), then
-//! `dr resume` finishes the run. Every boundary must end in the uninterrupted run's state,
+//! checkpointed transition in turn (`DRPLAN_FAILPOINT=kill-after-transition=K`), and
+//! between each write and its answer (the sim answers late), then `dr resume` finishes
+//! the run. Every boundary must end in the uninterrupted run's state,
 //! with no data lost and nothing made twice.
 
 mod apply_common;
@@ -66,4 +67,80 @@ async fn a_crash_at_every_transition_resumes_to_the_same_end_state() {
     // 19 steps: at least a start and a finish each, plus the final run status.
     assert!(boundaries >= 39, "only {boundaries} transitions were crashed at");
     eprintln!("crashed and resumed at {boundaries} boundaries in {:?}", started.elapsed());
+}
+
+/// A write request: (verb, resource, subresource).
+type WriteKind = (String, String, String);
+
+fn writes(env: &Env, from: usize) -> Vec<WriteKind> {
+    env.sim.requests()[from..]
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch") && r.code < 300)
+        .map(|r| (r.verb.clone(), r.resource.clone(), r.subresource.clone()))
+        .collect()
+}
+
+/// Answers every write late, after making it, so `dr` can die between a change and its
+/// checkpoint.
+fn answer_writes_late(config: &mut drplan::sim::SimConfig) {
+    for verb in ["create", "update", "patch", "delete"] {
+        config.faults.rules.push(drplan::sim::config::FaultRule {
+            verb: Some(verb.into()),
+            response_latency: Some(std::time::Duration::from_millis(300)),
+            ..Default::default()
+        });
+    }
+}
+
+/// The other crash window: the API server made the change, but `dr` dies before it hears
+/// back, so the checkpoint does not know. For every write the run makes, in turn, `dr
+/// apply` is SIGKILLed while that write's answer is on its way; `dr resume` must adopt
+/// what the write did, ending in the uninterrupted run's state with nothing made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_any_write_and_its_answer_resumes_to_the_same_end_state() {
+    let started = Instant::now();
+    let reference = env("ebs-cassandra-restore", "write-ref", fast_config()).await;
+    let originals = seed_cassandra(&reference).await;
+    let before = reference.sim.requests().len();
+    reference.apply(&[]).await.assert_success("uninterrupted dr apply");
+    let expected = comparable(&assert_cassandra_restored(&reference, &originals).await);
+    let expected_counts = object_counts(&reference).await;
+    let total = writes(&reference, before).len();
+    // Scale down and back, and per claim: snapshot, retain, delete, restore.
+    assert!(total >= 14, "{:?}", writes(&reference, before));
+    drop(reference);
+
+    for n in 1..=total {
+        let mut config = fast_config();
+        answer_writes_late(&mut config);
+        let env = env("ebs-cassandra-restore", &format!("write-crash-{n}"), config).await;
+        let originals = seed_cassandra(&env).await;
+        let before = env.sim.requests().len();
+        let plan = env.plan.to_string_lossy().into_owned();
+        let mut child = env.spawn(&["apply", &plan, "--auto-approve"], &[]);
+        let deadline = Instant::now() + apply_common::DR_DEADLINE;
+        while writes(&env, before).len() < n {
+            assert!(Instant::now() < deadline, "write {n} never came");
+            assert!(child.try_wait().unwrap().is_none(), "dr apply ended before write {n}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        child.kill().expect("SIGKILL dr apply");
+        let _ = child.wait();
+        let killed_at = writes(&env, before)[n - 1].clone();
+        env.sim.with_state(|state| state.config.faults.rules.clear());
+
+        let run_ids = env.run_ids();
+        assert_eq!(run_ids.len(), 1, "write {n} {killed_at:?}: one run in the state dir");
+        // The kill landed inside the window: the step that wrote is still `running`.
+        let record = std::fs::read_to_string(env.state_dir.join("runs").join(&run_ids[0]).join("run.json")).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+        let running = record["steps"].as_object().unwrap().values().filter(|s| s["status"] == "running").count();
+        assert!(running >= 1, "write {n} {killed_at:?}: no step was caught between its write and its checkpoint");
+        let resumed = env.resume(&run_ids[0]).await;
+        assert_eq!(resumed.code, Some(0), "write {n} {killed_at:?}: dr resume failed\n{}", env.dump_logs(&resumed));
+        let claims = assert_cassandra_restored(&env, &originals).await;
+        assert_eq!(comparable(&claims), expected, "write {n} {killed_at:?}: end state differs");
+        assert_eq!(object_counts(&env).await, expected_counts, "write {n} {killed_at:?}: duplicate or missing objects");
+    }
+    eprintln!("crashed after each of {total} writes and resumed in {:?}", started.elapsed());
 }

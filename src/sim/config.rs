@@ -80,6 +80,10 @@ pub struct FaultRule {
     /// Added latency before the request is handled.
     #[serde(default, with = "humantime_serde_opt")]
     pub latency: Option<Duration>,
+    /// Added latency after the request is handled, before it is answered: the change is
+    /// made but the client does not know yet (a slow or lost response).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub response_latency: Option<Duration>,
     /// Watch streams end after this many events.
     pub watch_cut_after_events: Option<usize>,
     /// Watch streams end after this long (real time).

@@ -291,6 +291,7 @@ async fn claim_data(shared: &Shared, req: Request<Incoming>, ns: &str, claim: &s
 #[derive(Default)]
 struct FaultDecision {
     latency: Duration,
+    response_latency: Duration,
     error: Option<ApiError>,
     cut_after_events: Option<usize>,
     cut_after: Option<Duration>,
@@ -301,6 +302,7 @@ fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision
     let rules: Vec<_> = state.config.faults.rules.iter().filter(|r| r.matches(verb, resource)).cloned().collect();
     for rule in rules {
         decision.latency += rule.latency.unwrap_or_default();
+        decision.response_latency += rule.response_latency.unwrap_or_default();
         decision.cut_after_events = decision.cut_after_events.or(rule.watch_cut_after_events);
         decision.cut_after = decision.cut_after.or(rule.watch_cut_after);
         if let Some(code) = rule.status
@@ -347,6 +349,9 @@ async fn resource_request(
         },
     };
     audit(shared, &path, intent.verb, response.status().as_u16());
+    if !faults.response_latency.is_zero() && !intent.watch {
+        tokio::time::sleep(faults.response_latency).await;
+    }
     response
 }
 
