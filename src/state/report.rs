@@ -1,11 +1,12 @@
 //! Rendering a plan for review: per-object diffs, step states, a summary.
 
 use std::fmt::Write;
+use std::io;
 
 use serde_json::{Value, json};
 use similar::TextDiff;
 
-use super::yaml_out::to_yaml;
+use super::yaml_out::write_yaml;
 use super::{Change, ChangeKind, StepState};
 use crate::graph::StepGraph;
 
@@ -82,31 +83,30 @@ impl PlanReport<'_> {
 
     /// The review text: objects with diffs, then steps, then the summary.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
+        let mut out = Vec::new();
+        // Writing into memory cannot fail, and everything written is UTF-8.
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`text`](Self::text), written out as it is rendered: for a thousand workloads it
+    /// is megabytes of diffs, better not held in memory whole.
+    pub fn write_text(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        writeln!(
             out,
             "drplan will perform the following actions ({} list requests read the live state):\n",
             self.requests
-        );
+        )?;
+        let mut buffers = DiffBuffers::default();
         for change in self.changes {
-            let symbol = match change.kind {
-                ChangeKind::Create => "+",
-                ChangeKind::Update => "~",
-                ChangeKind::Replace => "-/+",
-                ChangeKind::Delete => "-",
-            };
-            let note = if change.deleted_on_the_way { "  (destructive: deleted during the run)" } else { "" };
-            let _ = writeln!(out, "  {symbol} {} [{}]{note}", change.key, change.key.cluster);
-            let _ = writeln!(out, "      by: {}", change.steps.join(", "));
-            let before = change.before.as_ref().map(to_yaml).unwrap_or_default();
-            let after = change.after.as_ref().map(to_yaml).unwrap_or_default();
-            let diff = TextDiff::from_lines(&before, &after);
-            let unified = diff.unified_diff().context_radius(3).header("before", "after").to_string();
-            for line in unified.lines() {
-                let _ = writeln!(out, "      {line}");
-            }
-            out.push('\n');
+            write_change(out, change, &mut buffers)?;
         }
+        out.write_all(self.steps_text().as_bytes())
+    }
+
+    /// The step list and the summary.
+    fn steps_text(&self) -> String {
+        let mut out = String::new();
         let _ = writeln!(out, "Steps:");
         let width = self.states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
         for (id, state) in self.states {
@@ -142,4 +142,41 @@ impl PlanReport<'_> {
             "criticalPath": self.graph.critical_path().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Text buffers reused from one object's diff to the next.
+#[derive(Default)]
+struct DiffBuffers {
+    before: String,
+    after: String,
+    unified: String,
+}
+
+/// One object: what happens to it, by which steps, and the diff of its YAML.
+fn write_change(out: &mut dyn io::Write, change: &Change, buffers: &mut DiffBuffers) -> io::Result<()> {
+    let symbol = match change.kind {
+        ChangeKind::Create => "+",
+        ChangeKind::Update => "~",
+        ChangeKind::Replace => "-/+",
+        ChangeKind::Delete => "-",
+    };
+    let note = if change.deleted_on_the_way { "  (destructive: deleted during the run)" } else { "" };
+    writeln!(out, "  {symbol} {} [{}]{note}", change.key, change.key.cluster)?;
+    writeln!(out, "      by: {}", change.steps.join(", "))?;
+    let DiffBuffers { before, after, unified } = buffers;
+    for (text, object) in [(&mut *before, &change.before), (&mut *after, &change.after)] {
+        text.clear();
+        if let Some(object) = object {
+            write_yaml(text, object);
+        }
+    }
+    let diff = TextDiff::from_lines(before.as_str(), after.as_str());
+    unified.clear();
+    let _ = write!(unified, "{}", diff.unified_diff().context_radius(3).header("before", "after"));
+    for line in unified.lines() {
+        out.write_all(b"      ")?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.write_all(b"\n")
 }
