@@ -97,9 +97,13 @@ impl PlanReport<'_> {
             "drplan will perform the following actions ({} list requests read the live state):\n",
             self.requests
         )?;
-        let mut buffers = DiffBuffers::default();
-        for change in self.changes {
-            write_change(out, change, &mut buffers)?;
+        // The diffs are most of the work, and each object's is independent: render a batch
+        // on each core at a time, and write the batches in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for round in self.changes.chunks(DIFF_BATCH * threads) {
+            for text in render_in_parallel(round) {
+                out.write_all(&text)?;
+            }
         }
         out.write_all(self.steps_text().as_bytes())
     }
@@ -142,6 +146,32 @@ impl PlanReport<'_> {
             "criticalPath": self.graph.critical_path().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Objects whose diffs one thread renders at a time: enough to make starting a thread
+/// cheap in comparison, few enough to keep the text held in memory small.
+const DIFF_BATCH: usize = 256;
+
+/// The diffs of `changes`, a batch of [`DIFF_BATCH`] per thread (this one included), in order.
+fn render_in_parallel(changes: &[Change]) -> Vec<Vec<u8>> {
+    let mut batches = changes.chunks(DIFF_BATCH);
+    let first = batches.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = batches.map(|batch| scope.spawn(|| render_changes(batch))).collect();
+        let mut texts = vec![render_changes(first)];
+        texts.extend(others.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        texts
+    })
+}
+
+fn render_changes(changes: &[Change]) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut buffers = DiffBuffers::default();
+    for change in changes {
+        // Writing into memory cannot fail.
+        let _ = write_change(&mut text, change, &mut buffers);
+    }
+    text
 }
 
 /// Text buffers reused from one object's diff to the next.
