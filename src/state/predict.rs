@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{LiveState, ObjectKey};
@@ -58,16 +59,41 @@ struct Replay<'a> {
     pods_by_claim: PodIndex<'a>,
 }
 
-type PodIndex<'a> = BTreeMap<(String, String, String), Vec<(&'a ObjectKey, &'a Value)>>;
+type PodIndex<'a> = BTreeMap<(String, String, String), Vec<(&'a ObjectKey, Option<WorkloadRef>)>>;
+
+/// The fields of a pod the replay reads (as `Value`s, read as before by JSON pointer);
+/// the rest of the pod is not decoded.
+#[derive(Default, Deserialize)]
+struct PodUse {
+    #[serde(default)]
+    metadata: PodOwners,
+    #[serde(default)]
+    spec: PodVolumes,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodOwners {
+    #[serde(default)]
+    owner_references: Value,
+}
+
+#[derive(Default, Deserialize)]
+struct PodVolumes {
+    #[serde(default)]
+    volumes: Value,
+}
 
 /// Indexes pods by the claims they mount, so each deletion looks up its users directly.
 fn index_pods(live: &LiveState) -> PodIndex<'_> {
     let mut index: PodIndex<'_> = BTreeMap::new();
-    for (key, pod) in live.objects.iter().filter(|(k, _)| k.kind == "Pod") {
-        let claims = pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten();
+    for (key, pod) in live.raw_of_kind("Pod") {
+        let pod: PodUse = serde_json::from_str(pod.get()).unwrap_or_default();
+        let claims = pod.spec.volumes.as_array().into_iter().flatten();
         for claim in claims.filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str)) {
             let ns = key.namespace.clone().unwrap_or_default();
-            index.entry((key.cluster.clone(), ns, claim.to_string())).or_default().push((key, pod));
+            let owner = owner_workload(&pod.metadata.owner_references);
+            index.entry((key.cluster.clone(), ns, claim.to_string())).or_default().push((key, owner));
         }
     }
     index
@@ -77,7 +103,7 @@ impl Replay<'_> {
     fn get(&self, key: &ObjectKey) -> Option<Value> {
         match self.current.get(key) {
             Some(state) => state.clone(),
-            None => self.live.get(key).cloned().map(clean_manifest),
+            None => self.live.get(key).map(clean_manifest),
         }
     }
 
@@ -133,7 +159,7 @@ pub fn predict(
         .touched
         .iter()
         .filter_map(|(key, steps)| {
-            let before = live.get(key).cloned().map(clean_manifest);
+            let before = live.get(key).map(clean_manifest);
             let after = current.remove(key).flatten();
             let deleted_on_the_way = replay.deleted.contains(key);
             let kind = match (&before, &after) {
@@ -167,8 +193,9 @@ fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRec
         .into_iter()
         .filter(|(_, keys)| {
             keys.iter().all(|k| {
-                live.get(k).and_then(|o| o.pointer("/metadata/labels/drplan.dev~1run")).and_then(Value::as_str)
-                    == Some(label.as_str())
+                live.get(k).is_some_and(|o| {
+                    o.pointer("/metadata/labels/drplan.dev~1run").and_then(Value::as_str) == Some(label.as_str())
+                })
             })
         })
         .map(|(entry, _)| (entry, run.run_id.clone()))
@@ -247,7 +274,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         }
         Action::RestorePvc(p) => {
             let key = claim_key(step, &p.claim.value);
-            let before = r.live.get(&key).cloned().unwrap_or(Value::Null);
+            let before = r.live.get(&key).unwrap_or(Value::Null);
             match manifests::restored_claim(&step.namespace, p, &before, RUN_PLACEHOLDER, &ownership) {
                 Ok(claim) => {
                     r.set(key, step, Some(claim));
@@ -307,7 +334,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                     StepState::ToDo
                 }
                 _ => {
-                    let original = r.live.get(&key).cloned().map(clean_manifest);
+                    let original = r.live.get(&key).map(clean_manifest);
                     r.set(key, step, original);
                     StepState::ToDo
                 }
@@ -325,14 +352,15 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
 fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
     let quiesced = |w: &WorkloadRef| r.quiesced.contains(&(step.cluster.clone(), step.namespace.clone(), w.clone()));
     let users = r.pods_by_claim.get(&(step.cluster.clone(), step.namespace.clone(), claim.to_string()))?;
-    users.iter().find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w))).map(|(key, pod)| {
-        let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();
+    users.iter().find(|(_, owner)| owner.as_ref().is_none_or(|w| !quiesced(w))).map(|(key, owner)| {
+        let owner = owner.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
         format!("pod {}{owner} uses PVC {claim} and this plan does not scale it down first", key.name)
     })
 }
 
-fn owner_workload(pod: &Value) -> Option<WorkloadRef> {
-    let owner = pod.pointer("/metadata/ownerReferences")?.as_array()?.first()?;
+/// The workload owning a pod, from its `ownerReferences`.
+fn owner_workload(owner_references: &Value) -> Option<WorkloadRef> {
+    let owner = owner_references.as_array()?.first()?;
     let name = owner.get("name")?.as_str()?;
     match owner.get("kind")?.as_str()? {
         "StatefulSet" => Some(WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.to_string() }),
