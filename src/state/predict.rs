@@ -1,6 +1,9 @@
 //! Predicting a plan's effect: replay its steps over a copy of live state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::LazyCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,9 +52,9 @@ pub const RUN_PLACEHOLDER: &str = "RUN";
 
 struct Replay<'a> {
     live: &'a LiveState,
-    current: BTreeMap<ObjectKey, Option<Value>>,
-    touched: BTreeMap<ObjectKey, Vec<String>>,
-    deleted: BTreeSet<ObjectKey>,
+    /// Every object a step looked at or changed. Hashed, not ordered: it is looked up
+    /// several times per step, and comparing keys field by field dominated the replay.
+    objects: HashMap<ObjectKey, Slot>,
     replicas: BTreeMap<(String, String, WorkloadRef), i64>,
     /// Workloads scaled to zero by steps replayed so far.
     quiesced: BTreeSet<(String, String, WorkloadRef)>,
@@ -59,7 +62,52 @@ struct Replay<'a> {
     pods_by_claim: PodIndex<'a>,
 }
 
-type PodIndex<'a> = BTreeMap<(String, String, String), Vec<(&'a ObjectKey, Option<WorkloadRef>)>>;
+/// One object as read and as replayed.
+struct Slot {
+    /// As read (cleaned), decoded once; `None` if it did not exist.
+    original: Option<Shared>,
+    /// Set once a step changes it.
+    replayed: Option<Replayed>,
+}
+
+/// One object changed by the replay.
+struct Replayed {
+    /// `None` once deleted.
+    state: Option<Shared>,
+    /// Steps that touch it, in order.
+    steps: Vec<String>,
+    /// Deleted at some point.
+    deleted: bool,
+}
+
+/// An object as the replay holds it, shared: most steps only look at an object, and
+/// copying it for each of them was most of the prediction's time. A step that changes
+/// one gets its own copy on the first write (`Rc::make_mut`).
+#[derive(Clone, Debug, Default)]
+struct Shared(Rc<Value>);
+
+impl Deref for Shared {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl DerefMut for Shared {
+    fn deref_mut(&mut self) -> &mut Value {
+        Rc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Shared> for Value {
+    /// Copies only if the object is still shared.
+    fn from(object: Shared) -> Value {
+        Rc::unwrap_or_clone(object.0)
+    }
+}
+
+/// Hashed: only looked up. Each list keeps the pods in key order.
+type PodIndex<'a> = HashMap<(String, String, String), Vec<(&'a ObjectKey, Option<WorkloadRef>)>>;
 
 /// The fields of a pod the replay reads (as `Value`s, read as before by JSON pointer);
 /// the rest of the pod is not decoded.
@@ -86,7 +134,7 @@ struct PodVolumes {
 
 /// Indexes pods by the claims they mount, so each deletion looks up its users directly.
 fn index_pods(live: &LiveState) -> PodIndex<'_> {
-    let mut index: PodIndex<'_> = BTreeMap::new();
+    let mut index: PodIndex<'_> = HashMap::new();
     for (key, pod) in live.raw_of_kind("Pod") {
         let pod: PodUse = serde_json::from_str(pod.get()).unwrap_or_default();
         let claims = pod.spec.volumes.as_array().into_iter().flatten();
@@ -100,19 +148,36 @@ fn index_pods(live: &LiveState) -> PodIndex<'_> {
 }
 
 impl Replay<'_> {
-    fn get(&self, key: &ObjectKey) -> Option<Value> {
-        match self.current.get(key) {
-            Some(state) => state.clone(),
-            None => self.live.get(key).map(clean_manifest),
+    /// The object as replayed so far.
+    fn get(&mut self, key: &ObjectKey) -> Option<Shared> {
+        let slot = self.slot(key);
+        match &slot.replayed {
+            Some(replayed) => replayed.state.clone(),
+            None => slot.original.clone(),
         }
     }
 
+    /// The object as read, cleaned for showing or recreating it.
+    fn original(&mut self, key: &ObjectKey) -> Option<Shared> {
+        self.slot(key).original.clone()
+    }
+
     fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
-        if value.is_none() {
-            self.deleted.insert(key.clone());
+        let slot = self.slot(&key);
+        let replayed = slot.replayed.get_or_insert_with(|| Replayed { state: None, steps: Vec::new(), deleted: false });
+        replayed.deleted |= value.is_none();
+        replayed.steps.push(step.id.clone());
+        replayed.state = value.map(|v| Shared(Rc::new(v)));
+    }
+
+    /// The slot of an object, reading it from live state on first use.
+    fn slot(&mut self, key: &ObjectKey) -> &mut Slot {
+        // Looked up before inserting: cloning the key for every lookup would cost more.
+        if !self.objects.contains_key(key) {
+            let original = self.live.get(key).map(|o| Shared(Rc::new(clean_manifest(o))));
+            self.objects.insert(key.clone(), Slot { original, replayed: None });
         }
-        self.touched.entry(key.clone()).or_default().push(step.id.clone());
-        self.current.insert(key, value);
+        self.objects.get_mut(key).expect("inserted above")
     }
 }
 
@@ -136,9 +201,7 @@ pub fn predict(
 ) -> (Vec<(String, StepState)>, Vec<Change>) {
     let mut replay = Replay {
         live,
-        current: BTreeMap::new(),
-        touched: BTreeMap::new(),
-        deleted: BTreeSet::new(),
+        objects: HashMap::new(),
         replicas: BTreeMap::new(),
         quiesced: BTreeSet::new(),
         pods_by_claim: index_pods(live),
@@ -154,24 +217,26 @@ pub fn predict(
         let state = replay_step(&mut replay, step);
         states.push((step.id.clone(), state));
     }
-    let mut current = std::mem::take(&mut replay.current);
-    let changes = replay
-        .touched
-        .iter()
-        .filter_map(|(key, steps)| {
-            let before = live.get(key).map(clean_manifest);
-            let after = current.remove(key).flatten();
-            let deleted_on_the_way = replay.deleted.contains(key);
-            let kind = match (&before, &after) {
-                (None, Some(_)) => ChangeKind::Create,
-                (Some(_), None) => ChangeKind::Delete,
-                (Some(_), Some(_)) if deleted_on_the_way => ChangeKind::Replace,
-                (Some(b), Some(a)) if b != a => ChangeKind::Update,
-                _ => return None,
-            };
-            Some(Change { key: key.clone(), kind, before, after, steps: steps.clone(), deleted_on_the_way })
-        })
-        .collect();
+    // Changes in key order, as they are shown.
+    let mut replayed: Vec<_> = replay.objects.into_iter().filter(|(_, slot)| slot.replayed.is_some()).collect();
+    replayed.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    let mut changes = Vec::with_capacity(replayed.len());
+    changes.extend(replayed.into_iter().filter_map(|(key, Slot { original, replayed })| {
+        let Replayed { state, steps, deleted } = replayed?;
+        // Each object's last use: nothing else holds these any more, so they are moved
+        // out, not copied.
+        let before = original.map(Value::from);
+        let after = state.map(Value::from);
+        let deleted_on_the_way = deleted;
+        let kind = match (&before, &after) {
+            (None, Some(_)) => ChangeKind::Create,
+            (Some(_), None) => ChangeKind::Delete,
+            (Some(_), Some(_)) if deleted_on_the_way => ChangeKind::Replace,
+            (Some(b), Some(a)) if b != a => ChangeKind::Update,
+            _ => return None,
+        };
+        Some(Change { key, kind, before, after, steps, deleted_on_the_way })
+    }));
     (states, changes)
 }
 
@@ -204,7 +269,8 @@ fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRec
 
 fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
     let Some(action) = step.action() else { return StepState::Blocked("intent not expanded".into()) };
-    let ownership = manifests::ownership(RUN_PLACEHOLDER, &step.id);
+    // Built only for the steps that create objects (a third of them).
+    let ownership = LazyCell::new(|| manifests::ownership(RUN_PLACEHOLDER, &step.id));
     match action {
         Action::Scale(p) => {
             let key = workload_key(step, &p.workload);
@@ -219,7 +285,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("already at {current} replicas"));
             }
             object["spec"]["replicas"] = json!(p.replicas);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::ScaleBack(p) => {
@@ -227,7 +293,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             let original = r.replicas.get(&(step.cluster.clone(), step.namespace.clone(), p.workload.clone())).copied();
             let (Some(mut object), Some(original)) = (r.get(&key), original) else { return StepState::ToDo };
             object["spec"]["replicas"] = json!(original);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::SnapshotPvc(p) => {
@@ -258,7 +324,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("PV {volume} already reclaims with {}", p.policy));
             }
             pv["spec"]["persistentVolumeReclaimPolicy"] = json!(p.policy.to_string());
-            r.set(key, step, Some(pv));
+            r.set(key, step, Some(pv.into()));
             StepState::ToDo
         }
         Action::DeletePvc(p) => {
@@ -274,7 +340,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         }
         Action::RestorePvc(p) => {
             let key = claim_key(step, &p.claim.value);
-            let before = r.live.get(&key).unwrap_or(Value::Null);
+            let before = r.original(&key).unwrap_or_default();
             match manifests::restored_claim(&step.namespace, p, &before, RUN_PLACEHOLDER, &ownership) {
                 Ok(claim) => {
                     r.set(key, step, Some(claim));
@@ -298,7 +364,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Blocked(format!("PVC {} not found", p.claim.value));
             };
             claim["spec"]["resources"]["requests"]["storage"] = json!(p.size.value.to_string());
-            r.set(key, step, Some(claim));
+            r.set(key, step, Some(claim.into()));
             StepState::ToDo
         }
         Action::SetWorkloadClaim(p) => {
@@ -312,7 +378,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("volume {} already uses {}", p.volume, p.claim));
             }
             volume["persistentVolumeClaim"]["claimName"] = json!(p.claim);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
@@ -334,7 +400,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                     StepState::ToDo
                 }
                 _ => {
-                    let original = r.live.get(&key).map(clean_manifest);
+                    let original = r.original(&key).map(Value::from);
                     r.set(key, step, original);
                     StepState::ToDo
                 }
