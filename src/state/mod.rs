@@ -10,8 +10,9 @@ mod predict;
 pub mod report;
 pub mod yaml_out;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -111,27 +112,40 @@ impl LiveState {
 
     /// The objects of one cluster as an inventory, for expanding intents.
     pub fn inventory(&self, cluster: &str) -> crate::cluster::Inventory {
-        let mut inventory = crate::cluster::Inventory::default();
-        // Sized up front: growing maps of large typed objects moved them all repeatedly.
-        let count = |kind: &str| self.objects.keys().filter(|k| k.cluster == cluster && k.kind == kind).count();
-        inventory.statefulsets.reserve(count("StatefulSet"));
-        inventory.deployments.reserve(count("Deployment"));
-        inventory.claims.reserve(count("PersistentVolumeClaim"));
-        inventory.volumes.reserve(count("PersistentVolume"));
-        for (key, object) in self.objects.iter().filter(|(k, _)| k.cluster == cluster) {
-            let ns_key = (key.namespace.clone().unwrap_or_default(), key.name.clone());
-            // Typed objects straight from the JSON text, with no `Value` in between. Their
-            // own apiVersion and kind, if present, are those of the list they came from.
-            match key.kind.as_str() {
-                "StatefulSet" => drop(decode(object).map(|o| inventory.statefulsets.insert(ns_key, o))),
-                "Deployment" => drop(decode(object).map(|o| inventory.deployments.insert(ns_key, o))),
-                "PersistentVolumeClaim" => drop(decode(object).map(|o| inventory.claims.insert(ns_key, o))),
-                "PersistentVolume" => drop(decode(object).map(|o| inventory.volumes.insert(key.name.clone(), o))),
-                _ => inventory.other_objects += 1,
-            }
-        }
-        inventory
+        let of_kind =
+            |kind: &'static str| self.objects.iter().filter(move |(k, _)| k.cluster == cluster && k.kind == kind);
+        let by_namespace = |key: &ObjectKey| (key.namespace.clone().unwrap_or_default(), key.name.clone());
+        // Decoding typed objects is the time taken here. Volumes (as many as claims, and
+        // larger) are decoded on a second thread meanwhile.
+        std::thread::scope(|scope| {
+            let volumes = scope.spawn(|| decode_all(of_kind("PersistentVolume"), |key| key.name.clone()));
+            let mut inventory = crate::cluster::Inventory::default();
+            inventory.statefulsets = decode_all(of_kind("StatefulSet"), by_namespace);
+            inventory.deployments = decode_all(of_kind("Deployment"), by_namespace);
+            inventory.claims = decode_all(of_kind("PersistentVolumeClaim"), by_namespace);
+            inventory.other_objects = self.objects.keys().filter(|k| k.cluster == cluster && !is_indexed(k)).count();
+            inventory.volumes = volumes.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            inventory
+        })
     }
+}
+
+/// Kinds an inventory holds decoded.
+fn is_indexed(key: &ObjectKey) -> bool {
+    matches!(key.kind.as_str(), "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume")
+}
+
+/// Typed objects straight from the JSON text, with no `Value` in between (their own
+/// apiVersion and kind, if present, are those of the list they came from). Objects that
+/// do not decode are left out; a later one under the same key replaces an earlier one.
+fn decode_all<'s, K: Eq + Hash, T: serde::de::DeserializeOwned>(
+    objects: impl Iterator<Item = (&'s ObjectKey, &'s Box<RawValue>)>,
+    key: impl Fn(&ObjectKey) -> K,
+) -> HashMap<K, T> {
+    let objects: Vec<_> = objects.collect();
+    let mut decoded = HashMap::with_capacity(objects.len());
+    decoded.extend(objects.into_iter().filter_map(|(k, object)| Some((key(k), decode(object).ok()?))));
+    decoded
 }
 
 /// Decodes an object read (or the part of it `T` describes).
