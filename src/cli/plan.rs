@@ -2,6 +2,7 @@
 //! which `dr apply` executes only if nothing they depend on changed since.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,7 @@ pub async fn plan(
     let prepared = apply::prepare(&loaded, &targets, store.as_ref()).await?;
     let report = prepared.report();
     match format {
-        PlanFormat::Text => print!("{}", report.text()),
+        PlanFormat::Text => print_text(&report),
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default()),
     }
     if let Some(out) = out {
@@ -95,6 +96,15 @@ pub async fn plan(
     // time for a thousand StatefulSets) would only delay the exit.
     std::mem::forget(prepared);
     Ok(code)
+}
+
+/// Streams the review text to standard output (megabytes for a large plan), failing as
+/// `print!` does.
+fn print_text(report: &state::report::PlanReport<'_>) {
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    if let Err(e) = report.write_text(&mut stdout).and_then(|()| stdout.flush()) {
+        panic!("failed printing to stdout: {e}");
+    }
 }
 
 /// Reads a file as a saved plan, if it is one.

@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{DynamicObject, ListParams};
+use kube::core::{Request, Resource};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 use super::{LiveState, ObjectKey};
 use crate::graph::{StepGraph, StepKind};
@@ -73,33 +76,64 @@ pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed
     let mut state = LiveState::default();
     for need in needs {
         let client = clients.get(&need.cluster).ok_or_else(|| format!("no connection to cluster {}", need.cluster))?;
-        let resource = crate::steps::manifests::api_resource(&need.api_version, &need.kind);
-        let api: Api<DynamicObject> = match &need.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
         state.requests += 1;
-        let list = match api.list(&ListParams::default()).await {
-            Ok(list) => list,
+        let items = match list(client, need).await {
+            Ok(items) => items,
             Err(kube::Error::Api(s)) if need.optional && s.code == 404 => continue,
             Err(e) => {
                 let scope = need.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
                 return Err(format!("listing {}{scope} of cluster {}: {e}", need.kind, need.cluster));
             }
         };
-        for item in list.items {
-            let key = ObjectKey::new(
-                &need.cluster,
-                &need.api_version,
-                &need.kind,
-                item.metadata.namespace.as_deref(),
-                item.metadata.name.as_deref().unwrap_or_default(),
-            );
-            let mut value = serde_json::to_value(&item).map_err(|e| e.to_string())?;
-            value["apiVersion"] = need.api_version.clone().into();
-            value["kind"] = need.kind.clone().into();
-            state.objects.insert(key, value);
+        for (key, item) in items {
+            state.insert(key, item);
         }
     }
     Ok(state)
+}
+
+/// A list response whose items stay JSON text: decoded later, and only as far as needed
+/// (as `DynamicObject`s they were decoded, encoded to `Value`s, and all kept decoded).
+#[derive(Deserialize)]
+struct RawList {
+    /// `null` for an empty list from some servers, as kube's own `ObjectList` allows.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    items: Vec<Box<RawValue>>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Box<RawValue>>, D::Error> {
+    Ok(Option::<Vec<Box<RawValue>>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// The name and namespace of a list item: all that is decoded of it here.
+#[derive(Deserialize)]
+struct Item {
+    #[serde(default)]
+    metadata: ItemMeta,
+}
+
+#[derive(Default, Deserialize)]
+struct ItemMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// One list request, sent as `Api::list` sends it, and its items by key. An item that is
+/// not an object with a string name fails the list, as it did when decoded whole.
+async fn list(client: &Client, need: &ListNeed) -> Result<Vec<(ObjectKey, Box<RawValue>)>, kube::Error> {
+    let resource = crate::steps::manifests::api_resource(&need.api_version, &need.kind);
+    let url = DynamicObject::url_path(&resource, need.namespace.as_deref());
+    let mut request = Request::new(url).list(&ListParams::default()).map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("list");
+    let list: RawList = client.request(request).await?;
+    list.items
+        .into_iter()
+        .map(|item| {
+            let Item { metadata } = serde_json::from_str(item.get()).map_err(kube::Error::SerdeError)?;
+            let name = metadata.name.unwrap_or_default();
+            let key =
+                ObjectKey::new(&need.cluster, &need.api_version, &need.kind, metadata.namespace.as_deref(), &name);
+            Ok((key, item))
+        })
+        .collect()
 }

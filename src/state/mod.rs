@@ -10,11 +10,13 @@ mod predict;
 pub mod report;
 pub mod yaml_out;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use live::{ListNeed, fetch, needs_of};
 pub use predict::{Change, ChangeKind, StepState, predict};
@@ -51,9 +53,12 @@ impl ObjectKey {
 }
 
 /// What a plan read: the objects, by key, as the API returned them.
+///
+/// Each object is kept as the JSON text of its list item and decoded only where it is
+/// needed: most are only looked up, and a decoded `Value` takes ten times the memory.
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
-    pub objects: BTreeMap<ObjectKey, Value>,
+    objects: BTreeMap<ObjectKey, Box<RawValue>>,
     /// API requests made to read it (one per list).
     pub requests: usize,
 }
@@ -68,8 +73,23 @@ pub struct Fingerprint {
 }
 
 impl LiveState {
-    pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
-        self.objects.get(key)
+    /// Adds one object read (a later read of the same key replaces it).
+    pub fn insert(&mut self, key: ObjectKey, object: Box<RawValue>) {
+        self.objects.insert(key, object);
+    }
+
+    /// The object as the API returned it, with `apiVersion` and `kind` set from its key
+    /// (list items often leave them out).
+    pub fn get(&self, key: &ObjectKey) -> Option<Value> {
+        let mut object: Value = decode(self.objects.get(key)?).ok()?;
+        object["apiVersion"] = key.api_version.as_str().into();
+        object["kind"] = key.kind.as_str().into();
+        Some(object)
+    }
+
+    /// The objects of one kind, undecoded, for indexes that need a few fields of each.
+    pub fn raw_of_kind<'s>(&'s self, kind: &'s str) -> impl Iterator<Item = (&'s ObjectKey, &'s RawValue)> + 's {
+        self.objects.iter().filter(move |(k, _)| k.kind == kind).map(|(k, v)| (k, &**v))
     }
 
     /// uid and resourceVersion of every object read that the plan depends on. Pods are
@@ -79,36 +99,73 @@ impl LiveState {
         self.objects
             .iter()
             .filter(|(key, _)| key.kind != "Pod")
-            .map(|(key, object)| Fingerprint {
-                key: key.clone(),
-                uid: text(object, "/metadata/uid"),
-                resource_version: text(object, "/metadata/resourceVersion"),
+            .map(|(key, object)| {
+                let Versioned { metadata } = decode(object).unwrap_or_default();
+                Fingerprint {
+                    key: key.clone(),
+                    uid: metadata.uid.as_str().unwrap_or_default().to_string(),
+                    resource_version: metadata.resource_version.as_str().unwrap_or_default().to_string(),
+                }
             })
             .collect()
     }
 
     /// The objects of one cluster as an inventory, for expanding intents.
     pub fn inventory(&self, cluster: &str) -> crate::cluster::Inventory {
-        let mut inventory = crate::cluster::Inventory::default();
-        for (key, object) in self.objects.iter().filter(|(k, _)| k.cluster == cluster) {
-            let ns_key = (key.namespace.clone().unwrap_or_default(), key.name.clone());
-            // Deserializing from the borrowed value avoids copying every object first.
-            match key.kind.as_str() {
-                "StatefulSet" => drop(typed(object).map(|o| inventory.statefulsets.insert(ns_key, o))),
-                "Deployment" => drop(typed(object).map(|o| inventory.deployments.insert(ns_key, o))),
-                "PersistentVolumeClaim" => drop(typed(object).map(|o| inventory.claims.insert(ns_key, o))),
-                "PersistentVolume" => drop(typed(object).map(|o| inventory.volumes.insert(key.name.clone(), o))),
-                _ => inventory.other_objects += 1,
-            }
-        }
-        inventory
+        let of_kind =
+            |kind: &'static str| self.objects.iter().filter(move |(k, _)| k.cluster == cluster && k.kind == kind);
+        let by_namespace = |key: &ObjectKey| (key.namespace.clone().unwrap_or_default(), key.name.clone());
+        // Decoding typed objects is the time taken here. Volumes (as many as claims, and
+        // larger) are decoded on a second thread meanwhile.
+        std::thread::scope(|scope| {
+            let volumes = scope.spawn(|| decode_all(of_kind("PersistentVolume"), |key| key.name.clone()));
+            let mut inventory = crate::cluster::Inventory::default();
+            inventory.statefulsets = decode_all(of_kind("StatefulSet"), by_namespace);
+            inventory.deployments = decode_all(of_kind("Deployment"), by_namespace);
+            inventory.claims = decode_all(of_kind("PersistentVolumeClaim"), by_namespace);
+            inventory.other_objects = self.objects.keys().filter(|k| k.cluster == cluster && !is_indexed(k)).count();
+            inventory.volumes = volumes.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            inventory
+        })
     }
 }
 
-fn typed<'v, T: serde::Deserialize<'v>>(object: &'v Value) -> Result<T, serde_json::Error> {
-    T::deserialize(object)
+/// Kinds an inventory holds decoded.
+fn is_indexed(key: &ObjectKey) -> bool {
+    matches!(key.kind.as_str(), "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume")
 }
 
-fn text(object: &Value, pointer: &str) -> String {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string()
+/// Typed objects straight from the JSON text, with no `Value` in between (their own
+/// apiVersion and kind, if present, are those of the list they came from). Objects that
+/// do not decode are left out; a later one under the same key replaces an earlier one.
+fn decode_all<'s, K: Eq + Hash, T: serde::de::DeserializeOwned>(
+    objects: impl Iterator<Item = (&'s ObjectKey, &'s Box<RawValue>)>,
+    key: impl Fn(&ObjectKey) -> K,
+) -> HashMap<K, T> {
+    let objects: Vec<_> = objects.collect();
+    let mut decoded = HashMap::with_capacity(objects.len());
+    decoded.extend(objects.into_iter().filter_map(|(k, object)| Some((key(k), decode(object).ok()?))));
+    decoded
+}
+
+/// Decodes an object read (or the part of it `T` describes).
+fn decode<'r, T: serde::Deserialize<'r>>(object: &'r RawValue) -> Result<T, serde_json::Error> {
+    serde_json::from_str(object.get())
+}
+
+/// The fields of an object that say which version of it was read. `Value`s, so a field
+/// of another type reads as missing rather than failing the whole object.
+#[derive(Default, Deserialize)]
+struct Versioned {
+    #[serde(default)]
+    metadata: VersionFields,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionFields {
+    #[serde(default)]
+    uid: Value,
+    #[serde(default)]
+    resource_version: Value,
 }

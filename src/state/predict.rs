@@ -1,7 +1,11 @@
 //! Predicting a plan's effect: replay its steps over a copy of live state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::LazyCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{LiveState, ObjectKey};
@@ -65,10 +69,9 @@ pub const RUN_PLACEHOLDER: &str = "RUN";
 
 struct Replay<'a> {
     live: &'a LiveState,
-    current: BTreeMap<ObjectKey, Option<Value>>,
-    touched: BTreeMap<ObjectKey, Vec<String>>,
-    deleted: BTreeSet<ObjectKey>,
-    deleted_if_fallback: BTreeSet<ObjectKey>,
+    /// Every object a step looked at or changed. Hashed, not ordered: it is looked up
+    /// several times per step, and comparing keys field by field dominated the replay.
+    objects: HashMap<ObjectKey, Slot>,
     replicas: BTreeMap<(String, String, WorkloadRef), i64>,
     /// Workloads scaled to zero by steps replayed so far.
     quiesced: BTreeSet<(String, String, WorkloadRef)>,
@@ -76,37 +79,129 @@ struct Replay<'a> {
     pods_by_claim: PodIndex<'a>,
 }
 
-type PodIndex<'a> = BTreeMap<(String, String, String), Vec<(&'a ObjectKey, &'a Value)>>;
+/// One object as read and as replayed.
+struct Slot {
+    /// As read (cleaned), decoded once; `None` if it did not exist.
+    original: Option<Shared>,
+    /// Set once a step changes it.
+    replayed: Option<Replayed>,
+}
+
+/// One object changed by the replay.
+#[derive(Default)]
+struct Replayed {
+    /// `None` once deleted.
+    state: Option<Shared>,
+    /// Steps that touch it, in order.
+    steps: Vec<String>,
+    /// Deleted at some point.
+    deleted: bool,
+    /// Deleted by a fallback step (so only if the fallback runs).
+    deleted_if_fallback: bool,
+}
+
+/// An object as the replay holds it, shared: most steps only look at an object, and
+/// copying it for each of them was most of the prediction's time. A step that changes
+/// one gets its own copy on the first write (`Rc::make_mut`).
+#[derive(Clone, Debug, Default)]
+struct Shared(Rc<Value>);
+
+impl Deref for Shared {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl DerefMut for Shared {
+    fn deref_mut(&mut self) -> &mut Value {
+        Rc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Shared> for Value {
+    /// Copies only if the object is still shared.
+    fn from(object: Shared) -> Value {
+        Rc::unwrap_or_clone(object.0)
+    }
+}
+
+/// Hashed: only looked up. Each list keeps the pods in key order.
+type PodIndex<'a> = HashMap<(String, String, String), Vec<(&'a ObjectKey, Option<WorkloadRef>)>>;
+
+/// The fields of a pod the replay reads (as `Value`s, read as before by JSON pointer);
+/// the rest of the pod is not decoded.
+#[derive(Default, Deserialize)]
+struct PodUse {
+    #[serde(default)]
+    metadata: PodOwners,
+    #[serde(default)]
+    spec: PodVolumes,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodOwners {
+    #[serde(default)]
+    owner_references: Value,
+}
+
+#[derive(Default, Deserialize)]
+struct PodVolumes {
+    #[serde(default)]
+    volumes: Value,
+}
 
 /// Indexes pods by the claims they mount, so each deletion looks up its users directly.
 fn index_pods(live: &LiveState) -> PodIndex<'_> {
-    let mut index: PodIndex<'_> = BTreeMap::new();
-    for (key, pod) in live.objects.iter().filter(|(k, _)| k.kind == "Pod") {
-        let claims = pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten();
+    let mut index: PodIndex<'_> = HashMap::new();
+    for (key, pod) in live.raw_of_kind("Pod") {
+        let pod: PodUse = serde_json::from_str(pod.get()).unwrap_or_default();
+        let claims = pod.spec.volumes.as_array().into_iter().flatten();
         for claim in claims.filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str)) {
             let ns = key.namespace.clone().unwrap_or_default();
-            index.entry((key.cluster.clone(), ns, claim.to_string())).or_default().push((key, pod));
+            let owner = owner_workload(&pod.metadata.owner_references);
+            index.entry((key.cluster.clone(), ns, claim.to_string())).or_default().push((key, owner));
         }
     }
     index
 }
 
 impl Replay<'_> {
-    fn get(&self, key: &ObjectKey) -> Option<Value> {
-        match self.current.get(key) {
-            Some(state) => state.clone(),
-            None => self.live.get(key).cloned().map(clean_manifest),
+    /// The object as replayed so far.
+    fn get(&mut self, key: &ObjectKey) -> Option<Shared> {
+        let slot = self.slot(key);
+        match &slot.replayed {
+            Some(replayed) => replayed.state.clone(),
+            None => slot.original.clone(),
         }
     }
 
+    /// The object as read, cleaned for showing or recreating it.
+    fn original(&mut self, key: &ObjectKey) -> Option<Shared> {
+        self.slot(key).original.clone()
+    }
+
     fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
+        let slot = self.slot(&key);
+        let replayed = slot.replayed.get_or_insert_with(Replayed::default);
         match (&value, &step.fallback_for) {
-            (None, None) => drop(self.deleted.insert(key.clone())),
-            (None, Some(_)) => drop(self.deleted_if_fallback.insert(key.clone())),
+            (None, None) => replayed.deleted = true,
+            (None, Some(_)) => replayed.deleted_if_fallback = true,
             _ => {}
         }
-        self.touched.entry(key.clone()).or_default().push(step.id.clone());
-        self.current.insert(key, value);
+        replayed.steps.push(step.id.clone());
+        replayed.state = value.map(|v| Shared(Rc::new(v)));
+    }
+
+    /// The slot of an object, reading it from live state on first use.
+    fn slot(&mut self, key: &ObjectKey) -> &mut Slot {
+        // Looked up before inserting: cloning the key for every lookup would cost more.
+        if !self.objects.contains_key(key) {
+            let original = self.live.get(key).map(|o| Shared(Rc::new(clean_manifest(o))));
+            self.objects.insert(key.clone(), Slot { original, replayed: None });
+        }
+        self.objects.get_mut(key).expect("inserted above")
     }
 }
 
@@ -130,10 +225,7 @@ pub fn predict(
 ) -> (Vec<(String, StepState)>, Vec<Change>) {
     let mut replay = Replay {
         live,
-        current: BTreeMap::new(),
-        touched: BTreeMap::new(),
-        deleted: BTreeSet::new(),
-        deleted_if_fallback: BTreeSet::new(),
+        objects: HashMap::new(),
         replicas: BTreeMap::new(),
         quiesced: BTreeSet::new(),
         pods_by_claim: index_pods(live),
@@ -152,37 +244,28 @@ pub fn predict(
         };
         states.push((step.id.clone(), state));
     }
-    let mut current = std::mem::take(&mut replay.current);
-    let changes = replay
-        .touched
-        .iter()
-        .filter_map(|(key, steps)| {
-            let before = live.get(key).cloned().map(clean_manifest);
-            let after = current.remove(key).flatten();
-            let deleted_on_the_way = replay.deleted.contains(key);
-            let deleted_if_fallback = !deleted_on_the_way && replay.deleted_if_fallback.contains(key);
-            let kind = match (&before, &after) {
-                (None, Some(_)) => ChangeKind::Create,
-                (Some(_), None) => ChangeKind::Delete,
-                (Some(_), Some(_)) if deleted_on_the_way || deleted_if_fallback => ChangeKind::Replace,
-                (Some(b), Some(a)) if b != a => ChangeKind::Update,
-                _ => return None,
-            };
-            let only_if_fallback = steps.iter().all(|id| is_fallback_step(graph, id));
-            let steps = steps.clone();
-            let (key, deleted) = (key.clone(), deleted_on_the_way);
-            Some(Change {
-                key,
-                kind,
-                before,
-                after,
-                steps,
-                deleted_on_the_way: deleted,
-                deleted_if_fallback,
-                only_if_fallback,
-            })
-        })
-        .collect();
+    // Changes in key order, as they are shown.
+    let mut replayed: Vec<_> = replay.objects.into_iter().filter(|(_, slot)| slot.replayed.is_some()).collect();
+    replayed.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    let mut changes = Vec::with_capacity(replayed.len());
+    changes.extend(replayed.into_iter().filter_map(|(key, Slot { original, replayed })| {
+        let Replayed { state, steps, deleted, deleted_if_fallback } = replayed?;
+        // Each object's last use: nothing else holds these any more, so they are moved
+        // out, not copied.
+        let before = original.map(Value::from);
+        let after = state.map(Value::from);
+        let deleted_on_the_way = deleted;
+        let deleted_if_fallback = !deleted && deleted_if_fallback;
+        let kind = match (&before, &after) {
+            (None, Some(_)) => ChangeKind::Create,
+            (Some(_), None) => ChangeKind::Delete,
+            (Some(_), Some(_)) if deleted_on_the_way || deleted_if_fallback => ChangeKind::Replace,
+            (Some(b), Some(a)) if b != a => ChangeKind::Update,
+            _ => return None,
+        };
+        let only_if_fallback = steps.iter().all(|id| is_fallback_step(graph, id));
+        Some(Change { key, kind, before, after, steps, deleted_on_the_way, deleted_if_fallback, only_if_fallback })
+    }));
     (states, changes)
 }
 
@@ -208,8 +291,9 @@ fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRec
         .into_iter()
         .filter(|(_, keys)| {
             keys.iter().all(|k| {
-                live.get(k).and_then(|o| o.pointer("/metadata/labels/drplan.dev~1run")).and_then(Value::as_str)
-                    == Some(label.as_str())
+                live.get(k).is_some_and(|o| {
+                    o.pointer("/metadata/labels/drplan.dev~1run").and_then(Value::as_str) == Some(label.as_str())
+                })
             })
         })
         .map(|(entry, _)| (entry, run.run_id.clone()))
@@ -231,7 +315,8 @@ fn replay_fallback_step(r: &mut Replay<'_>, step: &Step, of: &str, so_far: &[(St
 
 fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
     let Some(action) = step.action() else { return StepState::Blocked("intent not expanded".into()) };
-    let ownership = manifests::ownership(RUN_PLACEHOLDER, &step.id);
+    // Built only for the steps that create objects (a third of them).
+    let ownership = LazyCell::new(|| manifests::ownership(RUN_PLACEHOLDER, &step.id));
     match action {
         Action::Scale(p) => {
             let key = workload_key(step, &p.workload);
@@ -246,7 +331,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("already at {current} replicas"));
             }
             object["spec"]["replicas"] = json!(p.replicas);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::ScaleBack(p) => {
@@ -254,7 +339,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             let original = r.replicas.get(&(step.cluster.clone(), step.namespace.clone(), p.workload.clone())).copied();
             let (Some(mut object), Some(original)) = (r.get(&key), original) else { return StepState::ToDo };
             object["spec"]["replicas"] = json!(original);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::SnapshotPvc(p) => {
@@ -285,7 +370,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("PV {volume} already reclaims with {}", p.policy));
             }
             pv["spec"]["persistentVolumeReclaimPolicy"] = json!(p.policy.to_string());
-            r.set(key, step, Some(pv));
+            r.set(key, step, Some(pv.into()));
             StepState::ToDo
         }
         Action::DeletePvc(p) => {
@@ -301,7 +386,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         }
         Action::RestorePvc(p) => {
             let key = claim_key(step, &p.claim.value);
-            let before = r.live.get(&key).cloned().unwrap_or(Value::Null);
+            let before = r.original(&key).unwrap_or_default();
             match manifests::restored_claim(&step.namespace, p, &before, RUN_PLACEHOLDER, &ownership) {
                 Ok(claim) => {
                     r.set(key, step, Some(claim));
@@ -324,13 +409,15 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             let Some(mut claim) = r.get(&key) else {
                 return StepState::Blocked(format!("PVC {} not found", p.claim.value));
             };
-            let capacity = r.live.get(&key).and_then(|c| c.pointer("/status/capacity/storage")).and_then(Value::as_str);
-            let capacity = capacity.and_then(|c| c.parse::<crate::lang::Quantity>().ok());
+            // The status is what the provider delivered; the replayed copy has none.
+            let live_claim = r.live.get(&key);
+            let capacity = live_claim.as_ref().and_then(|c| c.pointer("/status/capacity/storage"));
+            let capacity = capacity.and_then(Value::as_str).and_then(|c| c.parse::<crate::lang::Quantity>().ok());
             if let Some(capacity) = capacity.filter(|c| c.bytes() >= p.size.value.bytes()) {
                 return StepState::Satisfied(format!("PVC {} already holds {capacity}", p.claim.value));
             }
             claim["spec"]["resources"]["requests"]["storage"] = json!(p.size.value.to_string());
-            r.set(key, step, Some(claim));
+            r.set(key, step, Some(claim.into()));
             StepState::ToDo
         }
         Action::SetWorkloadClaim(p) => {
@@ -344,7 +431,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 return StepState::Satisfied(format!("volume {} already uses {}", p.volume, p.claim));
             }
             volume["persistentVolumeClaim"]["claimName"] = json!(p.claim);
-            r.set(key, step, Some(object));
+            r.set(key, step, Some(object.into()));
             StepState::ToDo
         }
         Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
@@ -366,7 +453,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                     StepState::ToDo
                 }
                 _ => {
-                    let original = r.live.get(&key).cloned().map(clean_manifest);
+                    let original = r.original(&key).map(Value::from);
                     r.set(key, step, original);
                     StepState::ToDo
                 }
@@ -384,14 +471,15 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
 fn foreign_user(r: &Replay<'_>, step: &Step, claim: &str) -> Option<String> {
     let quiesced = |w: &WorkloadRef| r.quiesced.contains(&(step.cluster.clone(), step.namespace.clone(), w.clone()));
     let users = r.pods_by_claim.get(&(step.cluster.clone(), step.namespace.clone(), claim.to_string()))?;
-    users.iter().find(|(_, pod)| owner_workload(pod).is_none_or(|w| !quiesced(&w))).map(|(key, pod)| {
-        let owner = owner_workload(pod).map(|w| format!(" ({w})")).unwrap_or_default();
+    users.iter().find(|(_, owner)| owner.as_ref().is_none_or(|w| !quiesced(w))).map(|(key, owner)| {
+        let owner = owner.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
         format!("pod {}{owner} uses PVC {claim} and this plan does not scale it down first", key.name)
     })
 }
 
-fn owner_workload(pod: &Value) -> Option<WorkloadRef> {
-    let owner = pod.pointer("/metadata/ownerReferences")?.as_array()?.first()?;
+/// The workload owning a pod, from its `ownerReferences`.
+fn owner_workload(owner_references: &Value) -> Option<WorkloadRef> {
+    let owner = owner_references.as_array()?.first()?;
     let name = owner.get("name")?.as_str()?;
     match owner.get("kind")?.as_str()? {
         "StatefulSet" => Some(WorkloadRef { kind: WorkloadKind::StatefulSet, name: name.to_string() }),

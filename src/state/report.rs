@@ -1,11 +1,12 @@
 //! Rendering a plan for review: per-object diffs, step states, a summary.
 
 use std::fmt::Write;
+use std::io;
 
 use serde_json::{Value, json};
 use similar::TextDiff;
 
-use super::yaml_out::to_yaml;
+use super::yaml_out::write_yaml;
 use super::{Change, ChangeKind, StepState};
 use crate::graph::StepGraph;
 
@@ -127,39 +128,34 @@ impl PlanReport<'_> {
 
     /// The review text: objects with diffs, then steps, then the summary.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
+        let mut out = Vec::new();
+        // Writing into memory cannot fail, and everything written is UTF-8.
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`text`](Self::text), written out as it is rendered: for a thousand workloads it
+    /// is megabytes of diffs, better not held in memory whole.
+    pub fn write_text(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        writeln!(
             out,
             "drplan will perform the following actions ({} list requests read the live state):\n",
             self.requests
-        );
-        for change in self.changes {
-            let symbol = match change.kind {
-                ChangeKind::Create => "+",
-                ChangeKind::Update => "~",
-                ChangeKind::Replace => "-/+",
-                ChangeKind::Delete => "-",
-            };
-            let note = if change.deleted_on_the_way {
-                "  (destructive: deleted during the run)"
-            } else if change.deleted_if_fallback {
-                "  (destructive if a fallback runs: deleted and restored; otherwise changed in place)"
-            } else if change.only_if_fallback {
-                "  (only if a fallback runs)"
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "  {symbol} {} [{}]{note}", change.key, change.key.cluster);
-            let _ = writeln!(out, "      by: {}", change.steps.join(", "));
-            let before = change.before.as_ref().map(to_yaml).unwrap_or_default();
-            let after = change.after.as_ref().map(to_yaml).unwrap_or_default();
-            let diff = TextDiff::from_lines(&before, &after);
-            let unified = diff.unified_diff().context_radius(3).header("before", "after").to_string();
-            for line in unified.lines() {
-                let _ = writeln!(out, "      {line}");
+        )?;
+        // The diffs are most of the work, and each object's is independent: render a batch
+        // on each core at a time, and write the batches in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for round in self.changes.chunks(DIFF_BATCH * threads) {
+            for text in render_in_parallel(round) {
+                out.write_all(&text)?;
             }
-            out.push('\n');
         }
+        out.write_all(self.steps_text().as_bytes())
+    }
+
+    /// The step list and the summary.
+    fn steps_text(&self) -> String {
+        let mut out = String::new();
         let _ = writeln!(out, "Steps:");
         let width = self.states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
         for (id, state) in self.states {
@@ -199,4 +195,75 @@ impl PlanReport<'_> {
             "criticalPath": self.graph.critical_path().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Objects whose diffs one thread renders at a time: enough to make starting a thread
+/// cheap in comparison, few enough to keep the text held in memory small.
+const DIFF_BATCH: usize = 256;
+
+/// The diffs of `changes`, a batch of [`DIFF_BATCH`] per thread (this one included), in order.
+fn render_in_parallel(changes: &[Change]) -> Vec<Vec<u8>> {
+    let mut batches = changes.chunks(DIFF_BATCH);
+    let first = batches.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = batches.map(|batch| scope.spawn(|| render_changes(batch))).collect();
+        let mut texts = vec![render_changes(first)];
+        texts.extend(others.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        texts
+    })
+}
+
+fn render_changes(changes: &[Change]) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut buffers = DiffBuffers::default();
+    for change in changes {
+        // Writing into memory cannot fail.
+        let _ = write_change(&mut text, change, &mut buffers);
+    }
+    text
+}
+
+/// Text buffers reused from one object's diff to the next.
+#[derive(Default)]
+struct DiffBuffers {
+    before: String,
+    after: String,
+    unified: String,
+}
+
+/// One object: what happens to it, by which steps, and the diff of its YAML.
+fn write_change(out: &mut dyn io::Write, change: &Change, buffers: &mut DiffBuffers) -> io::Result<()> {
+    let symbol = match change.kind {
+        ChangeKind::Create => "+",
+        ChangeKind::Update => "~",
+        ChangeKind::Replace => "-/+",
+        ChangeKind::Delete => "-",
+    };
+    let note = if change.deleted_on_the_way {
+        "  (destructive: deleted during the run)"
+    } else if change.deleted_if_fallback {
+        "  (destructive if a fallback runs: deleted and restored; otherwise changed in place)"
+    } else if change.only_if_fallback {
+        "  (only if a fallback runs)"
+    } else {
+        ""
+    };
+    writeln!(out, "  {symbol} {} [{}]{note}", change.key, change.key.cluster)?;
+    writeln!(out, "      by: {}", change.steps.join(", "))?;
+    let DiffBuffers { before, after, unified } = buffers;
+    for (text, object) in [(&mut *before, &change.before), (&mut *after, &change.after)] {
+        text.clear();
+        if let Some(object) = object {
+            write_yaml(text, object);
+        }
+    }
+    let diff = TextDiff::from_lines(before.as_str(), after.as_str());
+    unified.clear();
+    let _ = write!(unified, "{}", diff.unified_diff().context_radius(3).header("before", "after"));
+    for line in unified.lines() {
+        out.write_all(b"      ")?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.write_all(b"\n")
 }

@@ -3,20 +3,27 @@
 //! Only for display: block style, keys in JSON order, strings quoted when YAML would
 //! read them as something else. Reading YAML never goes through here.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 /// Renders a JSON value as a YAML document (no `---`), ending with a newline.
 pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
+    write_yaml(&mut out, value);
+    out
+}
+
+/// [`to_yaml`] appended to `out`, so one buffer serves many documents.
+pub fn write_yaml(out: &mut String, value: &Value) {
     match value {
-        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
-        Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
+        Value::Object(map) if !map.is_empty() => write_map(out, map, 0),
+        Value::Array(items) if !items.is_empty() => write_seq(out, items, 0),
         scalar => {
-            out.push_str(&scalar_text(scalar));
+            write_scalar(out, scalar);
             out.push('\n');
         }
     }
-    out
 }
 
 fn indent(out: &mut String, level: usize) {
@@ -26,7 +33,7 @@ fn indent(out: &mut String, level: usize) {
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize) {
     for (key, value) in map {
         indent(out, level);
-        out.push_str(&quote_if_needed(key));
+        write_str(out, key);
         out.push(':');
         write_value(out, value, level);
     }
@@ -47,7 +54,7 @@ fn write_seq(out: &mut String, items: &[Value], level: usize) {
                     } else {
                         indent(out, level + 1);
                     }
-                    out.push_str(&quote_if_needed(key));
+                    write_str(out, key);
                     out.push(':');
                     write_value(out, value, level + 1);
                 }
@@ -69,37 +76,58 @@ fn write_value(out: &mut String, value: &Value, level: usize) {
         }
         scalar => {
             out.push(' ');
-            out.push_str(&scalar_text(scalar));
+            write_scalar(out, scalar);
             out.push('\n');
         }
     }
 }
 
-fn scalar_text(value: &Value) -> String {
+fn write_scalar(out: &mut String, value: &Value) {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => quote_if_needed(s),
-        Value::Array(_) => "[]".into(),
-        Value::Object(_) => "{}".into(),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => drop(write!(out, "{n}")),
+        Value::String(s) => write_str(out, s),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) => out.push_str("{}"),
     }
 }
 
-/// Quotes strings a YAML reader would otherwise take for another type or syntax.
-fn quote_if_needed(s: &str) -> String {
-    let plain_is_safe = !s.is_empty()
-        && !matches!(
-            s.to_ascii_lowercase().as_str(),
-            "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
-        )
-        && s.parse::<f64>().is_err()
-        && !s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c))
-        && !s.ends_with(' ')
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.contains('\n');
-    if plain_is_safe { s.to_string() } else { serde_json::to_string(s).unwrap_or_default() }
+/// Writes a string, quoted if a YAML reader would otherwise take it for another type or
+/// syntax.
+fn write_str(out: &mut String, s: &str) {
+    if plain_is_safe(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+fn plain_is_safe(s: &str) -> bool {
+    const WORDS: [&str; 10] = ["null", "~", "true", "false", "yes", "no", "on", "off", "y", "n"];
+    if s.is_empty() || WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) {
+        return false;
+    }
+    if may_be_number(s) && s.parse::<f64>().is_ok() {
+        return false;
+    }
+    if s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c)) || s.ends_with(' ') {
+        return false;
+    }
+    // One pass for `: `, ` #` and newlines (three searches showed up in profiles).
+    let bytes = s.as_bytes();
+    !bytes.iter().enumerate().any(|(i, &b)| {
+        let next = bytes.get(i + 1);
+        b == b'\n' || (b == b':' && next == Some(&b' ')) || (b == b' ' && next == Some(&b'#'))
+    })
+}
+
+/// Whether `s` could parse as a float: after an optional sign, a float starts with a
+/// digit, a point, `inf` or `nan`. Most strings (names, labels) fail this at once, and
+/// the full parse showed up in profiles.
+fn may_be_number(s: &str) -> bool {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    unsigned.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '.' | 'i' | 'I' | 'n' | 'N'))
 }
 
 #[cfg(test)]
@@ -120,5 +148,75 @@ mod tests {
         let text = to_yaml(&value);
         let parsed = parse_str("t.yaml", &text, Limits::MANIFEST).unwrap().documents.remove(0).to_json();
         assert_eq!(parsed, value, "{text}");
+    }
+
+    #[test]
+    fn quotes_exactly_what_a_full_float_parse_would() {
+        let samples = [
+            "1",
+            "1.5",
+            ".5",
+            "5.",
+            "+1",
+            "-1",
+            "+.5",
+            "1e5",
+            "1E-3",
+            "e5",
+            "inf",
+            "-inf",
+            "+Infinity",
+            "INF",
+            "nan",
+            "NaN",
+            "-nan",
+            "i",
+            "n",
+            "N",
+            "no",
+            "Yes",
+            "~",
+            "",
+            " a",
+            "a ",
+            "a: b",
+            "x #y",
+            "4Gi",
+            "0x10",
+            "1_000",
+            "infinite",
+            "name",
+            "null",
+            "data-db-0-0",
+            "2Gi",
+            "ReadWriteOnce",
+            "a:b",
+            "a:",
+            "a: ",
+            "#a",
+            "a#",
+            "a #",
+            "a\nb",
+            "a\n",
+            "ab:  c",
+            "true ",
+            "FALSE",
+            "Off",
+            "yES",
+        ];
+        for s in samples {
+            let reference = !s.is_empty()
+                && !matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
+                )
+                && s.parse::<f64>().is_err()
+                && !s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c))
+                && !s.ends_with(' ')
+                && !s.contains(": ")
+                && !s.contains(" #")
+                && !s.contains('\n');
+            assert_eq!(plain_is_safe(s), reference, "{s:?}");
+        }
     }
 }
