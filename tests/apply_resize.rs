@@ -25,14 +25,21 @@ async fn grow_beforehand(env: &Env, claim: &str, size: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_resize_restores_that_claim_bigger_and_the_others_grow_in_place() {
-    // One modification per volume per day: claim 1 was already modified today.
+/// A cluster where EBS allows one modification per volume per day, seeded with each
+/// replica's data, and claim 1 already grown to 3Gi today: its next resize is refused.
+/// Returns the env, the original PV of each claim, and the refused claim.
+async fn claim_1_modified_today(label: &str) -> (Env, std::collections::BTreeMap<String, String>, String) {
     let limit = ModificationLimit { max: 1, window: Duration::from_secs(24 * 3600) };
-    let env = env(PLAN, "grow-refused", drplan::sim::SimConfig { modification_limit: limit, ..fast_config() }).await;
+    let env = env(PLAN, label, drplan::sim::SimConfig { modification_limit: limit, ..fast_config() }).await;
     let originals = seed_cassandra(&env).await;
     let refused = cassandra_claim(1);
     grow_beforehand(&env, &refused, "3Gi").await;
+    (env, originals, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resize_restores_that_claim_bigger_and_the_others_grow_in_place() {
+    let (env, originals, refused) = claim_1_modified_today("grow-refused").await;
 
     let result = env.apply(&[]).await;
     result.assert_success("dr apply");
@@ -92,11 +99,7 @@ async fn claims_grown_in_place_never_stop_the_workload_and_replanning_finds_noth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_inside_a_fallback_rebinds_the_refused_claim_to_its_original_volume() {
-    let limit = ModificationLimit { max: 1, window: Duration::from_secs(24 * 3600) };
-    let env = env(PLAN, "grow-rollback", drplan::sim::SimConfig { modification_limit: limit, ..fast_config() }).await;
-    let originals = seed_cassandra(&env).await;
-    let refused = cassandra_claim(1);
-    grow_beforehand(&env, &refused, "3Gi").await;
+    let (env, originals, refused) = claim_1_modified_today("grow-rollback").await;
     // The fallback fails after deleting the refused claim, before restoring it.
     let failing = format!("grow-1/restore-{refused}");
     let failed = env.apply(&[("DRPLAN_FAILPOINT", &format!("fail-step={failing}"))]).await;
