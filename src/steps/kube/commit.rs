@@ -46,9 +46,7 @@ pub fn retained_by(applied: &StepGraph, record: &RunRecord) -> Vec<RetainedVolum
 /// volume bound again (a rollback, or by hand) is still in use and stays retained.
 pub async fn inspect(clients: &BTreeMap<String, Client>, volumes: &mut [RetainedVolume]) -> Result<(), String> {
     for volume in volumes {
-        let client =
-            clients.get(&volume.cluster).ok_or_else(|| format!("no connection to cluster {}", volume.cluster))?;
-        let api: Api<PersistentVolume> = Api::all(client.clone());
+        let api = volumes_of(clients, &volume.cluster)?;
         let pv = api.get_opt(&volume.pv).await.map_err(|e| format!("reading PV {}: {e}", volume.pv))?;
         let Some(pv) = pv else {
             volume.keep_because = Some("already gone".into());
@@ -69,8 +67,7 @@ pub async fn inspect(clients: &BTreeMap<String, Client>, volumes: &mut [Retained
 
 /// Gives one inspected, releasable volume its original reclaim policy back.
 pub async fn release(clients: &BTreeMap<String, Client>, volume: &RetainedVolume) -> Result<(), String> {
-    let client = clients.get(&volume.cluster).ok_or_else(|| format!("no connection to cluster {}", volume.cluster))?;
-    let api: Api<PersistentVolume> = Api::all(client.clone());
+    let api = volumes_of(clients, &volume.cluster)?;
     let patch = Patch::Merge(json!({ "spec": { "persistentVolumeReclaimPolicy": volume.original_policy } }));
     match api.patch(&volume.pv, &PatchParams::default(), &patch).await {
         Ok(_) => Ok(()),
@@ -78,4 +75,9 @@ pub async fn release(clients: &BTreeMap<String, Client>, volume: &RetainedVolume
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(format!("setting reclaim policy of PV {} to {}: {e}", volume.pv, volume.original_policy)),
     }
+}
+
+fn volumes_of(clients: &BTreeMap<String, Client>, cluster: &str) -> Result<Api<PersistentVolume>, String> {
+    let client = clients.get(cluster).ok_or_else(|| format!("no connection to cluster {cluster}"))?;
+    Ok(Api::all(client.clone()))
 }
