@@ -96,3 +96,70 @@ async fn kubectl_get_scale_delete_apply() {
     assert!(verbs.contains(&"patch".to_string()), "kubectl apply patches an existing object: {verbs:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A dump whose pods carry their conditions but no container statuses (hand-written or
+/// trimmed dumps): the pods and their StatefulSet must agree on readiness.
+const TRIMMED_DUMP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: pg}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: postgres, namespace: pg, uid: 0c1e7a52-0000-4000-8000-000000000001}
+spec:
+  replicas: 2
+  serviceName: postgres
+  selector: {matchLabels: {app: postgres}}
+  template:
+    metadata: {labels: {app: postgres}}
+    spec:
+      containers: [{name: postgres, image: postgres:16}]
+status: {replicas: 2, readyReplicas: 2}
+"#;
+
+fn trimmed_pod(ordinal: usize) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: postgres-{ordinal}
+  namespace: pg
+  labels: {{app: postgres}}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: StatefulSet, name: postgres, uid: 0c1e7a52-0000-4000-8000-000000000001, controller: true}}
+spec:
+  nodeName: node-a
+  containers: [{{name: postgres, image: postgres:16}}]
+status:
+  phase: Running
+  conditions:
+  - {{type: Ready, status: "True"}}
+  - {{type: ContainersReady, status: "True"}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_from_a_dump_are_as_ready_as_their_statefulset() {
+    let dir = scratch_dir("trimmed-dump");
+    let dump = dir.join("dump.yaml");
+    std::fs::write(&dump, format!("{TRIMMED_DUMP}{}{}", trimmed_pod(0), trimmed_pod(1))).unwrap();
+    let sim = SimCluster::start(&[dump], SimConfig::default()).await.unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+    let sts = kubectl(&kubeconfig, &["get", "sts", "-n", "pg"]).await;
+    assert!(sts.lines().any(|l| l.starts_with("postgres") && l.contains("2/2")), "{sts}");
+    let pods = kubectl(&kubeconfig, &["get", "pods", "-n", "pg"]).await;
+    let rows: Vec<&str> = pods.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{pods}");
+    assert!(rows.iter().all(|l| l.contains("1/1") && l.contains("Running")), "{pods}");
+    let ready = kubectl(
+        &kubeconfig,
+        &["get", "pod", "postgres-0", "-n", "pg", "-o", "jsonpath={.status.containerStatuses[0].ready}"],
+    )
+    .await;
+    assert_eq!(ready, "true", "container statuses agree with the Ready condition");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -267,3 +267,38 @@ fn write_change(out: &mut dyn io::Write, change: &Change, buffers: &mut DiffBuff
     }
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{self, BuildOptions};
+
+    const THREE_WAITS: &str = "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: waits}\nclusters: [{name: c, namespace: db}]\nsteps:\n  - id: gone\n    wait: {for: {podsGone: {workload: {kind: StatefulSet, name: pg}}}}\n  - id: bound\n    after: gone\n    wait: {for: {pvcBound: {claim: data-pg-0}}}\n  - id: ready\n    after: bound\n    wait: {for: {podsReady: {workload: {kind: StatefulSet, name: pg}}}}\n";
+
+    fn summary(states: &[(String, StepState)]) -> String {
+        let (loaded, _) = crate::lang::load_plan_str("waits.yaml", THREE_WAITS);
+        let (graph, diags) = graph::build(&loaded.unwrap(), BuildOptions { facts: None, intents_only: false });
+        assert!(!diags.has_errors(), "{diags:?}");
+        let graph = graph.unwrap();
+        PlanReport { graph: &graph, states, changes: &[], requests: 0 }.summary_line()
+    }
+
+    #[test]
+    fn the_critical_path_counts_only_the_steps_left() {
+        let states = vec![
+            ("gone".to_string(), StepState::Satisfied("no pod left".into())),
+            ("bound".to_string(), StepState::Satisfied("Bound".into())),
+            ("ready".to_string(), StepState::ToDo),
+        ];
+        let line = summary(&states);
+        assert!(line.contains("1 step to run"), "{line}");
+        assert!(line.contains("critical path 1 step,"), "{line}");
+    }
+
+    #[test]
+    fn counts_of_several_steps_are_plural() {
+        let states: Vec<_> = ["gone", "bound", "ready"].iter().map(|id| (id.to_string(), StepState::ToDo)).collect();
+        let line = summary(&states);
+        assert!(line.contains("3 steps to run") && line.contains("critical path 3 steps,"), "{line}");
+    }
+}

@@ -94,11 +94,16 @@ impl Env {
     /// `dr <args>` against this env's cluster and state, with `extra_env` set.
     pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dr"));
+        command.args(args);
+        // Each command takes only the options that apply to it.
+        let verb = args.first().copied().unwrap_or_default();
+        if verb != "runs" {
+            command.arg("--kubeconfig").arg(&self.kubeconfig).args(["--context", CONTEXT]);
+        }
+        if ["apply", "resume", "rollback"].contains(&verb) {
+            command.args(["--output", "plain", "--step-timeout", "2m"]);
+        }
         command
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--context", CONTEXT, "--output", "plain", "--step-timeout", "2m"])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .env("NO_COLOR", "1")
