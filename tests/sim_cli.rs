@@ -5,7 +5,7 @@ mod sim_common;
 
 use std::time::Duration;
 
-use drplan::sim::cli::{DataCommand, ServeArgs, SimCommand, run};
+use drplan::sim::cli::{DataCommand, DataTarget, ServeArgs, SimCommand, run};
 use drplan::sim::{SimCluster, SimConfig};
 use sim_common::fixture;
 
@@ -17,14 +17,15 @@ fn data_put_and_get_reach_the_claims_volume() {
     let sim = runtime.block_on(SimCluster::start(&[fixture("cassandra")], config)).unwrap();
     sim.advance(Duration::from_secs(60));
     let put = DataCommand::Put {
-        server: sim.url(),
+        target: DataTarget { server: Some(sim.url()), ..DataTarget::default() },
         namespace: "db".into(),
         claim: "cassandra-data-cassandra-2".into(),
         value: "cassandra-2".into(),
     };
     assert_eq!(run(SimCommand::Data(put)), Ok(0));
     assert_eq!(sim.read_claim_data("db", "cassandra-data-cassandra-2").unwrap(), b"cassandra-2");
-    let get = DataCommand::Get { server: sim.url(), namespace: "db".into(), claim: "no-such-claim".into() };
+    let target = DataTarget { server: Some(sim.url()), ..DataTarget::default() };
+    let get = DataCommand::Get { target, namespace: "db".into(), claim: "no-such-claim".into() };
     let err = run(SimCommand::Data(get)).unwrap_err();
     assert!(err.contains("not found"), "{err}");
 }

@@ -103,6 +103,11 @@ pub(super) fn this_host() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// The state directory of a run record's path (`DIR/runs/RUN/run.json`).
+fn state_dir_of(record: &std::path::Path) -> &std::path::Path {
+    record.ancestors().nth(3).filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -121,7 +126,12 @@ pub enum StoreError {
     #[error("run {run_id} already exists at {}", path.display())]
     RunExists { run_id: String, path: PathBuf },
 
-    #[error("no run {run_id}: {} does not exist", path.display())]
+    #[error(
+        "no run {run_id} in the state directory {}: {} does not exist. Runs are kept in the \
+         directory given by --state-dir, or else DRPLAN_STATE_DIR, or else .drplan in the current \
+         directory; `dr runs` (with the same --state-dir) lists them",
+        state_dir_of(path).display(), path.display()
+    )]
     RunNotFound { run_id: String, path: PathBuf },
 
     #[error("{run_id:?} is not a run id (letters, digits, '.', '_' and '-', not starting with '.')")]

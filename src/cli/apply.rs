@@ -56,10 +56,21 @@ pub struct RunArgs {
 pub struct Targets {
     pub clients: BTreeMap<String, Client>,
     pub contexts: BTreeMap<String, String>,
+    /// API server URL of each cluster, for messages.
+    pub servers: BTreeMap<String, String>,
     pub sims: Vec<SimHandle>,
 }
 
 impl Targets {
+    /// " (server URL, context NAME)" for messages about a cluster.
+    pub fn where_is(&self, cluster: &str) -> String {
+        match (self.servers.get(cluster), self.contexts.get(cluster)) {
+            (Some(server), Some(context)) => format!(" (server {server}, context {context})"),
+            (Some(server), None) => format!(" (server {server})"),
+            _ => String::new(),
+        }
+    }
+
     /// What the run acts on, for its lock key.
     pub fn description(&self) -> String {
         if !self.sims.is_empty() {
@@ -75,7 +86,8 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
-    let mut targets = Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), sims: Vec::new() };
+    let mut targets =
+        Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), servers: BTreeMap::new(), sims: Vec::new() };
     if args.sim {
         let dir = plan_path.with_extension("");
         for name in clusters.keys() {
@@ -87,15 +99,23 @@ pub async fn connect(
                 .map_err(|e| format!("starting the simulated cluster from {}: {e}", manifests.display()))?;
             targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
             targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
+            targets.servers.insert(name.clone(), sim.url());
             targets.sims.push(sim);
         }
         return Ok(targets);
     }
     let single = clusters.len() == 1;
     for (name, context) in clusters {
+        let from_flag = single && args.context.is_some();
         let context = if single { args.context.clone().or(context.clone()) } else { context.clone() };
-        let client = live::connect(args.kubeconfig.as_deref(), context.as_deref()).await?;
+        let origin = if from_flag {
+            "--context".to_string()
+        } else {
+            format!("the plan's `clusters[].context` of cluster `{name}`")
+        };
+        let (client, server) = live::connect_named(args.kubeconfig.as_deref(), context.as_deref(), &origin).await?;
         targets.contexts.insert(name.clone(), context.unwrap_or_else(|| "(current)".into()));
+        targets.servers.insert(name.clone(), server);
         targets.clients.insert(name.clone(), client);
     }
     Ok(targets)
@@ -145,18 +165,28 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateSt
 }
 
 /// Reads the live state a plan is checked against. The reads are plain lists, so a
-/// failure is most likely transient (throttling, an API server restart): try a few times.
+/// failure is most likely transient (throttling, an API server restart): try a few times,
+/// but not for what retrying cannot heal (TLS, credentials, permissions, missing kinds),
+/// and only once more for a refused connection.
 async fn fetch_live(targets: &Targets, needs: &BTreeSet<state::ListNeed>) -> Result<LiveState, String> {
     let mut delay = Duration::from_millis(250);
-    for _ in 1..FETCH_ATTEMPTS {
-        match state::fetch(&targets.clients, needs).await {
+    let (mut attempt, mut refused) = (0, 0);
+    loop {
+        attempt += 1;
+        let error = match state::fetch(&targets.clients, needs).await {
             Ok(live) => return Ok(live),
-            Err(e) => eprintln!("warning: reading the live state failed, retrying in {delay:?}: {e}"),
+            Err(error) => error,
+        };
+        refused += u32::from(error.kind == live::FailureKind::Refused);
+        let heals = error.kind == live::FailureKind::Transient || refused == 1;
+        let message = format!("{}{}", error.message, targets.where_is(&error.cluster));
+        if !heals || attempt == FETCH_ATTEMPTS {
+            return Err(message);
         }
+        eprintln!("warning: reading the live state failed, retrying in {delay:?}: {message}");
         tokio::time::sleep(delay).await;
         delay *= 2;
     }
-    state::fetch(&targets.clients, needs).await
 }
 
 const FETCH_ATTEMPTS: u32 = 5;
@@ -383,15 +413,16 @@ async fn execute_with<R: crate::exec::StepRunner>(
             let _ = cancel_tx.send(true);
         }
     });
-    let view = tokio::spawn(progress::render(events_rx, run_args.output));
+    let run_id = record.run_id.clone();
+    let view = tokio::spawn(progress::render(events_rx, run_args.output, run_id.clone()));
     let started = Instant::now();
     let options = crate::exec::Options { parallelism: run_args.parallelism, ..Default::default() };
-    let run_id = record.run_id.clone();
     let outcome = crate::exec::execute(Arc::new(graph), record, store, runner, options, events_tx, cancel_rx)
         .await
         .map_err(|e| e.message)?;
     let _ = view.await;
     progress::summary(&mut std::io::stderr(), &outcome, started.elapsed());
+    progress::finished(run_args.output, &outcome, started.elapsed());
     let status = outcome.status;
     let rollback = matches!(outcome.record.mode, RunMode::Rollback { .. });
     let code = match status {
@@ -504,25 +535,4 @@ fn saved_clusters(record: &RunRecord) -> BTreeMap<String, Option<String>> {
             (name.clone(), context)
         })
         .collect()
-}
-
-/// `dr runs`.
-pub fn runs(run_args: &RunArgs) -> Result<i32, String> {
-    let runs = store(run_args).list_runs().map_err(|e| e.to_string())?;
-    if runs.is_empty() {
-        println!("No runs in {}.", run_args.state_dir.display());
-    }
-    for run in runs {
-        let counts: Vec<String> = run.step_counts.iter().map(|(s, n)| format!("{n} {s:?}").to_lowercase()).collect();
-        let problem = run.problem.map(|p| format!(" ({p})")).unwrap_or_default();
-        println!(
-            "{}  {:<12} {}  {}  {}{problem}",
-            run.run_id,
-            run.status.to_string(),
-            run.plan_name,
-            run.updated_at,
-            counts.join(", ")
-        );
-    }
-    Ok(0)
 }

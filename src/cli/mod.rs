@@ -6,14 +6,15 @@ pub mod apply;
 pub mod commit;
 pub mod plan;
 pub mod progress;
+pub mod runs;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cluster::ClusterInventories;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, plural};
 use crate::graph::{self, BuildOptions, StepGraph, render::Format};
 use crate::lang::{self, LoadedPlan};
 
@@ -24,24 +25,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How `--sim` reads for commands that continue a run: no plan is beside them.
+const SIM_FOR_RUNS: &str = "Refused: --sim starts a new, empty simulated cluster, which cannot hold a run \
+     started elsewhere; serve one with `dr sim serve --kubeconfig-out FILE` and pass --kubeconfig FILE";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check plans offline: syntax, types, references, cycles and safety rules.
     Validate {
-        /// Plan files.
+        /// Plan files to check.
         #[arg(required = true)]
         plans: Vec<PathBuf>,
-        /// Directory of cluster manifests (`kubectl get -o yaml`) to expand intents with.
-        #[arg(long, value_name = "DIR")]
-        cluster_from: Option<PathBuf>,
+        /// Cluster manifests (`kubectl get -o yaml`) to expand intents with: a directory
+        /// (with one subdirectory per cluster for multi-cluster plans) or files; repeatable.
+        #[arg(long, value_name = "DIR|FILE")]
+        cluster_from: Vec<PathBuf>,
     },
     /// Print the step DAG with the critical path marked.
     Graph {
+        /// Plan file to draw.
         plan: PathBuf,
-        /// Directory of cluster manifests to expand intents with; without it the
-        /// intent-level DAG is shown.
-        #[arg(long, value_name = "DIR")]
-        cluster_from: Option<PathBuf>,
+        /// Cluster manifests to expand intents with (directory or files; repeatable);
+        /// without it the intent-level DAG is shown.
+        #[arg(long, value_name = "DIR|FILE")]
+        cluster_from: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -49,6 +56,7 @@ pub enum Command {
     Schema,
     /// Show what a plan would change in the live clusters (exit 0: nothing, 2: changes, 1: error).
     Plan {
+        /// Plan file to compare with the live clusters.
         plan: PathBuf,
         /// Default namespace of a one-cluster plan.
         #[arg(short = 'n', long)]
@@ -61,10 +69,11 @@ pub enum Command {
         #[command(flatten)]
         target: apply::TargetArgs,
         #[command(flatten)]
-        run: apply::RunArgs,
+        state: StateArgs,
     },
     /// Run a plan (or a saved plan): show it, ask for approval, execute it with checkpoints.
     Apply {
+        /// Plan file, or a plan saved with `dr plan --out`.
         plan: PathBuf,
         /// Do not ask for approval.
         #[arg(long)]
@@ -75,7 +84,9 @@ pub enum Command {
         run: apply::RunArgs,
     },
     /// Continue an interrupted or failed run.
+    #[command(mut_arg("sim", |a| a.help(SIM_FOR_RUNS)), mut_arg("sim_speed", |a| a.hide(true)))]
     Resume {
+        /// Id of the run to continue (`dr runs` lists them).
         run_id: String,
         #[command(flatten)]
         target: apply::TargetArgs,
@@ -83,7 +94,9 @@ pub enum Command {
         run: apply::RunArgs,
     },
     /// Undo a run's completed steps in reverse order (resumable, like a run).
+    #[command(mut_arg("sim", |a| a.help(SIM_FOR_RUNS)), mut_arg("sim_speed", |a| a.hide(true)))]
     Rollback {
+        /// Id of the run to undo, or of an interrupted rollback to continue.
         run_id: String,
         #[command(flatten)]
         target: apply::TargetArgs,
@@ -93,41 +106,103 @@ pub enum Command {
     /// Accept a succeeded run: give the original volumes it retained for rollback their
     /// original reclaim policy back (for `Delete`, Kubernetes then deletes them). A
     /// committed run can no longer be rolled back.
+    #[command(mut_arg("sim", |a| a.help(SIM_FOR_RUNS)), mut_arg("sim_speed", |a| a.hide(true)))]
     Commit {
+        /// Id of the succeeded run to accept.
         run_id: String,
         /// Do not ask for approval.
         #[arg(long)]
         auto_approve: bool,
+        /// Also delete the VolumeSnapshots the run took (and their contents and the
+        /// provider's snapshots, for classes that retain them). Also accepted for a
+        /// rolled-back run, to clean up after it.
+        #[arg(long)]
+        delete_snapshots: bool,
         #[command(flatten)]
         target: apply::TargetArgs,
         #[command(flatten)]
-        run: apply::RunArgs,
+        state: StateArgs,
     },
     /// List runs kept in the state directory.
     Runs {
+        #[arg(long, value_enum, default_value = "text")]
+        output: runs::RunsFormat,
         #[command(flatten)]
-        run: apply::RunArgs,
+        state: StateArgs,
     },
     /// The simulated cluster: serve manifests as a Kubernetes API on loopback.
     Sim {
         #[command(subcommand)]
         command: crate::sim::cli::SimCommand,
     },
+    /// Print a shell completion script (e.g. `dr completions bash > /etc/bash_completion.d/dr`).
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where runs and locks are kept (every command that reads or writes runs).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StateArgs {
+    /// Where runs and locks are kept.
+    #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
+    pub state_dir: PathBuf,
+}
+
+impl StateArgs {
+    pub fn store(&self) -> std::sync::Arc<dyn crate::checkpoint::StateStore> {
+        std::sync::Arc::new(crate::checkpoint::LocalDirStore::new(&self.state_dir))
+    }
+}
+
+/// The name `dr` is invoked as: `kubectl dr` when run as the kubectl plugin `kubectl-dr`.
+fn invoked_as() -> &'static str {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let file = Path::new(&argv0).file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    if file.starts_with("kubectl-dr") { "kubectl dr" } else { "dr" }
+}
+
+/// Commands that only read: when their output pipe closes (`dr schema | head -1`), they
+/// end at once like other Unix tools. Commands that change clusters keep going (their
+/// checkpoints must be written) and report the failed write instead.
+fn quiet_on_closed_pipe(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Validate { .. }
+            | Command::Graph { .. }
+            | Command::Schema
+            | Command::Plan { .. }
+            | Command::Runs { .. }
+            | Command::Completions { .. }
+    )
+}
+
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default at start-up, before any
+    // thread is started; Rust ignores SIGPIPE by default so that writes fail instead.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let command = Cli::command().bin_name(invoked_as());
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    if quiet_on_closed_pipe(&cli.command) {
+        restore_default_sigpipe();
+    }
     match cli.command {
-        Command::Validate { plans, cluster_from } => validate(&plans, cluster_from.as_deref()),
-        Command::Graph { plan, cluster_from, format } => graph_command(&plan, cluster_from.as_deref(), format),
+        Command::Validate { plans, cluster_from } => validate(&plans, &cluster_from),
+        Command::Graph { plan, cluster_from, format } => graph_command(&plan, &cluster_from, format),
         Command::Schema => {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
-        Command::Plan { plan, namespace, out, format, target, run } => {
+        Command::Plan { plan, namespace, out, format, target, state } => {
             block_on(
-                async move { plan::plan(&plan, &target, &run, namespace.as_deref(), out.as_deref(), format).await },
+                async move { plan::plan(&plan, &target, &state, namespace.as_deref(), out.as_deref(), format).await },
             )
         }
         Command::Apply { plan, auto_approve, target, run } => {
@@ -137,10 +212,11 @@ pub fn main() -> i32 {
         Command::Rollback { run_id, target, run } => {
             block_on(async move { apply::rollback(&run_id, &target, &run).await })
         }
-        Command::Commit { run_id, auto_approve, target, run } => {
-            block_on(async move { commit::commit(&run_id, &target, &run, auto_approve).await })
+        Command::Commit { run_id, auto_approve, delete_snapshots, target, state } => {
+            let options = commit::CommitOptions { auto_approve, delete_snapshots };
+            block_on(async move { commit::commit(&run_id, &target, &state, options).await })
         }
-        Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
+        Command::Runs { output, state } => runs::runs(&state, output).unwrap_or_else(|message| {
             eprintln!("error: {message}");
             1
         }),
@@ -148,6 +224,11 @@ pub fn main() -> i32 {
             eprintln!("error: {message}");
             1
         }),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "dr", &mut std::io::stdout());
+            0
+        }
     }
 }
 
@@ -180,14 +261,25 @@ pub fn load_and_build(
     cluster_from: Option<&Path>,
     intents_only: bool,
 ) -> (Option<(LoadedPlan, StepGraph)>, Diagnostics) {
+    let paths: Vec<PathBuf> = cluster_from.map(Path::to_path_buf).into_iter().collect();
+    load_and_build_from(path, &paths, intents_only)
+}
+
+/// [`load_and_build`] with cluster manifests from several directories or files.
+pub fn load_and_build_from(
+    path: &Path,
+    cluster_from: &[PathBuf],
+    intents_only: bool,
+) -> (Option<(LoadedPlan, StepGraph)>, Diagnostics) {
     let (loaded, mut diags) = lang::load_plan(path);
     let Some(loaded) = loaded else {
         return (None, diags);
     };
     let facts = match cluster_from {
-        Some(dir) => {
+        [] => None,
+        paths => {
             let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
-            match ClusterInventories::from_dir(dir, &names) {
+            match ClusterInventories::from_paths(paths, &names) {
                 Ok(facts) => Some(facts),
                 Err(more) => {
                     diags.extend(more);
@@ -195,7 +287,6 @@ pub fn load_and_build(
                 }
             }
         }
-        None => None,
     };
     let options = BuildOptions { facts: facts.as_ref().map(|f| f as _), intents_only };
     let (graph, more) = graph::build(&loaded, options);
@@ -203,25 +294,25 @@ pub fn load_and_build(
     (graph.map(|g| (loaded, g)), diags.sorted())
 }
 
-fn validate(plans: &[PathBuf], cluster_from: Option<&Path>) -> i32 {
+fn validate(plans: &[PathBuf], cluster_from: &[PathBuf]) -> i32 {
     let mut failed = 0;
     for path in plans {
-        let (built, diags) = load_and_build(path, cluster_from, false);
+        let (built, diags) = load_and_build_from(path, cluster_from, false);
         print_diagnostics(&diags);
         let errors = diags.error_count();
         match (&built, errors) {
-            (Some((_, graph)), 0) => println!("{}: valid ({} steps)", path.display(), graph.len()),
+            (Some((_, graph)), 0) => println!("{}: valid ({})", path.display(), plural(graph.len(), "step")),
             _ => {
                 failed += 1;
-                println!("{}: {} problem{}", path.display(), errors.max(1), if errors == 1 { "" } else { "s" });
+                println!("{}: {}", path.display(), plural(errors.max(1), "problem"));
             }
         }
     }
     i32::from(failed > 0)
 }
 
-fn graph_command(plan: &Path, cluster_from: Option<&Path>, format: Format) -> i32 {
-    let (built, diags) = load_and_build(plan, cluster_from, cluster_from.is_none());
+fn graph_command(plan: &Path, cluster_from: &[PathBuf], format: Format) -> i32 {
+    let (built, diags) = load_and_build_from(plan, cluster_from, cluster_from.is_empty());
     print_diagnostics(&diags);
     match built {
         Some((_, graph)) if !diags.has_errors() => {

@@ -31,8 +31,8 @@ impl Output {
     }
 }
 
-/// Consumes events until the executor drops its sender.
-pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output) {
+/// Consumes events until the executor drops its sender; JSON events carry `run_id`.
+pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output, run_id: String) {
     match output.resolve() {
         Output::Auto => live(&mut events).await,
         Output::Plain => {
@@ -42,7 +42,9 @@ pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output) 
         }
         Output::Json => {
             while let Some(event) = events.recv().await {
-                println!("{}", json(&event));
+                let mut event = json(&event);
+                event["run"] = serde_json::json!(run_id);
+                println!("{event}");
             }
         }
     }
@@ -131,4 +133,18 @@ pub fn summary(out: &mut dyn Write, outcome: &crate::exec::Outcome, total: Durat
         let _ = writeln!(out, "  {} {id:<width$}  {:>8}", mark(status), format_secs(*elapsed));
     }
     let _ = writeln!(out, "\nRun {}: {} in {}", outcome.record.run_id, outcome.status, format_secs(total));
+}
+
+/// With `--output json`, the run's last event: its outcome and how long this invocation took.
+pub fn finished(output: Output, outcome: &crate::exec::Outcome, total: Duration) {
+    if output != Output::Json {
+        return;
+    }
+    let failed: serde_json::Map<String, serde_json::Value> =
+        outcome.failed.iter().map(|(id, error)| (id.to_string(), serde_json::json!(error.to_string()))).collect();
+    let event = serde_json::json!({
+        "time": crate::checkpoint::now_rfc3339(), "event": "run", "run": outcome.record.run_id,
+        "status": outcome.status.to_string(), "seconds": total.as_secs_f64(), "failed": failed,
+    });
+    println!("{event}");
 }

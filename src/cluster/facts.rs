@@ -1,7 +1,9 @@
 //! The questions expansion and safety checks ask about a cluster.
 
+use std::collections::BTreeSet;
+
 use crate::lang::Quantity;
-use crate::steps::{ReclaimPolicy, WorkloadRef};
+use crate::steps::{ReclaimPolicy, WorkloadKind, WorkloadRef};
 
 /// What drplan needs to know about a workload.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +48,16 @@ pub struct VolumeFacts {
     pub capacity: Option<Quantity>,
 }
 
+/// The namespaces drplan knows of in a cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NamespaceFacts {
+    /// Namespaces that exist (listed, or holding objects).
+    pub known: BTreeSet<String>,
+    /// Whether `known` is every namespace (the source listed its `Namespace` objects), so
+    /// a namespace not in it does not exist.
+    pub complete: bool,
+}
+
 /// Read-only questions about the clusters of a plan, by cluster name.
 ///
 /// Implemented from manifests now and from the live API later; everything that
@@ -56,6 +68,16 @@ pub trait ClusterFacts {
     fn volume(&self, cluster: &str, name: &str) -> Option<VolumeFacts>;
     /// Workloads whose pods use the claim (pod volumes or StatefulSet claim templates).
     fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef>;
+
+    /// Names of the workloads of a kind in a namespace (for "did you mean" hints).
+    fn workload_names(&self, _cluster: &str, _namespace: &str, _kind: WorkloadKind) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The namespaces known in a cluster.
+    fn namespaces(&self, _cluster: &str) -> NamespaceFacts {
+        NamespaceFacts::default()
+    }
 
     /// The PV a claim is bound to.
     fn volume_of_claim(&self, cluster: &str, namespace: &str, claim: &str) -> Option<VolumeFacts> {

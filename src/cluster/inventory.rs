@@ -1,6 +1,6 @@
 //! An in-memory index of cluster objects that answers [`ClusterFacts`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -24,6 +24,9 @@ pub struct Inventory {
     pub volumes: HashMap<String, PersistentVolume>,
     /// Objects of kinds drplan does not index, counted for reports.
     pub other_objects: usize,
+    /// The `Namespace` objects seen; `None` when the source lists none (live state is
+    /// read per namespace, so it cannot tell an empty namespace from a missing one).
+    pub namespaces: Option<BTreeSet<String>>,
     pod_volume_users: std::sync::OnceLock<HashMap<Key, Vec<WorkloadRef>>>,
 }
 
@@ -59,9 +62,53 @@ impl Inventory {
                 let o: PersistentVolume = from_node(doc)?;
                 self.volumes.insert(o.metadata.name.clone().unwrap_or_default(), o);
             }
+            "Namespace" => {
+                let name = doc.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str);
+                self.namespaces.get_or_insert_with(BTreeSet::new).insert(name.unwrap_or_default().to_string());
+                self.other_objects += 1;
+            }
             _ => self.other_objects += 1,
         }
         Ok(())
+    }
+
+    /// Loads manifest files, and every manifest file under directories, into one inventory.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<Inventory, Diagnostics> {
+        let mut inventory = Inventory::default();
+        let mut diags = Diagnostics::default();
+        for path in paths {
+            let files = if path.is_dir() {
+                manifest_files(path).map_err(|d| Diagnostics(vec![d]))?
+            } else if path.is_file() {
+                vec![path.clone()]
+            } else {
+                let message = format!("{}: no such file or directory of manifests", path.display());
+                return Err(Diagnostics(vec![Diagnostic::error("drplan::input::io", message)]));
+            };
+            for file in files {
+                inventory.add_file(&file, &mut diags);
+            }
+        }
+        if diags.has_errors() { Err(diags) } else { Ok(inventory) }
+    }
+
+    /// Workloads of a kind in a namespace, by name.
+    fn workload_names(&self, namespace: &str, kind: WorkloadKind) -> Vec<String> {
+        let names: Vec<&Key> = match kind {
+            WorkloadKind::StatefulSet => self.statefulsets.keys().collect(),
+            WorkloadKind::Deployment => self.deployments.keys().collect(),
+        };
+        let mut names: Vec<String> = names.into_iter().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Namespaces known to exist: listed ones, or those that hold an indexed object.
+    fn known_namespaces(&self) -> BTreeSet<String> {
+        let holding = self.statefulsets.keys().chain(self.deployments.keys()).chain(self.claims.keys());
+        let mut known: BTreeSet<String> = holding.map(|(ns, _)| ns.clone()).collect();
+        known.extend(self.namespaces.iter().flatten().cloned());
+        known
     }
 
     /// Loads every `*.yaml`/`*.yml`/`*.json` file under `dir` (recursively).
@@ -287,6 +334,15 @@ impl ClusterInventories {
         Ok(ClusterInventories { by_cluster, shared })
     }
 
+    /// One directory: as [`from_dir`](Self::from_dir). Several paths, or files: all of
+    /// them together describe every cluster of the plan.
+    pub fn from_paths(paths: &[PathBuf], clusters: &[String]) -> Result<ClusterInventories, Diagnostics> {
+        match paths {
+            [dir] if dir.is_dir() => ClusterInventories::from_dir(dir, clusters),
+            paths => Ok(ClusterInventories { by_cluster: BTreeMap::new(), shared: Some(Inventory::from_paths(paths)?) }),
+        }
+    }
+
     fn get(&self, cluster: &str) -> Option<&Inventory> {
         self.by_cluster.get(cluster).or(self.shared.as_ref())
     }
@@ -304,5 +360,14 @@ impl ClusterFacts for ClusterInventories {
     }
     fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
         self.get(cluster).map(|i| i.users_of(namespace, claim)).unwrap_or_default()
+    }
+    fn workload_names(&self, cluster: &str, namespace: &str, kind: WorkloadKind) -> Vec<String> {
+        self.get(cluster).map(|i| i.workload_names(namespace, kind)).unwrap_or_default()
+    }
+    fn namespaces(&self, cluster: &str) -> NamespaceFacts {
+        match self.get(cluster) {
+            None => NamespaceFacts::default(),
+            Some(i) => NamespaceFacts { known: i.known_namespaces(), complete: i.namespaces.is_some() },
+        }
     }
 }

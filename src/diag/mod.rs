@@ -289,3 +289,8 @@ impl IntoIterator for Diagnostics {
         self.0.into_iter()
     }
 }
+
+/// `1 step`, `3 steps`: a count with its noun (regular English plurals only).
+pub fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}

@@ -24,6 +24,9 @@ pub(super) struct Ctx<'a> {
     pub loaded: &'a LoadedPlan,
     pub facts: Option<&'a dyn ClusterFacts>,
     pub diags: Diagnostics,
+    /// Entries that could not be expanded (already reported): references to them are
+    /// not reported again.
+    pub unexpanded: std::collections::HashSet<String>,
 }
 
 impl Ctx<'_> {
@@ -45,12 +48,13 @@ impl Ctx<'_> {
 /// Returns the graph when it could be built (even with check errors, so `dr graph`
 /// can still show it) and every problem found.
 pub fn build(loaded: &LoadedPlan, options: BuildOptions<'_>) -> (Option<StepGraph>, Diagnostics) {
-    let mut ctx = Ctx { loaded, facts: options.facts, diags: Diagnostics::default() };
+    let mut ctx = Ctx { loaded, facts: options.facts, diags: Diagnostics::default(), unexpanded: Default::default() };
     let entries = unique_entries(&mut ctx);
     let mut graph = StepGraph { plan_name: loaded.plan.name().to_string(), ..StepGraph::default() };
     let mut fragments: HashMap<&str, Fragment> = HashMap::new();
     for entry in &entries {
         let Some(fragment) = expand_entry(&mut ctx, entry, options.intents_only) else {
+            ctx.unexpanded.insert(entry.id.value.clone());
             continue;
         };
         let placed = place_fragment(&mut graph, fragment);
@@ -159,7 +163,7 @@ fn resolve_ref(
         return Some((vec![index.index()], vec![index.index()]));
     }
     let entry = id.value.split_once('/').map(|(entry, _)| entry).unwrap_or(&id.value);
-    if ctx.loaded.broken_ids.contains(entry) {
+    if ctx.loaded.broken_ids.contains(entry) || ctx.unexpanded.contains(entry) {
         return None; // already reported where that entry is written
     }
     if let Some(fragment) = fragments.get(entry) {

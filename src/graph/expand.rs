@@ -237,9 +237,7 @@ fn claims_from_template(
     }
     let facts = ctx.facts?;
     let Some(workload) = facts.workload(&scope.cluster, &scope.namespace, &p.workload) else {
-        let message =
-            format!("{} not found in namespace `{}` of cluster `{}`", p.workload, scope.namespace, scope.cluster);
-        ctx.error("drplan::facts::not_found", scope.entry.kind_span, message, "needed to expand this intent");
+        super::missing::report_missing_workload(ctx, scope.entry, &scope.cluster, &scope.namespace, &p.workload);
         return None;
     };
     if !workload.claim_templates.iter().any(|t| t.name == template.value) {

@@ -7,6 +7,7 @@
 mod build;
 mod checks;
 mod expand;
+mod missing;
 pub mod render;
 pub mod saved;
 
@@ -183,6 +184,12 @@ impl StepGraph {
 
     /// The longest chain of steps by estimated duration, first step first.
     pub fn critical_path(&self) -> (Vec<NodeIndex>, Duration) {
+        self.critical_path_of(|_| true)
+    }
+
+    /// The critical path through the steps `counts` keeps: the others take no time and
+    /// are left out of the path (for the steps still to run after an earlier run).
+    pub fn critical_path_of(&self, counts: impl Fn(&Step) -> bool) -> (Vec<NodeIndex>, Duration) {
         let Some(order) = self.topological_order() else {
             return (Vec::new(), Duration::ZERO);
         };
@@ -192,7 +199,8 @@ impl StepGraph {
             let best = self.predecessors(n).max_by_key(|p| (finish[p.index()], std::cmp::Reverse(p.index())));
             let start = best.map(|p| finish[p.index()]).unwrap_or_default();
             via[n.index()] = best;
-            finish[n.index()] = start + self.graph[n].estimate();
+            let estimate = if counts(&self.graph[n]) { self.graph[n].estimate() } else { Duration::ZERO };
+            finish[n.index()] = start + estimate;
         }
         let Some(last) = order.iter().copied().max_by_key(|n| (finish[n.index()], std::cmp::Reverse(n.index()))) else {
             return (Vec::new(), Duration::ZERO);
@@ -202,6 +210,7 @@ impl StepGraph {
             path.push(p);
         }
         path.reverse();
+        path.retain(|&n| counts(&self.graph[n]));
         (path, finish[last.index()])
     }
 

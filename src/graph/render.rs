@@ -41,11 +41,11 @@ pub fn text(graph: &StepGraph) -> String {
     let destructive = graph.steps().filter(|(_, s)| s.is_destructive()).count();
     let _ = writeln!(
         out,
-        "Plan {}: {} steps, {} destructive; critical path {} steps, about {}",
+        "Plan {}: {}, {} destructive; critical path {}, about {}",
         graph.plan_name,
-        graph.len(),
+        crate::diag::plural(graph.len(), "step"),
         destructive,
-        path.len(),
+        crate::diag::plural(path.len(), "step"),
         humantime::format_duration(total)
     );
     let _ = writeln!(out, "  (* on the critical path, ! destructive, wave = steps that can run together)\n");

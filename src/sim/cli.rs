@@ -50,21 +50,59 @@ pub struct ServeArgs {
 pub enum DataCommand {
     /// Write VALUE to the volume bound to CLAIM.
     Put {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        server: String,
+        #[command(flatten)]
+        target: DataTarget,
         #[arg(short, long, default_value = "default")]
         namespace: String,
+        /// Claim whose volume is written.
         claim: String,
+        /// Text to store on the volume.
         value: String,
     },
     /// Print the contents of the volume bound to CLAIM.
     Get {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        server: String,
+        #[command(flatten)]
+        target: DataTarget,
         #[arg(short, long, default_value = "default")]
         namespace: String,
+        /// Claim whose volume is read.
         claim: String,
     },
+}
+
+/// Which running sim to reach: through a kubeconfig, like every other command, or its URL.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct DataTarget {
+    /// kubeconfig file, as `dr sim serve --kubeconfig-out` writes it (default: KUBECONFIG
+    /// or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The sim's URL (e.g. http://127.0.0.1:8080), instead of a kubeconfig.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
+    pub server: Option<String>,
+}
+
+impl DataTarget {
+    async fn client(&self) -> Result<kube::Client, String> {
+        let config = match (&self.server, &self.kubeconfig) {
+            (Some(server), _) => kube::Config::new(server.parse().map_err(|e| format!("--server {server}: {e}"))?),
+            (None, kubeconfig) => {
+                let options = kube::config::KubeConfigOptions { context: self.context.clone(), ..Default::default() };
+                let file = match kubeconfig {
+                    Some(path) => kube::config::Kubeconfig::read_from(path)
+                        .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?,
+                    None => kube::config::Kubeconfig::read().map_err(|e| {
+                        format!("reading the kubeconfig (KUBECONFIG or ~/.kube/config): {e}; pass --kubeconfig FILE or --server URL")
+                    })?,
+                };
+                kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| format!("loading the kubeconfig: {e}"))?
+            }
+        };
+        kube::Client::try_from(config).map_err(|e| e.to_string())
+    }
 }
 
 /// Runs a `dr sim` subcommand to completion; returns the process exit code.
@@ -73,11 +111,11 @@ pub fn run(cmd: SimCommand) -> Result<i32, String> {
     runtime.block_on(async move {
         match cmd {
             SimCommand::Serve(args) => serve(args).await,
-            SimCommand::Data(DataCommand::Put { server, namespace, claim, value }) => {
-                data_request(&server, &namespace, &claim, Some(value)).await.map(|_| 0)
+            SimCommand::Data(DataCommand::Put { target, namespace, claim, value }) => {
+                data_request(&target, &namespace, &claim, Some(value)).await.map(|_| 0)
             }
-            SimCommand::Data(DataCommand::Get { server, namespace, claim }) => {
-                let text = data_request(&server, &namespace, &claim, None).await?;
+            SimCommand::Data(DataCommand::Get { target, namespace, claim }) => {
+                let text = data_request(&target, &namespace, &claim, None).await?;
                 println!("{text}");
                 Ok(0)
             }
@@ -112,9 +150,8 @@ async fn serve(args: ServeArgs) -> Result<i32, String> {
     Ok(0)
 }
 
-async fn data_request(server: &str, ns: &str, claim: &str, value: Option<String>) -> Result<String, String> {
-    let uri = server.parse().map_err(|e| format!("--server {server}: {e}"))?;
-    let client = kube::Client::try_from(kube::Config::new(uri)).map_err(|e| e.to_string())?;
+async fn data_request(target: &DataTarget, ns: &str, claim: &str, value: Option<String>) -> Result<String, String> {
+    let client = target.client().await?;
     let path = format!("/sim/v1/namespaces/{ns}/persistentvolumeclaims/{claim}/data");
     let builder = hyper::Request::builder().uri(path);
     let request = match value {
@@ -122,5 +159,9 @@ async fn data_request(server: &str, ns: &str, claim: &str, value: Option<String>
         None => builder.method("GET").body(Vec::new()),
     }
     .map_err(|e| e.to_string())?;
-    client.request_text(request).await.map_err(|e| e.to_string())
+    client.request_text(request).await.map_err(|e| match e {
+        // The API's own words (`... is not bound to a volume with data`), not its Status dump.
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    })
 }

@@ -127,6 +127,9 @@ fn create_one(state: &mut State, mut object: Value) -> Result<(), String> {
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
+    if kind == "Pod" {
+        crate::sim::controllers::workloads::complete_container_statuses(&mut object);
+    }
     let name = name_of(&object).to_string();
     // Namespaces the sim created itself (default, kube-system, or one auto-created for an
     // earlier object) take the manifest's version.

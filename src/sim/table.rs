@@ -146,8 +146,12 @@ fn path_value<'a>(object: &'a Value, path: &str) -> &'a Value {
 
 fn pod_ready(pod: &Value) -> Value {
     let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let ready =
-        pod["status"]["containerStatuses"].as_array().map_or(0, |s| s.iter().filter(|c| c["ready"] == true).count());
+    let ready = match pod["status"]["containerStatuses"].as_array() {
+        Some(statuses) => statuses.iter().filter(|c| c["ready"] == true).count(),
+        // No container statuses: as ready as the pod says it is, like its workload counts it.
+        None if super::controllers::workloads::pod_ready(pod) => total,
+        None => 0,
+    };
     json!(format!("{ready}/{total}"))
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::{LiveState, ObjectKey};
+use crate::cluster::live::{FailureKind, explain};
 use crate::graph::{StepGraph, StepKind};
 use crate::lang::Intent;
 use crate::steps::Action;
@@ -71,18 +72,38 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
     needs
 }
 
+/// A list that failed: of which cluster, why, and whether trying again can help.
+#[derive(Clone, Debug)]
+pub struct FetchError {
+    pub cluster: String,
+    pub message: String,
+    pub kind: FailureKind,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Performs the lists (one request each) and indexes what they return.
-pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed>) -> Result<LiveState, String> {
+pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed>) -> Result<LiveState, FetchError> {
     let mut state = LiveState::default();
     for need in needs {
-        let client = clients.get(&need.cluster).ok_or_else(|| format!("no connection to cluster {}", need.cluster))?;
+        let client = clients.get(&need.cluster).ok_or_else(|| FetchError {
+            cluster: need.cluster.clone(),
+            message: format!("no connection to cluster {}", need.cluster),
+            kind: FailureKind::Permanent,
+        })?;
         state.requests += 1;
         let items = match list(client, need).await {
             Ok(items) => items,
             Err(kube::Error::Api(s)) if need.optional && s.code == 404 => continue,
             Err(e) => {
                 let scope = need.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
-                return Err(format!("listing {}{scope} of cluster {}: {e}", need.kind, need.cluster));
+                let failure = explain(&e);
+                let message = format!("listing {}{scope} of cluster {}: {}", need.kind, need.cluster, failure.reason);
+                return Err(FetchError { cluster: need.cluster.clone(), message, kind: failure.kind });
             }
         };
         for (key, item) in items {

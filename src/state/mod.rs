@@ -23,6 +23,7 @@ pub use predict::{Change, ChangeKind, StepState, predict};
 
 /// Identifies one object in one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ObjectKey {
     pub cluster: String,
     pub api_version: String,

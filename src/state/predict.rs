@@ -459,7 +459,9 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 }
             }
         }
-        Action::Wait(p) if p.cluster.is_none() => {
+        // Expansion placed kube waits in a cluster (the only one, when none is written);
+        // only cloud waits have none.
+        Action::Wait(_) if step.cluster.is_empty() => {
             StepState::Blocked("cloud waits are not executable by this build yet".into())
         }
         Action::Wait(_) | Action::RestartPod(_) => StepState::ToDo,

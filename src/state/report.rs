@@ -8,6 +8,7 @@ use similar::TextDiff;
 
 use super::yaml_out::write_yaml;
 use super::{Change, ChangeKind, StepState};
+use crate::diag::plural;
 use crate::graph::StepGraph;
 
 fn will_or_may_run(state: &StepState) -> bool {
@@ -98,9 +99,9 @@ impl PlanReport<'_> {
 
     pub fn summary_line(&self) -> String {
         if self.to_do() == 0 && self.blocked().is_empty() {
-            return format!("No changes. {} steps already satisfied; 0 to change.", self.states.len());
+            return format!("No changes. {} already satisfied; 0 to change.", plural(self.states.len(), "step"));
         }
-        let (path, total) = self.graph.critical_path();
+        let (path, total) = self.critical_path_left();
         let conditional = match self.conditional() {
             0 => String::new(),
             n => format!(", {n} more only if a fallback is needed"),
@@ -110,20 +111,32 @@ impl PlanReport<'_> {
             _ => String::new(),
         };
         format!(
-            "Plan: {} to create, {} to change, {} to replace, {} to delete{}. {} steps to run{conditional} ({} destructive, {:.1} GiB of claims deleted{at_risk_if_fallback}), {} satisfied, {} blocked; critical path {} steps, about {}.",
+            "Plan: {} to create, {} to change, {} to replace, {} to delete{}. {} to run{conditional} ({} destructive, {:.1} GiB of claims deleted{at_risk_if_fallback}), {} satisfied, {} blocked; critical path {}, about {}.",
             self.count(ChangeKind::Create),
             self.count(ChangeKind::Update),
             self.count(ChangeKind::Replace),
             self.count(ChangeKind::Delete),
             self.fallback_counts(),
-            self.to_do(),
+            plural(self.to_do(), "step"),
             self.destructive_steps(),
             self.data_at_risk_gib(),
             self.states.iter().filter(|(_, s)| matches!(s, StepState::Satisfied(_))).count(),
             self.blocked().len(),
-            path.len(),
+            plural(path.len(), "step"),
             humantime::format_duration(total),
         )
+    }
+
+    /// The critical path through the steps still to run (satisfied steps take no time
+    /// and are not counted).
+    fn critical_path_left(&self) -> (Vec<petgraph::graph::NodeIndex>, std::time::Duration) {
+        let satisfied: std::collections::HashSet<&str> = self
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(s, StepState::Satisfied(_)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        self.graph.critical_path_of(|step| !satisfied.contains(step.id.as_str()))
     }
 
     /// The review text: objects with diffs, then steps, then the summary.
@@ -192,7 +205,7 @@ impl PlanReport<'_> {
                 "destructive": c.deleted_on_the_way, "destructiveIfFallback": c.deleted_if_fallback,
                 "onlyIfFallback": c.only_if_fallback, "before": c.before, "after": c.after,
             })).collect::<Vec<_>>(),
-            "criticalPath": self.graph.critical_path().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
+            "criticalPath": self.critical_path_left().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
         })
     }
 }

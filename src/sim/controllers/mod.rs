@@ -4,7 +4,7 @@
 mod gc;
 mod snapshots;
 mod storage;
-mod workloads;
+pub(crate) mod workloads;
 
 use super::state::State;
 

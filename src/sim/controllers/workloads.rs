@@ -43,6 +43,29 @@ pub fn pod_ready(pod: &Value) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
+/// A pod loaded from a trimmed dump may say it is Ready without saying so of its
+/// containers; the kubelet reports both, and clients read either (kubectl's READY column
+/// counts ready containers, controllers the Ready condition). Fills in the containers'
+/// statuses from the Ready condition so both agree.
+pub fn complete_container_statuses(pod: &mut Value) {
+    if !pod_ready(pod) || pod["status"]["containerStatuses"].is_array() {
+        return;
+    }
+    let since = pod["status"]["startTime"].clone();
+    let statuses: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            json!({
+                "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
+                "state": { "running": { "startedAt": since } },
+            })
+        })
+        .collect();
+    pod["status"]["containerStatuses"] = json!(statuses);
+}
+
 fn replicas_of(workload: &Value) -> usize {
     workload["spec"]["replicas"].as_u64().unwrap_or(1) as usize
 }

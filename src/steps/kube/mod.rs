@@ -2,6 +2,7 @@
 //! idempotent (re-running adopts what exists or stops with a conflict naming the object)
 //! and each re-checking its safety interlocks against live state before acting.
 
+pub mod cleanup;
 pub mod commit;
 mod objects;
 pub mod undo;
