@@ -101,11 +101,15 @@ fn help_describes_positional_arguments() {
         [("validate", "<PLANS>"), ("graph", "<PLAN>"), ("plan", "<PLAN>"), ("apply", "<PLAN>"), ("resume", "<RUN_ID>"), ("rollback", "<RUN_ID>"), ("commit", "<RUN_ID>")]
     {
         let help = help(command);
-        let line = help
-            .lines()
-            .find(|l| l.trim_start().starts_with(argument))
+        let lines: Vec<&str> = help.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(argument))
             .unwrap_or_else(|| panic!("`dr {command} --help` has no {argument} line:\n{help}"));
-        assert!(line.trim_start().len() > argument.len() + 3, "`dr {command} --help`: {argument} is not described:\n{help}");
+        // clap puts the description beside the argument, or below it in long help.
+        let beside = lines[at].trim_start().len() > argument.len() + 3;
+        let below = lines.get(at + 1).is_some_and(|l| l.starts_with("          ") && !l.trim().is_empty());
+        assert!(beside || below, "`dr {command} --help`: {argument} is not described:\n{help}");
     }
 }
 
@@ -120,7 +124,9 @@ fn cluster_from_is_repeatable_and_takes_files() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = dr(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("valid (15 steps)"), "{}", text(&out));
+    let from_dir = dr(&["validate", args[1], "--cluster-from", &repo("plans/ebs-cassandra-restore")]);
+    assert_eq!(text(&out), text(&from_dir), "the files describe the cluster as their directory does");
+    assert!(text(&out).contains("valid (19 steps)"), "{}", text(&out));
 }
 
 const ONE_STEP: &str = "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: one}\nclusters: [{name: primary, namespace: cassandra}]\nsteps:\n  - id: ready\n    wait:\n      for: {podsReady: {workload: {kind: StatefulSet, name: cassandra}}}\n";
@@ -235,4 +241,26 @@ fn runs_prints_json_when_asked() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(value, serde_json::json!([]));
+}
+
+#[test]
+fn kubectl_runs_dr_as_its_plugin() {
+    let bin = scratch("plugin-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("kubectl-dr");
+    let _ = std::fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dr"), &plugin).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .args(["dr", "validate", "--help"])
+        .env("PATH", path)
+        .env("HOME", &bin)
+        .output()
+        .expect("kubectl must be installed (.ci/install-deps installs it)");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("Usage: kubectl dr validate"), "{all}");
 }

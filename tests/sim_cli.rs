@@ -83,6 +83,7 @@ fn data_reads_the_kubeconfig_and_prints_api_errors_as_messages() {
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "no-such-class",
                  "resources": {"requests": {"storage": "1Gi"}}},
     });
+    let _inside = runtime.enter();
     let claims: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
         sim.client().unwrap(),
         "db",
