@@ -88,7 +88,12 @@ async fn a_tls_failure_is_called_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_is_not_retried() {
-    let rule = FaultRule { verb: Some("list".into()), resource: Some("persistentvolumes".into()), status: Some(403), ..FaultRule::default() };
+    let rule = FaultRule {
+        verb: Some("list".into()),
+        resource: Some("persistentvolumes".into()),
+        status: Some(403),
+        ..FaultRule::default()
+    };
     let config = SimConfig { faults: Faults { seed: 1, rules: vec![rule] }, ..fast_config() };
     let env = env("ebs-cassandra-restore", "forbidden", config).await;
     let result = env.dr(&["plan", &plan()], &[]).await;
@@ -104,7 +109,9 @@ async fn an_unknown_context_lists_the_kubeconfigs_contexts() {
     // The plan names context arn:aws:eks:...:cluster/prod-data, which this kubeconfig lacks.
     let result = dr_raw(&["plan", &plan(), "--kubeconfig", kc.to_str().unwrap()], &dir.join("state")).await;
     assert_eq!(result.code, Some(1), "{}", result.stderr);
-    for expected in ["arn:aws:eks:us-east-1:123456789012:cluster/prod-data", "staging", "e2e", "clusters[].context", "--context"] {
+    for expected in
+        ["arn:aws:eks:us-east-1:123456789012:cluster/prod-data", "staging", "e2e", "clusters[].context", "--context"]
+    {
         assert!(result.stderr.contains(expected), "expected {expected:?} in:\n{}", result.stderr);
     }
 }
@@ -141,7 +148,8 @@ async fn json_output_names_the_run_and_commit_deletes_its_snapshots() {
     let applied = wait_child(KillOnDrop(Some(json_command.spawn().unwrap()))).await;
     applied.assert_success("dr apply --output json");
     let run_id = applied.run_id().expect("run id");
-    let events: Vec<Value> = applied.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+    let events: Vec<Value> =
+        applied.stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
     assert!(events.len() > 2, "{}", applied.stdout);
     assert!(events.iter().all(|e| e["run"] == run_id.as_str()), "events without the run id:\n{}", applied.stdout);
     let last = events.last().unwrap();
@@ -165,7 +173,11 @@ async fn json_output_names_the_run_and_commit_deletes_its_snapshots() {
     env.eventually("the run's snapshots and their contents deleted", std::time::Duration::from_secs(30), || async {
         let left = snapshots.list(&ListParams::default()).await.unwrap().items.len();
         let contents_left = contents.list(&ListParams::default()).await.unwrap().items.len();
-        if left == 0 && contents_left == 0 { Ok(()) } else { Err(format!("{left} snapshots, {contents_left} contents")) }
+        if left == 0 && contents_left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} snapshots, {contents_left} contents"))
+        }
     })
     .await;
 }

@@ -46,11 +46,9 @@ fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
 fn a_closed_pipe_ends_dr_quietly() {
     let plan = repo("plans/ebs-cassandra-restore.yaml");
     let cluster = repo("plans/ebs-cassandra-restore");
-    for args in [
-        vec!["schema"],
-        vec!["graph", &plan, "--cluster-from", &cluster, "--format", "dot"],
-        vec!["validate", &plan],
-    ] {
+    for args in
+        [vec!["schema"], vec!["graph", &plan, "--cluster-from", &cluster, "--format", "dot"], vec!["validate", &plan]]
+    {
         let (code, stderr) = with_closed_stdout(&args);
         assert_ne!(code, Some(101), "dr {args:?} panicked:\n{stderr}");
         assert!(!stderr.contains("panicked"), "dr {args:?}:\n{stderr}");
@@ -97,9 +95,15 @@ fn help_lists_only_the_options_that_apply() {
 
 #[test]
 fn help_describes_positional_arguments() {
-    for (command, argument) in
-        [("validate", "<PLANS>"), ("graph", "<PLAN>"), ("plan", "<PLAN>"), ("apply", "<PLAN>"), ("resume", "<RUN_ID>"), ("rollback", "<RUN_ID>"), ("commit", "<RUN_ID>")]
-    {
+    for (command, argument) in [
+        ("validate", "<PLANS>"),
+        ("graph", "<PLAN>"),
+        ("plan", "<PLAN>"),
+        ("apply", "<PLAN>"),
+        ("resume", "<RUN_ID>"),
+        ("rollback", "<RUN_ID>"),
+        ("commit", "<RUN_ID>"),
+    ] {
         let help = help(command);
         let lines: Vec<&str> = help.lines().collect();
         let at = lines
@@ -239,7 +243,8 @@ fn runs_prints_json_when_asked() {
     let state = scratch("empty-runs-state");
     let out = dr(&["runs", "--output", "json", "--state-dir", state.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let value: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(value, serde_json::json!([]));
 }
 

@@ -98,7 +98,8 @@ impl Inventory {
             WorkloadKind::StatefulSet => self.statefulsets.keys().collect(),
             WorkloadKind::Deployment => self.deployments.keys().collect(),
         };
-        let mut names: Vec<String> = names.into_iter().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect();
+        let mut names: Vec<String> =
+            names.into_iter().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect();
         names.sort();
         names
     }
@@ -339,7 +340,9 @@ impl ClusterInventories {
     pub fn from_paths(paths: &[PathBuf], clusters: &[String]) -> Result<ClusterInventories, Diagnostics> {
         match paths {
             [dir] if dir.is_dir() => ClusterInventories::from_dir(dir, clusters),
-            paths => Ok(ClusterInventories { by_cluster: BTreeMap::new(), shared: Some(Inventory::from_paths(paths)?) }),
+            paths => {
+                Ok(ClusterInventories { by_cluster: BTreeMap::new(), shared: Some(Inventory::from_paths(paths)?) })
+            }
         }
     }
 

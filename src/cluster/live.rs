@@ -88,13 +88,18 @@ pub fn explain(error: &kube::Error) -> Failure {
     if let kube::Error::Api(status) = error {
         let message = &status.message;
         return match status.code {
-            401 => failure(FailureKind::Permanent, format!("the server did not accept the credentials (401 Unauthorized): {message}")),
+            401 => failure(
+                FailureKind::Permanent,
+                format!("the server did not accept the credentials (401 Unauthorized): {message}"),
+            ),
             403 => failure(FailureKind::Permanent, format!("forbidden (403): {message}")),
             404 => failure(
                 FailureKind::Permanent,
                 format!("not found (404): {message} (is the kind's CustomResourceDefinition installed?)"),
             ),
-            409 | 429 | 500 | 502 | 503 | 504 => failure(FailureKind::Transient, format!("{message} ({})", status.code)),
+            409 | 429 | 500 | 502 | 503 | 504 => {
+                failure(FailureKind::Transient, format!("{message} ({})", status.code))
+            }
             code => failure(FailureKind::Permanent, format!("{message} ({code})")),
         };
     }
@@ -102,13 +107,22 @@ pub fn explain(error: &kube::Error) -> Failure {
     let text = chain.join(": ").to_lowercase();
     let io_kind = io_error_kind(error);
     if io_kind == Some(std::io::ErrorKind::ConnectionRefused) || text.contains("connection refused") {
-        return failure(FailureKind::Refused, "connection refused (is the API server running and the address right?)".into());
+        return failure(
+            FailureKind::Refused,
+            "connection refused (is the API server running and the address right?)".into(),
+        );
     }
-    if ["certificate", "tls", "handshake", "corrupt message", "invalidcontenttype", "rustls"].iter().any(|w| text.contains(w)) {
+    if ["certificate", "tls", "handshake", "corrupt message", "invalidcontenttype", "rustls"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
         let detail = chain.last().cloned().unwrap_or_default();
         return failure(FailureKind::Permanent, format!("TLS failed: {detail}"));
     }
-    if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("name or service not known") {
+    if text.contains("dns error")
+        || text.contains("failed to lookup address")
+        || text.contains("name or service not known")
+    {
         let detail = chain.last().cloned().unwrap_or_default();
         return failure(FailureKind::Permanent, format!("the server's name does not resolve: {detail}"));
     }

@@ -26,8 +26,9 @@ pub(super) fn report_missing_workload(
         } else {
             format!("namespace `{namespace}` has no workloads or claims in cluster `{cluster}`{hint}; does it exist?")
         };
-        ctx.error("drplan::facts::no_namespace", entry.kind_span, message, "needed to expand this intent").help =
-            Some(format!("the namespace is the entry's `namespace:`, or else its cluster's; {workload} is looked up there"));
+        ctx.error("drplan::facts::no_namespace", entry.kind_span, message, "needed to expand this intent").help = Some(
+            format!("the namespace is the entry's `namespace:`, or else its cluster's; {workload} is looked up there"),
+        );
         return;
     }
     let names = facts.workload_names(cluster, namespace, workload.kind);

@@ -98,7 +98,9 @@ impl DataTarget {
                         format!("reading the kubeconfig (KUBECONFIG or ~/.kube/config): {e}; pass --kubeconfig FILE or --server URL")
                     })?,
                 };
-                kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| format!("loading the kubeconfig: {e}"))?
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| format!("loading the kubeconfig: {e}"))?
             }
         };
         kube::Client::try_from(config).map_err(|e| e.to_string())

@@ -33,7 +33,8 @@ pub async fn snapshots_of(clients: &BTreeMap<String, Client>, run_id: &str) -> R
     let selector = format!("{RUN_LABEL}={}", label_value(run_id));
     let mut found = Vec::new();
     for (cluster, client) in clients {
-        let snapshots: Api<DynamicObject> = Api::all_with(client.clone(), &resource("VolumeSnapshot", "volumesnapshots"));
+        let snapshots: Api<DynamicObject> =
+            Api::all_with(client.clone(), &resource("VolumeSnapshot", "volumesnapshots"));
         let listed = match snapshots.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => list.items,
             // No snapshot CRDs in this cluster: it has no snapshots to clean up.
@@ -66,7 +67,8 @@ pub async fn snapshots_of(clients: &BTreeMap<String, Client>, run_id: &str) -> R
 
 /// Deletes one snapshot, its content and the provider's snapshot.
 pub async fn delete(clients: &BTreeMap<String, Client>, snapshot: &RunSnapshot) -> Result<(), String> {
-    let client = clients.get(&snapshot.cluster).ok_or_else(|| format!("no connection to cluster {}", snapshot.cluster))?;
+    let client =
+        clients.get(&snapshot.cluster).ok_or_else(|| format!("no connection to cluster {}", snapshot.cluster))?;
     if let (Some(content), Some("Retain")) = (&snapshot.content, snapshot.content_policy.as_deref()) {
         let contents: Api<DynamicObject> =
             Api::all_with(client.clone(), &resource("VolumeSnapshotContent", "volumesnapshotcontents"));
