@@ -64,7 +64,7 @@ pub async fn plan(
     let prepared = apply::prepare(&loaded, &targets, store.as_ref()).await?;
     let report = prepared.report();
     match format {
-        PlanFormat::Text => print_text(&report),
+        PlanFormat::Text => print_text(&report)?,
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default()),
     }
     if let Some(out) = out {
@@ -98,13 +98,10 @@ pub async fn plan(
     Ok(code)
 }
 
-/// Streams the review text to standard output (megabytes for a large plan), failing as
-/// `print!` does.
-fn print_text(report: &state::report::PlanReport<'_>) {
+/// Streams the review text to standard output (megabytes for a large plan).
+fn print_text(report: &state::report::PlanReport<'_>) -> Result<(), String> {
     let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    if let Err(e) = report.write_text(&mut stdout).and_then(|()| stdout.flush()) {
-        panic!("failed printing to stdout: {e}");
-    }
+    report.write_text(&mut stdout).and_then(|()| stdout.flush()).map_err(|e| format!("writing the plan: {e}"))
 }
 
 /// Reads a file as a saved plan, if it is one.

@@ -26,6 +26,8 @@ pub use predict::{Change, ChangeKind, StepState, predict};
 #[serde(rename_all = "camelCase")]
 pub struct ObjectKey {
     pub cluster: String,
+    /// Plans saved before keys were camelCase wrote `api_version`.
+    #[serde(alias = "api_version")]
     pub api_version: String,
     pub kind: String,
     pub namespace: Option<String>,
