@@ -44,7 +44,8 @@ pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output, 
             while let Some(event) = events.recv().await {
                 let mut event = json(&event);
                 event["run"] = serde_json::json!(run_id);
-                println!("{event}");
+                // A reader that went away must not stop the run (its checkpoints matter more).
+                let _ = writeln!(std::io::stdout(), "{event}");
             }
         }
     }
@@ -146,5 +147,5 @@ pub fn finished(output: Output, outcome: &crate::exec::Outcome, total: Duration)
         "time": crate::checkpoint::now_rfc3339(), "event": "run", "run": outcome.record.run_id,
         "status": outcome.status.to_string(), "seconds": total.as_secs_f64(), "failed": failed,
     });
-    println!("{event}");
+    let _ = writeln!(std::io::stdout(), "{event}");
 }
