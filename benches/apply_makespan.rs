@@ -122,7 +122,7 @@ fn main() {
         serial.as_secs_f64() / parallel.as_secs_f64()
     );
     println!(
-        "  checkpoint write per transition: {:.2} ms (atomic write + fsync of a 19-step record)",
+        "  checkpoint write per transition: {:.2} ms (journal append + fsync, 19-step record)",
         per_transition.as_secs_f64() * 1e3
     );
 }

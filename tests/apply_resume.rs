@@ -9,6 +9,7 @@ mod apply_common;
 use std::time::Instant;
 
 use apply_common::{CASSANDRA_NS, ClaimState, Env, assert_cassandra_restored, env, fast_config, seed_cassandra};
+use drplan::checkpoint::{LocalDirStore, StateStore, StepStatus};
 use kube::api::ListParams;
 
 /// Claims with their size, phase and data (volume names differ between runs).
@@ -132,9 +133,8 @@ async fn a_crash_between_any_write_and_its_answer_resumes_to_the_same_end_state(
         let run_ids = env.run_ids();
         assert_eq!(run_ids.len(), 1, "write {n} {killed_at:?}: one run in the state dir");
         // The kill landed inside the window: the step that wrote is still `running`.
-        let record = std::fs::read_to_string(env.state_dir.join("runs").join(&run_ids[0]).join("run.json")).unwrap();
-        let record: serde_json::Value = serde_json::from_str(&record).unwrap();
-        let running = record["steps"].as_object().unwrap().values().filter(|s| s["status"] == "running").count();
+        let record = LocalDirStore::new(&env.state_dir).load_run(&run_ids[0]).unwrap();
+        let running = record.steps.values().filter(|s| s.status == StepStatus::Running).count();
         assert!(running >= 1, "write {n} {killed_at:?}: no step was caught between its write and its checkpoint");
         let resumed = env.resume(&run_ids[0]).await;
         assert_eq!(resumed.code, Some(0), "write {n} {killed_at:?}: dr resume failed\n{}", env.dump_logs(&resumed));
@@ -143,4 +143,49 @@ async fn a_crash_between_any_write_and_its_answer_resumes_to_the_same_end_state(
         assert_eq!(object_counts(&env).await, expected_counts, "write {n} {killed_at:?}: duplicate or missing objects");
     }
     eprintln!("crashed after each of {total} writes and resumed in {:?}", started.elapsed());
+}
+
+/// A crash in the middle of a checkpoint write: `dr apply` is SIGKILLed after writing half
+/// of a journal line (`DRPLAN_FAILPOINT=kill-mid-journal-write=K`, every third append in
+/// turn). The torn line is ignored on load (the record is the one of the line before),
+/// and `dr resume` continues from there to the uninterrupted run's end state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_journal_write_resumes_from_a_consistent_record() {
+    let reference = env("ebs-cassandra-restore", "torn-ref", fast_config()).await;
+    let originals = seed_cassandra(&reference).await;
+    reference.apply(&[]).await.assert_success("uninterrupted dr apply");
+    let expected = comparable(&assert_cassandra_restored(&reference, &originals).await);
+    let expected_counts = object_counts(&reference).await;
+    drop(reference);
+
+    let mut torn = 0;
+    for k in (1..).step_by(3) {
+        assert!(k < 500, "the run never completed without reaching the failpoint");
+        let env = env("ebs-cassandra-restore", &format!("torn-{k}"), fast_config()).await;
+        let originals = seed_cassandra(&env).await;
+        let failpoint = format!("kill-mid-journal-write={k}");
+        let crashed = env.apply(&[("DRPLAN_FAILPOINT", &failpoint)]).await;
+        if crashed.code == Some(0) {
+            break;
+        }
+        assert_eq!(crashed.signal, Some(9), "k={k}: expected a SIGKILL\n{}", env.dump_logs(&crashed));
+        torn += 1;
+        let run_ids = env.run_ids();
+        let journal = env.state_dir.join("runs").join(&run_ids[0]).join("journal.jsonl");
+        let bytes = std::fs::read(&journal).unwrap();
+        assert_ne!(bytes.last(), Some(&b'\n'), "k={k}: the last journal line is torn");
+        let whole_lines = bytes.iter().filter(|b| **b == b'\n').count();
+        assert_eq!(whole_lines, k - 1, "k={k}: the lines before the torn one are whole");
+        let record = LocalDirStore::new(&env.state_dir).load_run(&run_ids[0]);
+        assert!(record.is_ok(), "k={k}: the record with a torn line must load: {record:?}");
+
+        let resumed = env.resume(&run_ids[0]).await;
+        assert_eq!(resumed.code, Some(0), "k={k}: dr resume failed\n{}", env.dump_logs(&resumed));
+        let claims = assert_cassandra_restored(&env, &originals).await;
+        assert_eq!(comparable(&claims), expected, "k={k}: end state differs from the uninterrupted run");
+        assert_eq!(object_counts(&env).await, expected_counts, "k={k}: duplicate or missing objects");
+        let after = std::fs::read_to_string(&journal).unwrap_or_default();
+        assert!(after.lines().all(|l| l.ends_with('}')), "k={k}: resume appended after the torn bytes");
+    }
+    assert!(torn >= 12, "only {torn} torn writes were crashed at");
 }

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 
 use drplan::checkpoint::{
-    LocalDirStore, LockInfo, RunMode, RunRecord, RunStatus, StateStore, StepRecord, StepStatus, StoreError,
-    SummaryStatus, digest,
+    FORMAT_VERSION, LocalDirStore, LockInfo, RunMode, RunRecord, RunStatus, StateStore, StepRecord, StepStatus,
+    StoreError, SummaryStatus, digest,
 };
 use serde_json::json;
 
@@ -112,7 +112,7 @@ fn saving_replaces_the_file_without_leaving_temp_files() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(run_file(&store, &run)).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "run files are private to their owner");
     let run_dir = run_file(&store, &run).parent().unwrap().to_path_buf();
-    assert_eq!(files_in(&run_dir), ["run.json"]);
+    assert_eq!(files_in(&run_dir), ["journal.jsonl", "run.json"]);
     assert_eq!(store.load_run(&run.run_id).unwrap().steps["snapshot"].attempts, 4);
 }
 
@@ -201,10 +201,12 @@ fn other_json_and_other_format_versions_are_foreign() {
     assert!(matches!(&err, StoreError::Foreign { reason, .. } if reason.contains("ConfigMap")), "{err:?}");
 
     let mut newer = serde_json::to_value(&run).unwrap();
-    newer["format"] = json!(2);
+    let next_version = FORMAT_VERSION + 1;
+    newer["format"] = json!(next_version);
     std::fs::write(&path, serde_json::to_vec(&newer).unwrap()).unwrap();
     let err = store.load_run(&run.run_id).unwrap_err();
-    assert!(matches!(&err, StoreError::Foreign { reason, .. } if reason.contains("version 2")), "{err:?}");
+    let expected = format!("version {next_version}");
+    assert!(matches!(&err, StoreError::Foreign { reason, .. } if reason.contains(&expected)), "{err:?}");
 
     std::fs::write(&path, "[1, 2, 3]").unwrap();
     assert!(matches!(store.load_run(&run.run_id), Err(StoreError::Foreign { .. })));
@@ -291,7 +293,9 @@ fn secret_data_is_never_written() {
     run.touch();
     store.save_run(&run).unwrap();
 
-    let on_disk = std::fs::read_to_string(run_file(&store, &run)).unwrap();
+    let run_dir = run_file(&store, &run).parent().unwrap().to_path_buf();
+    let on_disk: String =
+        files_in(&run_dir).iter().map(|f| std::fs::read_to_string(run_dir.join(f)).unwrap()).collect();
     for leaked in ["c3VwZXJzZWNyZXQ=", "plain-token", "password"] {
         assert!(!on_disk.contains(leaked), "{leaked} written to disk:\n{on_disk}");
     }
@@ -452,5 +456,205 @@ fn of_threads_racing_for_a_lock_exactly_one_wins() {
                 assert!(matches!(err, StoreError::Locked { .. }), "round {round}: {err:?}");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Journal
+
+fn journal_file(store: &LocalDirStore, run: &RunRecord) -> PathBuf {
+    run_file(store, run).with_file_name("journal.jsonl")
+}
+
+/// A record of `n` steps, as a run of that size holds before it starts.
+fn record_with_steps(n: usize) -> RunRecord {
+    let mut run = record("fleet");
+    for i in 0..n {
+        run.steps.insert(format!("step-{i:05}"), StepRecord::default());
+    }
+    run
+}
+
+/// Starts step `id`, saves, finishes it, saves: the two transitions a step makes.
+fn run_step(store: &LocalDirStore, run: &mut RunRecord, id: &str) {
+    run.steps.get_mut(id).unwrap().start();
+    run.touch();
+    store.save_run(run).unwrap();
+    let step = run.steps.get_mut(id).unwrap();
+    step.captured.insert("original_replicas".into(), json!(3));
+    step.finish(StepStatus::Succeeded);
+    run.touch();
+    store.save_run(run).unwrap();
+}
+
+#[test]
+fn a_save_appends_one_journal_line_and_leaves_the_base_alone() {
+    let store = store("journal-append");
+    let mut run = record_with_steps(20);
+    store.create_run(&run).unwrap();
+    let base = std::fs::read(run_file(&store, &run)).unwrap();
+    for i in 0..20 {
+        run_step(&store, &mut run, &format!("step-{i:05}"));
+    }
+    run.status = RunStatus::Succeeded;
+    store.save_run(&run).unwrap();
+
+    assert_eq!(std::fs::read(run_file(&store, &run)).unwrap(), base, "the base is not rewritten per transition");
+    let journal = std::fs::read_to_string(journal_file(&store, &run)).unwrap();
+    assert_eq!(journal.lines().count(), 41);
+    assert_eq!(store.load_run(&run.run_id).unwrap(), run);
+    // A fresh store (another process) reads the same record and continues the journal.
+    let other = LocalDirStore::new(store.root());
+    run.steps.get_mut("step-00000").unwrap().attempts = 7;
+    other.save_run(&run).unwrap();
+    assert_eq!(store.load_run(&run.run_id).unwrap(), run);
+}
+
+#[test]
+fn journal_bytes_per_transition_do_not_grow_with_the_run() {
+    let bytes_per_transition = |steps: usize| {
+        let store = store("journal-size");
+        let mut run = record_with_steps(steps);
+        store.create_run(&run).unwrap();
+        for i in 0..10 {
+            run_step(&store, &mut run, &format!("step-{i:05}"));
+        }
+        std::fs::metadata(journal_file(&store, &run)).unwrap().len() / 20
+    };
+    let small = bytes_per_transition(10);
+    let large = bytes_per_transition(5_000);
+    assert!(large <= small + 16, "a transition in a 5,000-step run journals {large} bytes, in a 10-step run {small}");
+}
+
+#[test]
+fn a_torn_last_journal_line_is_ignored_and_cut_off_by_the_next_save() {
+    let store = store("journal-torn");
+    let mut run = record_with_steps(3);
+    store.create_run(&run).unwrap();
+    run_step(&store, &mut run, "step-00000");
+    let before_tear = run.clone();
+    run_step(&store, &mut run, "step-00001");
+
+    // What a crash in the middle of the last append leaves: half of that line.
+    let path = journal_file(&store, &run);
+    let journal = std::fs::read(&path).unwrap();
+    let last_start = journal[..journal.len() - 1].iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    let torn = &journal[..last_start + (journal.len() - last_start) / 2];
+    std::fs::write(&path, torn).unwrap();
+
+    let mut expected = before_tear.clone();
+    let mut started = run.steps["step-00001"].clone();
+    started.status = StepStatus::Running;
+    started.finished_at = None;
+    started.captured.clear();
+    expected.steps.insert("step-00001".into(), started);
+    let loaded = LocalDirStore::new(store.root()).load_run(&run.run_id).unwrap();
+    assert_eq!(loaded.steps, expected.steps, "the torn line is ignored, the whole ones are kept");
+
+    // Resuming writes after the whole lines, never after the torn bytes.
+    let resumer = LocalDirStore::new(store.root());
+    let mut resumed = loaded;
+    run_step(&resumer, &mut resumed, "step-00002");
+    assert_eq!(store.load_run(&run.run_id).unwrap(), resumed);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().all(|line| line.ends_with('}')), "no torn bytes left in the middle:\n{text}");
+}
+
+#[test]
+fn a_damaged_journal_line_followed_by_whole_lines_is_corrupt_not_misread() {
+    let store = store("journal-damaged");
+    let mut run = record_with_steps(3);
+    store.create_run(&run).unwrap();
+    run_step(&store, &mut run, "step-00000");
+    run_step(&store, &mut run, "step-00001");
+    let path = journal_file(&store, &run);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let altered = text.replacen("\"attempts\":1", "\"attempts\":9", 1);
+    assert_ne!(text, altered);
+    std::fs::write(&path, altered).unwrap();
+
+    let err = store.load_run(&run.run_id).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { reason, .. } if reason.contains("checksum")), "{err:?}");
+    assert!(err.to_string().contains("journal.jsonl"), "{err}");
+}
+
+#[test]
+fn the_journal_is_compacted_into_the_base_and_a_crash_mid_compaction_is_harmless() {
+    let store = store("journal-compact");
+    let mut run = record_with_steps(2);
+    store.create_run(&run).unwrap();
+    let path = journal_file(&store, &run);
+    // Large captures make the journal outgrow its threshold quickly.
+    let mut compacted_from = None;
+    for round in 0..400 {
+        let step = run.steps.get_mut("step-00000").unwrap();
+        step.captured.insert("blob".into(), json!("x".repeat(8 * 1024)));
+        step.attempts = round;
+        let before = std::fs::read(&path).ok();
+        store.save_run(&run).unwrap();
+        if !path.exists() {
+            compacted_from = before;
+            break;
+        }
+    }
+    let stale_journal = compacted_from.expect("the journal was compacted");
+    assert_eq!(store.load_run(&run.run_id).unwrap(), run);
+
+    // A crash after the new base was written but before the journal was removed leaves
+    // journal lines the base already holds: they are skipped, not replayed over it.
+    std::fs::write(&path, &stale_journal).unwrap();
+    assert_eq!(LocalDirStore::new(store.root()).load_run(&run.run_id).unwrap(), run);
+}
+
+#[test]
+fn secret_data_captured_mid_run_is_never_journaled() {
+    let store = store("journal-secrets");
+    let mut run = record("db-failover");
+    store.create_run(&run).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds"},
+        "data": {"password": "c3VwZXJzZWNyZXQ="}});
+    run.steps.get_mut("snapshot").unwrap().captured.insert("saved_manifests".into(), json!({"items": [secret]}));
+    store.save_run(&run).unwrap();
+    let journal = std::fs::read_to_string(journal_file(&store, &run)).unwrap();
+    assert!(journal.contains("db-creds") && !journal.contains("c3VwZXJzZWNyZXQ="), "{journal}");
+}
+
+#[test]
+fn a_version_1_run_without_journal_is_still_read_and_continued() {
+    let store = store("journal-v1");
+    let mut run = record("db-failover");
+    store.create_run(&run).unwrap();
+    // The version 1 layout: the same envelope, without journalSeq, format 1.
+    let path = run_file(&store, &run);
+    let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let object = old.as_object_mut().unwrap();
+    object.remove("journalSeq");
+    object.remove("checksum");
+    object.insert("format".into(), json!(1));
+    let canonical = canonical_json(&old);
+    old["checksum"] = json!(format!("sha256:{}", digest(canonical.as_bytes())));
+    std::fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    run.format = 1;
+    let fresh = LocalDirStore::new(store.root());
+    assert_eq!(fresh.load_run(&run.run_id).unwrap(), run);
+    run.status = RunStatus::Succeeded;
+    fresh.save_run(&run).unwrap();
+    assert_eq!(store.load_run(&run.run_id).unwrap(), run);
+}
+
+/// Compact JSON with sorted keys, as run files are checksummed.
+fn canonical_json(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(object) => {
+            let mut entries: Vec<_> = object.iter().collect();
+            entries.sort_by_key(|(k, _)| *k);
+            let inner: Vec<String> =
+                entries.iter().map(|(k, v)| format!("{}:{}", json!(k), canonical_json(v))).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => {
+            format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(","))
+        }
+        scalar => scalar.to_string(),
     }
 }

@@ -1,5 +1,6 @@
 //! The `run.json` envelope: a [`RunRecord`] plus a `checksum` field over its canonical
-//! JSON, and the checks that turn a damaged or alien file into an error instead of a run.
+//! JSON (and `journalSeq`, the last journal line it contains), and the checks that turn
+//! a damaged or alien file into an error instead of a run.
 
 use std::path::Path;
 
@@ -10,11 +11,18 @@ use super::store::StoreError;
 
 const CHECKSUM_FIELD: &str = "checksum";
 const CHECKSUM_PREFIX: &str = "sha256:";
+const JOURNAL_SEQ_FIELD: &str = "journalSeq";
 const KIND: &str = "DrplanRun";
+/// Version 1 files predate the journal; they read as a base with nothing journaled.
+const OLDEST_READABLE_FORMAT: u32 = 1;
 
-/// The bytes of `run.json` for `record`: pretty JSON with an embedded checksum.
-pub(super) fn seal(record: &RunRecord) -> Result<Vec<u8>, serde_json::Error> {
+/// The bytes of `run.json` for `record`, which contains journal lines up to `journal_seq`:
+/// pretty JSON with an embedded checksum.
+pub(super) fn seal(record: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, serde_json::Error> {
     let mut value = serde_json::to_value(record)?;
+    if let Value::Object(object) = &mut value {
+        object.insert(JOURNAL_SEQ_FIELD.to_string(), Value::from(journal_seq));
+    }
     let checksum = checksum_of(&value);
     if let Value::Object(object) = &mut value {
         object.insert(CHECKSUM_FIELD.to_string(), Value::String(checksum));
@@ -24,12 +32,13 @@ pub(super) fn seal(record: &RunRecord) -> Result<Vec<u8>, serde_json::Error> {
     Ok(bytes)
 }
 
-/// The record in `bytes` read from `path`, if the file is a whole, unaltered drplan run.
+/// The record in `bytes` read from `path`, if the file is a whole, unaltered drplan run,
+/// and the last journal line it contains.
 ///
 /// Markers are checked before the checksum: a file of another kind or a newer format
 /// is [`StoreError::Foreign`] (it may be fine, just not ours to read), while a drplan
 /// file that fails its checksum is [`StoreError::Corrupt`].
-pub(super) fn unseal(path: &Path, bytes: &[u8]) -> Result<RunRecord, StoreError> {
+pub(super) fn unseal(path: &Path, bytes: &[u8]) -> Result<(RunRecord, u64), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), reason };
     let foreign = |reason: String| StoreError::Foreign { path: path.to_path_buf(), reason };
 
@@ -47,17 +56,28 @@ pub(super) fn unseal(path: &Path, bytes: &[u8]) -> Result<RunRecord, StoreError>
         return Err(foreign("not a JSON object".into()));
     };
     check_markers(&object).map_err(foreign)?;
+    verify_checksum(&mut object).map_err(corrupt)?;
+    let journal_seq = match object.remove(JOURNAL_SEQ_FIELD) {
+        None => 0,
+        Some(seq) => seq.as_u64().ok_or_else(|| corrupt("journalSeq is not a number".into()))?,
+    };
+    let record = serde_json::from_value(Value::Object(object))
+        .map_err(|e| corrupt(format!("does not match the run layout ({e})")))?;
+    Ok((record, journal_seq))
+}
+
+/// Removes the `checksum` field of `object` and checks it against the rest.
+pub(super) fn verify_checksum(object: &mut Map<String, Value>) -> Result<(), String> {
     let stored = match object.remove(CHECKSUM_FIELD) {
         Some(Value::String(stored)) => stored,
-        Some(_) => return Err(corrupt("the checksum is not a string".into())),
-        None => return Err(corrupt("the checksum is missing".into())),
+        Some(_) => return Err("the checksum is not a string".into()),
+        None => return Err("the checksum is missing".into()),
     };
-    let value = Value::Object(object);
-    let computed = checksum_of(&value);
+    let computed = checksum_of_object(object);
     if stored != computed {
-        return Err(corrupt(format!("checksum mismatch: the file says {stored}, its content hashes to {computed}")));
+        return Err(format!("checksum mismatch: the file says {stored}, its content hashes to {computed}"));
     }
-    serde_json::from_value(value).map_err(|e| corrupt(format!("does not match the run layout ({e})")))
+    Ok(())
 }
 
 fn check_markers(object: &Map<String, Value>) -> Result<(), String> {
@@ -67,15 +87,24 @@ fn check_markers(object: &Map<String, Value>) -> Result<(), String> {
         None => return Err(format!("no \"kind\" field; a drplan run has kind \"{KIND}\"")),
     }
     match object.get("format").and_then(Value::as_u64) {
-        Some(format) if format == u64::from(FORMAT_VERSION) => Ok(()),
-        Some(format) => Err(format!("format version {format}; this dr reads version {FORMAT_VERSION}")),
+        Some(format) if (u64::from(OLDEST_READABLE_FORMAT)..=u64::from(FORMAT_VERSION)).contains(&format) => Ok(()),
+        Some(format) => {
+            Err(format!("format version {format}; this dr reads versions {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION}"))
+        }
         None => Err("no numeric \"format\" field".into()),
     }
 }
 
-fn checksum_of(value: &Value) -> String {
+/// `sha256:<hex>` of `value`'s canonical JSON.
+pub(super) fn checksum_of(value: &Value) -> String {
     let mut canonical = String::new();
     write_canonical(value, &mut canonical);
+    format!("{CHECKSUM_PREFIX}{}", super::digest(canonical.as_bytes()))
+}
+
+fn checksum_of_object(object: &Map<String, Value>) -> String {
+    let mut canonical = String::new();
+    write_canonical_object(object, &mut canonical);
     format!("{CHECKSUM_PREFIX}{}", super::digest(canonical.as_bytes()))
 }
 
@@ -83,20 +112,7 @@ fn checksum_of(value: &Value) -> String {
 /// or whitespace (serde_json may or may not preserve insertion order, depending on features).
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(object) => {
-            let mut entries: Vec<(&String, &Value)> = object.iter().collect();
-            entries.sort_by_key(|(key, _)| *key);
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(item, out);
-            }
-            out.push('}');
-        }
+        Value::Object(object) => write_canonical_object(object, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -109,6 +125,21 @@ fn write_canonical(value: &Value, out: &mut String) {
         }
         scalar => out.push_str(&scalar.to_string()),
     }
+}
+
+fn write_canonical_object(object: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+    entries.sort_by_key(|(key, _)| *key);
+    out.push('{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(key.clone()).to_string());
+        out.push(':');
+        write_canonical(item, out);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
 //! [`LocalDirStore`]: runs and locks as files under a directory (`.drplan/` by default).
 //!
-//! Layout: `<root>/runs/<run_id>/run.json` and `<root>/locks/<key>.lock`.
+//! Layout: `<root>/runs/<run_id>/run.json`, `<root>/runs/<run_id>/journal.jsonl` and
+//! `<root>/locks/<key>.lock`.
 //!
-//! Writes are crash safe: the new content goes to a temp file in the same directory,
-//! is fsynced, renamed over the target and the directory is fsynced, so `run.json` is
-//! always either the old record or the new one. Temp files start with `.` and are never read.
+//! A save appends one line to the journal (the header and the step records that changed,
+//! see [`super::journal`]) and fsyncs it, so a transition costs the same in a run of ten
+//! steps or of ten thousand. When the journal outgrows the base, the next save compacts:
+//! the whole record is written to `run.json`, which names the last journal line it holds,
+//! and the journal is removed. Whole-file writes are crash safe: the new content goes to
+//! a temp file in the same directory, is fsynced, renamed over the target and the
+//! directory is fsynced, so `run.json` is always either the old record or the new one.
+//! Temp files start with `.` and are never read.
 //!
 //! Locks are files holding the holder's [`LockInfo`], made exclusive by `flock(2)` (via
 //! `File::try_lock`) rather than by the file's existence. The kernel drops an flock when
@@ -14,15 +20,18 @@
 //! file whose flock is free is only taken over if it names a dead pid on this host; one
 //! naming another host or a live pid is still reported as [`StoreError::Locked`].
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::integrity::{seal, unseal};
-use super::record::{RunRecord, RunSummary};
+use super::journal::{JOURNAL_FILE, Replayed, encode_entry, replay};
+use super::record::{RunRecord, RunSummary, StepRecord};
 use super::redact::redact_secrets;
 use super::store::{LockGuard, LockInfo, StateStore, StoreError, this_host};
 
@@ -35,17 +44,24 @@ const LOCK_ATTEMPTS: usize = 5;
 const HOLDER_READ_ATTEMPTS: usize = 20;
 const HOLDER_READ_PAUSE: Duration = Duration::from_millis(5);
 
+/// The journal grows to at least this many bytes (or the base's size, if larger) before
+/// a save compacts it, so compaction costs a constant share of the bytes journaled.
+const COMPACT_AFTER_BYTES: u64 = 1 << 20;
+
 /// A [`StateStore`] in a local directory.
 #[derive(Clone, Debug)]
 pub struct LocalDirStore {
     root: PathBuf,
+    /// What this process last wrote of each run it saves, to journal only what changed.
+    journals: Arc<Mutex<HashMap<String, JournalState>>>,
+    failpoint: JournalFailpoint,
 }
 
 impl LocalDirStore {
     pub const DEFAULT_ROOT: &'static str = ".drplan";
 
     pub fn new(root: impl Into<PathBuf>) -> LocalDirStore {
-        LocalDirStore { root: root.into() }
+        LocalDirStore { root: root.into(), journals: Arc::default(), failpoint: JournalFailpoint::from_env() }
     }
 
     /// The store at `.drplan/` in the current directory.
@@ -89,7 +105,7 @@ impl StateStore for LocalDirStore {
 
     fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         let path = self.run_path(&run.run_id)?;
-        let bytes = sealed_without_secrets(run)?;
+        let bytes = sealed_without_secrets(run, 0)?;
         let runs_dir = self.runs_dir();
         fs::create_dir_all(&runs_dir).map_err(|e| io_error("create", &runs_dir, e))?;
         let run_dir = path.parent().expect("run path has a parent");
@@ -100,12 +116,18 @@ impl StateStore for LocalDirStore {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error("create", run_dir, e)),
         }
+        // A journal left by an earlier run of the same id cannot exist (ids are fresh),
+        // but one left by a crashed creation must not be replayed onto this record.
+        remove_if_exists(&path.with_file_name(JOURNAL_FILE))?;
         create_atomically(&path, &bytes).map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
                 StoreError::RunExists { run_id: run.run_id.clone(), path: path.clone() }
             }
             other => other,
-        })
+        })?;
+        let state = JournalState::after_compaction(&path, run, 0, bytes.len() as u64)?;
+        self.journals().insert(run.run_id.clone(), state);
+        Ok(())
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
@@ -113,23 +135,20 @@ impl StateStore for LocalDirStore {
         if !path.exists() {
             return Err(StoreError::RunNotFound { run_id: run.run_id.clone(), path });
         }
-        let bytes = sealed_without_secrets(run)?;
-        replace_atomically(&path, &bytes)
+        let mut journals = self.journals();
+        let state = match journals.remove(&run.run_id) {
+            Some(state) if state.matches_disk(&path)? => state,
+            // First save of this run by this process, or another process wrote it since.
+            _ => self.read_journal_state(&run.run_id, &path)?,
+        };
+        let state = self.save_journaled(&path, run, state)?;
+        journals.insert(run.run_id.clone(), state);
+        Ok(())
     }
 
     fn load_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
         let path = self.run_path(run_id)?;
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::RunNotFound { run_id: run_id.to_string(), path: path.clone() },
-            _ => io_error("read", &path, e),
-        })?;
-        let record = unseal(&path, &bytes)?;
-        if record.run_id != run_id {
-            // A run directory copied or renamed by hand: resuming it would write to the wrong place.
-            let reason = format!("it records run {}, but is stored as run {run_id}", record.run_id);
-            return Err(StoreError::Corrupt { path, reason });
-        }
-        Ok(record)
+        Ok(self.read_run(run_id, &path)?.record)
     }
 
     fn list_runs(&self) -> Result<Vec<RunSummary>, StoreError> {
@@ -163,14 +182,194 @@ impl LocalDirStore {
 }
 
 /// The bytes to store for `run`: a copy with Secret data removed from the plan and from
-/// everything steps captured, sealed with its checksum.
-fn sealed_without_secrets(run: &RunRecord) -> Result<Vec<u8>, StoreError> {
+/// everything steps captured, sealed with its checksum and the journal line it reaches.
+fn sealed_without_secrets(run: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, StoreError> {
     let mut copy = run.clone();
     redact_secrets(&mut copy.plan);
     for step in copy.steps.values_mut() {
         step.captured.values_mut().for_each(redact_secrets);
     }
-    seal(&copy).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
+    seal(&copy, journal_seq).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
+}
+
+// ---------------------------------------------------------------------------
+// Journaled saves
+
+/// What this process knows it wrote of one run, to append only what changed.
+#[derive(Debug)]
+struct JournalState {
+    /// Identity of the `run.json` the journal continues: a compaction by another
+    /// process replaces the file, and this state is then stale.
+    base_inode: u64,
+    base_len: u64,
+    /// Last sequence number written (in the base or the journal).
+    seq: u64,
+    /// Bytes of whole lines in the journal; a longer file has a torn tail to cut off.
+    journal_len: u64,
+    /// The step records as last written (unredacted, as the caller holds them).
+    written: BTreeMap<String, StepRecord>,
+}
+
+impl JournalState {
+    fn after_compaction(path: &Path, run: &RunRecord, seq: u64, base_len: u64) -> Result<JournalState, StoreError> {
+        let base_inode = fs::metadata(path).map_err(|e| io_error("read", path, e))?.ino();
+        Ok(JournalState { base_inode, base_len, seq, journal_len: 0, written: run.steps.clone() })
+    }
+
+    /// Whether the files are still as this state left them (nobody else saved the run).
+    fn matches_disk(&self, path: &Path) -> Result<bool, StoreError> {
+        let base_inode = fs::metadata(path).map_err(|e| io_error("read", path, e))?.ino();
+        Ok(base_inode == self.base_inode && journal_file_len(path)? == self.journal_len)
+    }
+}
+
+impl LocalDirStore {
+    fn journals(&self) -> std::sync::MutexGuard<'_, HashMap<String, JournalState>> {
+        // A panic while holding it leaves plain data, still consistent with the files.
+        self.journals.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads `run.json` and replays the journal onto it.
+    fn read_run(&self, run_id: &str, path: &Path) -> Result<ReadRun, StoreError> {
+        let bytes = fs::read(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::RunNotFound { run_id: run_id.to_string(), path: path.to_path_buf() },
+            _ => io_error("read", path, e),
+        })?;
+        let (base, base_seq) = unseal(path, &bytes)?;
+        if base.run_id != run_id {
+            // A run directory copied or renamed by hand: resuming it would write to the wrong place.
+            let reason = format!("it records run {}, but is stored as run {run_id}", base.run_id);
+            return Err(StoreError::Corrupt { path: path.to_path_buf(), reason });
+        }
+        let journal_path = path.with_file_name(JOURNAL_FILE);
+        let journal = match fs::read(&journal_path) {
+            Ok(journal) => journal,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error("read", &journal_path, e)),
+        };
+        let Replayed { record, seq, valid_len } = replay(&journal_path, base, base_seq, &journal)?;
+        Ok(ReadRun { record, seq, journal_len: valid_len, base_len: bytes.len() as u64 })
+    }
+
+    fn read_journal_state(&self, run_id: &str, path: &Path) -> Result<JournalState, StoreError> {
+        let read = self.read_run(run_id, path)?;
+        let base_inode = fs::metadata(path).map_err(|e| io_error("read", path, e))?.ino();
+        Ok(JournalState {
+            base_inode,
+            base_len: read.base_len,
+            seq: read.seq,
+            journal_len: read.journal_len,
+            written: read.record.steps,
+        })
+    }
+
+    /// Appends `run`'s changes to the journal, or compacts when the journal has grown
+    /// past the base (or a step disappeared, which a journal line cannot express).
+    fn save_journaled(&self, path: &Path, run: &RunRecord, state: JournalState) -> Result<JournalState, StoreError> {
+        let dropped_steps = state.written.keys().any(|id| !run.steps.contains_key(id));
+        if dropped_steps || state.journal_len >= COMPACT_AFTER_BYTES.max(state.base_len) {
+            return self.compact(path, run, state.seq);
+        }
+        let changed: Vec<&str> = run
+            .steps
+            .iter()
+            .filter(|(id, step)| state.written.get(*id) != Some(*step))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let seq = state.seq + 1;
+        let line = encode_entry(seq, run, &changed)
+            .map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })?;
+        let journal_path = path.with_file_name(JOURNAL_FILE);
+        append_durably(&journal_path, state.journal_len, &line, &self.failpoint)?;
+        let mut state = state;
+        for id in changed {
+            state.written.insert(id.to_string(), run.steps[id].clone());
+        }
+        state.seq = seq;
+        state.journal_len += line.len() as u64;
+        Ok(state)
+    }
+
+    /// Writes the whole record as the new base, then drops the journal it now contains.
+    fn compact(&self, path: &Path, run: &RunRecord, seq: u64) -> Result<JournalState, StoreError> {
+        let bytes = sealed_without_secrets(run, seq)?;
+        replace_atomically(path, &bytes)?;
+        // A crash here leaves journal lines the base already holds; loading skips them by sequence number.
+        remove_if_exists(&path.with_file_name(JOURNAL_FILE))?;
+        JournalState::after_compaction(path, run, seq, bytes.len() as u64)
+    }
+}
+
+struct ReadRun {
+    record: RunRecord,
+    seq: u64,
+    journal_len: u64,
+    base_len: u64,
+}
+
+fn journal_file_len(run_path: &Path) -> Result<u64, StoreError> {
+    let journal_path = run_path.with_file_name(JOURNAL_FILE);
+    match fs::metadata(&journal_path) {
+        Ok(metadata) => Ok(metadata.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_error("read", &journal_path, e)),
+    }
+}
+
+/// Appends `line` at `valid_len` (cutting off a torn tail first) and fsyncs it; a new
+/// journal file is made durable in its directory too.
+fn append_durably(path: &Path, valid_len: u64, line: &[u8], failpoint: &JournalFailpoint) -> Result<(), StoreError> {
+    let existed = path.exists();
+    let mut file =
+        OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(|e| io_error("open", path, e))?;
+    let len = file.metadata().map_err(|e| io_error("read", path, e))?.len();
+    if len != valid_len {
+        file.set_len(valid_len).map_err(|e| io_error("truncate", path, e))?;
+    }
+    failpoint.maybe_tear(&mut file, line);
+    file.write_all(line).and_then(|()| file.sync_data()).map_err(|e| io_error("append to", path, e))?;
+    if !existed {
+        sync_dir(path.parent().expect("journal path has a parent"))?;
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().expect("file path has a parent")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("remove", path, e)),
+    }
+}
+
+/// `DRPLAN_FAILPOINT=kill-mid-journal-write=K`: on this process's K-th journal append,
+/// write half the line, flush it and SIGKILL the process: the torn write a crash leaves.
+#[derive(Clone, Debug, Default)]
+struct JournalFailpoint {
+    kill_at_append: Option<u64>,
+    appends: Arc<AtomicU64>,
+}
+
+impl JournalFailpoint {
+    fn from_env() -> JournalFailpoint {
+        let spec = std::env::var("DRPLAN_FAILPOINT").unwrap_or_default();
+        let kill_at_append = spec
+            .split(',')
+            .filter_map(|part| part.trim().strip_prefix("kill-mid-journal-write="))
+            .find_map(|k| k.parse().ok());
+        JournalFailpoint { kill_at_append, appends: Arc::default() }
+    }
+
+    fn maybe_tear(&self, file: &mut File, line: &[u8]) {
+        let Some(kill_at) = self.kill_at_append else { return };
+        if self.appends.fetch_add(1, Ordering::SeqCst) + 1 == kill_at {
+            let _ = file.write_all(&line[..line.len() / 2]).and_then(|()| file.sync_data());
+            // SIGKILL, not exit: no destructors, no flushing, exactly like a crash.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Run ids name directories: no separators, no `..`, nothing hidden.

@@ -5,14 +5,16 @@
 //! - the on-disk shape of a run ([`RunRecord`], [`StepRecord`]) and its listing ([`RunSummary`]);
 //! - the [`StateStore`] trait (runs plus an exclusive lock per target), so a
 //!   Kubernetes-backed store can replace the local one later;
-//! - [`LocalDirStore`], the store under `.drplan/`: atomic, checksummed `run.json` files
-//!   and `flock`-backed lock files that a dead holder on the same host cannot wedge;
+//! - [`LocalDirStore`], the store under `.drplan/`: a checksummed `run.json` base plus an
+//!   append-only, checksummed journal of transitions (compacted into the base now and
+//!   then), and `flock`-backed lock files that a dead holder on the same host cannot wedge;
 //! - [`redact_secrets`], applied on every write so Secret data never reaches the disk.
 //!
 //! It does not decide what a step does or when to save: the executor mutates a
 //! [`RunRecord`] and calls [`StateStore::save_run`] on every step transition.
 
 mod integrity;
+mod journal;
 mod local;
 mod record;
 mod redact;

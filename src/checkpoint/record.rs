@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::now_rfc3339;
 
-/// The version of the `run.json` layout this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the `run.json` layout this build writes. Version 2 added the journal
+/// (`journal.jsonl` beside `run.json`, and `journalSeq` in it); version 1 files are still read.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The `kind` marker of a run file, so a stray JSON file is never mistaken for a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

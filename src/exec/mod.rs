@@ -147,8 +147,12 @@ pub enum Event {
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Most steps running at once.
+    /// Most steps that change something (every step but `wait`) running at once.
     pub parallelism: usize,
+    /// Most `wait` steps running at once. Waits only watch, so they do not take one of
+    /// the `parallelism` slots (four waits must not hold back a fleet's writes), but each
+    /// holds a watch open on the API server, so they are bounded too.
+    pub max_waits: usize,
     /// Attempts per step for transient errors.
     pub max_attempts: u32,
     /// First retry delay; doubled per attempt, capped at 30 s.
@@ -157,7 +161,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { parallelism: 4, max_attempts: 8, backoff: Duration::from_millis(200) }
+        Options { parallelism: 4, max_waits: 128, max_attempts: 8, backoff: Duration::from_millis(200) }
     }
 }
 
@@ -200,11 +204,12 @@ pub async fn execute<R: StepRunner>(
         let checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
         let done =
             |index: NodeIndex| checkpoint.record.steps.get(&graph.step(index).id).is_some_and(|s| is_done(s.status));
-        Frontier::new(&graph, order, done)
+        Frontier::new(&graph, order, done, |index| is_wait(graph.step(index)))
     };
+    let mut running = Running::default();
     loop {
-        while !stopping && !*cancel.borrow() && tasks.len() < options.parallelism.max(1) {
-            let Some(index) = frontier.next() else { break };
+        while !stopping && !*cancel.borrow() {
+            let Some(index) = frontier.next(running.can_start(&options)) else { break };
             let step = graph.step(index);
             if let Some(of) = fallback_not_needed(&checkpoint, step) {
                 let status = skip_step(&checkpoint, &step.id, &of)?;
@@ -222,6 +227,7 @@ pub async fn execute<R: StepRunner>(
             };
             start_step(&ctx)?;
             let _ = events.send(Event::Started { id: step.id.clone(), description: step.describe() });
+            running.started(frontier.is_wait(index));
             let runner = runner.clone();
             let events = events.clone();
             let step = step.clone();
@@ -238,6 +244,7 @@ pub async fn execute<R: StepRunner>(
             joined = tasks.join_next() => {
                 let Some(joined) = joined else { break };
                 let (index, result, elapsed) = joined.map_err(|e| StepError::failed(format!("step task panicked: {e}")))?;
+                running.finished(frontier.is_wait(index));
                 let id = graph.step(index).id.clone();
                 durations.insert(id.clone(), elapsed);
                 let (status, error) = finish_step(&checkpoint, &id, &result)?;
@@ -271,24 +278,67 @@ pub async fn execute<R: StepRunner>(
     Ok(Outcome { status, failed, durations, record: checkpoint.record })
 }
 
+/// A step that only watches for a condition: it takes no `parallelism` slot.
+fn is_wait(step: &Step) -> bool {
+    matches!(step.action(), Some(crate::steps::Action::Wait(_)))
+}
+
+/// How many steps of each class are running, against their bounds.
+#[derive(Default)]
+struct Running {
+    work: usize,
+    waits: usize,
+}
+
+/// Which classes of step may start now.
+#[derive(Clone, Copy)]
+struct Slots {
+    work: bool,
+    wait: bool,
+}
+
+impl Running {
+    fn can_start(&self, options: &Options) -> Slots {
+        Slots { work: self.work < options.parallelism.max(1), wait: self.waits < options.max_waits.max(1) }
+    }
+
+    fn started(&mut self, wait: bool) {
+        if wait { self.waits += 1 } else { self.work += 1 }
+    }
+
+    fn finished(&mut self, wait: bool) {
+        if wait { self.waits -= 1 } else { self.work -= 1 }
+    }
+}
+
 /// The steps that may start: not done, every dependency done; earliest in topological
-/// order first (ties keep the written order). Kept up to date as steps finish, so
-/// finding the next step never rescans the graph.
+/// order first (ties keep the written order), waits and other steps in separate queues
+/// because they are bounded separately. Kept up to date as steps finish, so finding the
+/// next step never rescans the graph.
 struct Frontier {
     order: Vec<NodeIndex>,
     /// Position of each node (by index) in `order`.
     position: Vec<usize>,
     /// Dependencies of each node (by index) not done yet.
     waiting_on: Vec<usize>,
-    /// Positions in `order` of the steps ready to start.
-    ready: BTreeSet<usize>,
+    /// Whether each node (by index) is a wait.
+    wait: Vec<bool>,
+    /// Positions in `order` of the steps ready to start, other than waits.
+    ready_work: BTreeSet<usize>,
+    /// Positions in `order` of the waits ready to start.
+    ready_waits: BTreeSet<usize>,
     /// Whether each node (by index) is done; a done step never becomes ready again
     /// (steps an earlier run applied can wait on steps still to run).
     finished: Vec<bool>,
 }
 
 impl Frontier {
-    fn new(graph: &StepGraph, order: Vec<NodeIndex>, done: impl Fn(NodeIndex) -> bool) -> Frontier {
+    fn new(
+        graph: &StepGraph,
+        order: Vec<NodeIndex>,
+        done: impl Fn(NodeIndex) -> bool,
+        is_wait: impl Fn(NodeIndex) -> bool,
+    ) -> Frontier {
         let mut position = vec![0; order.len()];
         for (at, index) in order.iter().enumerate() {
             position[index.index()] = at;
@@ -297,16 +347,49 @@ impl Frontier {
         let waiting_on: Vec<usize> = (0..order.len())
             .map(|i| graph.predecessors(NodeIndex::new(i)).filter(|p| !finished[p.index()]).count())
             .collect();
-        let ready = order
-            .iter()
-            .filter(|n| !finished[n.index()] && waiting_on[n.index()] == 0)
-            .map(|n| position[n.index()])
-            .collect();
-        Frontier { order, position, waiting_on, ready, finished }
+        let wait = (0..order.len()).map(|i| is_wait(NodeIndex::new(i))).collect();
+        let mut frontier = Frontier {
+            order,
+            position,
+            waiting_on,
+            wait,
+            ready_work: BTreeSet::new(),
+            ready_waits: BTreeSet::new(),
+            finished,
+        };
+        for at in 0..frontier.order.len() {
+            let index = frontier.order[at];
+            if !frontier.finished[index.index()] && frontier.waiting_on[index.index()] == 0 {
+                frontier.make_ready(index);
+            }
+        }
+        frontier
     }
 
-    fn next(&mut self) -> Option<NodeIndex> {
-        self.ready.pop_first().map(|at| self.order[at])
+    fn is_wait(&self, index: NodeIndex) -> bool {
+        self.wait[index.index()]
+    }
+
+    fn make_ready(&mut self, index: NodeIndex) {
+        let at = self.position[index.index()];
+        if self.wait[index.index()] {
+            self.ready_waits.insert(at)
+        } else {
+            self.ready_work.insert(at)
+        };
+    }
+
+    /// The earliest ready step of a class that has a free slot.
+    fn next(&mut self, slots: Slots) -> Option<NodeIndex> {
+        let work = self.ready_work.first().copied().filter(|_| slots.work);
+        let wait = self.ready_waits.first().copied().filter(|_| slots.wait);
+        let at = match (work, wait) {
+            (Some(work), Some(wait)) if wait < work => self.ready_waits.pop_first(),
+            (Some(_), _) => self.ready_work.pop_first(),
+            (None, Some(_)) => self.ready_waits.pop_first(),
+            (None, None) => None,
+        }?;
+        Some(self.order[at])
     }
 
     /// Records that `index` is done: the steps waiting only on it become ready.
@@ -316,7 +399,7 @@ impl Frontier {
             let waiting = &mut self.waiting_on[successor.index()];
             *waiting = waiting.saturating_sub(1);
             if *waiting == 0 && !self.finished[successor.index()] {
-                self.ready.insert(self.position[successor.index()]);
+                self.make_ready(successor);
             }
         }
     }
@@ -420,9 +503,11 @@ mod tests {
         graph
     }
 
+    const ANY: Slots = Slots { work: true, wait: true };
+
     fn drain(frontier: &mut Frontier, graph: &StepGraph) -> Vec<usize> {
         let mut ran = Vec::new();
-        while let Some(n) = frontier.next() {
+        while let Some(n) = frontier.next(ANY) {
             ran.push(n.index());
             frontier.done(graph, n);
         }
@@ -432,15 +517,15 @@ mod tests {
     #[test]
     fn a_diamond_runs_each_step_once_after_its_dependencies() {
         let g = graph(4, &[(0, 1), (0, 2), (1, 3), (2, 3)]);
-        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |_| false);
-        assert_eq!(frontier.next().map(|n| n.index()), Some(0));
-        assert_eq!(frontier.next(), None, "1 and 2 wait for 0");
+        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |_| false, |_| false);
+        assert_eq!(frontier.next(ANY).map(|n| n.index()), Some(0));
+        assert_eq!(frontier.next(ANY), None, "1 and 2 wait for 0");
         frontier.done(&g, NodeIndex::new(0));
-        assert_eq!(frontier.next().map(|n| n.index()), Some(1));
-        assert_eq!(frontier.next().map(|n| n.index()), Some(2));
-        assert_eq!(frontier.next(), None, "3 waits for 1 and 2");
+        assert_eq!(frontier.next(ANY).map(|n| n.index()), Some(1));
+        assert_eq!(frontier.next(ANY).map(|n| n.index()), Some(2));
+        assert_eq!(frontier.next(ANY), None, "3 waits for 1 and 2");
         frontier.done(&g, NodeIndex::new(1));
-        assert_eq!(frontier.next(), None, "3 still waits for 2");
+        assert_eq!(frontier.next(ANY), None, "3 still waits for 2");
         frontier.done(&g, NodeIndex::new(2));
         assert_eq!(drain(&mut frontier, &g), [3]);
     }
@@ -449,10 +534,40 @@ mod tests {
     fn steps_already_done_are_never_ready_again() {
         // 2 was applied by an earlier run although it waits on 1, which was not.
         let g = graph(3, &[(0, 1), (1, 2)]);
-        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 2);
+        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 2, |_| false);
         assert_eq!(drain(&mut frontier, &g), [0, 1]);
         // A resumed run: 0 done, 1 failed before; 1 is ready at once.
-        let mut resumed = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 0);
+        let mut resumed = Frontier::new(&g, g.topological_order().unwrap(), |n| n.index() == 0, |_| false);
         assert_eq!(drain(&mut resumed, &g), [1, 2]);
+    }
+
+    #[test]
+    fn waits_start_when_every_work_slot_is_taken_and_work_when_waits_are_full() {
+        // 0 fans out to work steps 1, 2 and waits 3, 4.
+        let g = graph(5, &[(0, 1), (0, 2), (0, 3), (0, 4)]);
+        let mut frontier = Frontier::new(&g, g.topological_order().unwrap(), |_| false, |n| n.index() >= 3);
+        assert_eq!(frontier.next(ANY).map(|n| n.index()), Some(0));
+        frontier.done(&g, NodeIndex::new(0));
+        let work_full = Slots { work: false, wait: true };
+        assert_eq!(frontier.next(work_full).map(|n| n.index()), Some(3), "a wait starts although work is full");
+        assert_eq!(frontier.next(work_full).map(|n| n.index()), Some(4));
+        assert_eq!(frontier.next(work_full), None, "work steps wait for a work slot");
+        let waits_full = Slots { work: true, wait: false };
+        assert_eq!(frontier.next(waits_full).map(|n| n.index()), Some(1));
+        assert_eq!(frontier.next(ANY).map(|n| n.index()), Some(2));
+    }
+
+    #[test]
+    fn running_counts_bound_each_class_separately() {
+        let options = Options { parallelism: 1, max_waits: 2, ..Options::default() };
+        let mut running = Running::default();
+        running.started(false);
+        running.started(true);
+        let slots = running.can_start(&options);
+        assert!(!slots.work && slots.wait);
+        running.started(true);
+        assert!(!running.can_start(&options).wait);
+        running.finished(false);
+        assert!(running.can_start(&options).work);
     }
 }
