@@ -46,6 +46,14 @@ pub struct VolumeFacts {
     pub capacity: Option<Quantity>,
 }
 
+/// What drplan needs to know about a VolumeSnapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotFacts {
+    pub ready_to_use: bool,
+    /// The claim it was taken of, if it names one.
+    pub source_claim: Option<String>,
+}
+
 /// Read-only questions about the clusters of a plan, by cluster name.
 ///
 /// Implemented from manifests now and from the live API later; everything that
@@ -56,6 +64,9 @@ pub trait ClusterFacts {
     fn volume(&self, cluster: &str, name: &str) -> Option<VolumeFacts>;
     /// Workloads whose pods use the claim (pod volumes or StatefulSet claim templates).
     fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef>;
+
+    /// A VolumeSnapshot (`None` when it does not exist, or snapshots were not read).
+    fn snapshot(&self, cluster: &str, namespace: &str, name: &str) -> Option<SnapshotFacts>;
 
     /// The PV a claim is bound to.
     fn volume_of_claim(&self, cluster: &str, namespace: &str, claim: &str) -> Option<VolumeFacts> {

@@ -22,6 +22,7 @@ pub struct Inventory {
     pub deployments: HashMap<Key, Deployment>,
     pub claims: HashMap<Key, PersistentVolumeClaim>,
     pub volumes: HashMap<String, PersistentVolume>,
+    pub snapshots: HashMap<Key, SnapshotFacts>,
     /// Objects of kinds drplan does not index, counted for reports.
     pub other_objects: usize,
     pod_volume_users: std::sync::OnceLock<HashMap<Key, Vec<WorkloadRef>>>,
@@ -58,6 +59,10 @@ impl Inventory {
             "PersistentVolume" => {
                 let o: PersistentVolume = from_node(doc)?;
                 self.volumes.insert(o.metadata.name.clone().unwrap_or_default(), o);
+            }
+            "VolumeSnapshot" => {
+                let (key, facts) = snapshot_facts(&crate::lang::de::from_node::<serde_json::Value>(doc)?);
+                self.snapshots.insert(key, facts);
             }
             _ => self.other_objects += 1,
         }
@@ -111,6 +116,17 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The key and facts of a VolumeSnapshot object.
+pub fn snapshot_facts(object: &serde_json::Value) -> (Key, SnapshotFacts) {
+    let text = |pointer: &str| object.pointer(pointer).and_then(serde_json::Value::as_str).map(String::from);
+    let key = key(text("/metadata/namespace").as_ref(), text("/metadata/name").as_ref());
+    let facts = SnapshotFacts {
+        ready_to_use: object.pointer("/status/readyToUse") == Some(&serde_json::Value::Bool(true)),
+        source_claim: text("/spec/source/persistentVolumeClaimName"),
+    };
+    (key, facts)
 }
 
 fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<Quantity> {
@@ -304,5 +320,8 @@ impl ClusterFacts for ClusterInventories {
     }
     fn claim_users(&self, cluster: &str, namespace: &str, claim: &str) -> Vec<WorkloadRef> {
         self.get(cluster).map(|i| i.users_of(namespace, claim)).unwrap_or_default()
+    }
+    fn snapshot(&self, cluster: &str, namespace: &str, name: &str) -> Option<SnapshotFacts> {
+        self.get(cluster)?.snapshots.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 }

@@ -9,6 +9,7 @@ mod checks;
 mod expand;
 pub mod render;
 pub mod saved;
+mod skipped;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::lang::Intent;
 use crate::steps::Action;
 
 pub use build::{BuildOptions, build};
+pub use skipped::CHECKS_SKIPPED;
 
 /// What a node of the graph does.
 #[derive(Clone, Debug)]

@@ -123,6 +123,10 @@ impl LiveState {
             inventory.statefulsets = decode_all(of_kind("StatefulSet"), by_namespace);
             inventory.deployments = decode_all(of_kind("Deployment"), by_namespace);
             inventory.claims = decode_all(of_kind("PersistentVolumeClaim"), by_namespace);
+            inventory.snapshots = of_kind("VolumeSnapshot")
+                .filter_map(|(_, raw)| decode::<Value>(raw).ok())
+                .map(|o| crate::cluster::snapshot_facts(&o))
+                .collect();
             inventory.other_objects = self.objects.keys().filter(|k| k.cluster == cluster && !is_indexed(k)).count();
             inventory.volumes = volumes.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             inventory
@@ -132,7 +136,10 @@ impl LiveState {
 
 /// Kinds an inventory holds decoded.
 fn is_indexed(key: &ObjectKey) -> bool {
-    matches!(key.kind.as_str(), "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume")
+    matches!(
+        key.kind.as_str(),
+        "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume" | "VolumeSnapshot"
+    )
 }
 
 /// Typed objects straight from the JSON text, with no `Value` in between (their own

@@ -44,20 +44,27 @@ pub struct Env {
     pub kubeconfig: PathBuf,
     pub state_dir: PathBuf,
     pub plan: PathBuf,
+    /// `--step-timeout` given to `dr` (waits that name no timeout of their own).
+    pub step_timeout: &'static str,
 }
 
 /// Starts a sim from `plans/<plan>/` with `config`, in a fresh scratch directory.
 pub async fn env(plan: &str, label: &str, config: SimConfig) -> Env {
+    env_at(manifests(plan), plan_path(plan), label, config).await
+}
+
+/// Starts a sim from the manifests at `manifests`, for the plan at `plan`.
+pub async fn env_at(manifests: PathBuf, plan: PathBuf, label: &str, config: SimConfig) -> Env {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("drplan-e2e-{label}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let sim = SimCluster::start(&[manifests(plan)], config).await.expect("sim starts");
+    let sim = SimCluster::start(&[manifests], config).await.expect("sim starts");
     let client = sim.client().expect("client for the sim");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig, CONTEXT).expect("kubeconfig");
-    Env { sim, client, state_dir: dir.join("state"), kubeconfig, plan: plan_path(plan), dir }
+    Env { sim, client, state_dir: dir.join("state"), kubeconfig, plan, dir, step_timeout: "2m" }
 }
 
 /// How a `dr` process ended.
@@ -98,7 +105,7 @@ impl Env {
             .args(args)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--context", CONTEXT, "--output", "plain", "--step-timeout", "2m"])
+            .args(["--context", CONTEXT, "--output", "plain", "--step-timeout", self.step_timeout])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .env("NO_COLOR", "1")

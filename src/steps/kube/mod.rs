@@ -57,6 +57,9 @@ impl StepRunner for KubeRunner {
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
+            Action::Wait(crate::steps::WaitParams {
+                condition: crate::steps::WaitCondition::ClaimsSafeToDelete { claims }, ..
+            }) => volumes::check_claims_safe(&k, claims, self.accept_data_loss).await,
             Action::Wait(p) => {
                 let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, wait(&k, &p.condition)).await

@@ -162,25 +162,34 @@ async fn check_deletion_is_safe(
     pvc: &PersistentVolumeClaim,
     accept_data_loss: bool,
 ) -> Result<(), StepError> {
+    match deletion_problem(k, claim, pvc, accept_data_loss).await? {
+        Some(problem) => Err(StepError::unsafe_(format!("refusing to delete PVC {}/{claim}: {problem}", k.ns))),
+        None => Ok(()),
+    }
+}
+
+/// Why deleting `claim` now would lose something, if it would.
+async fn deletion_problem(
+    k: &Kube<'_>,
+    claim: &str,
+    pvc: &PersistentVolumeClaim,
+    accept_data_loss: bool,
+) -> Result<Option<String>, StepError> {
     let users = super::workloads::pods_using_claim(k, claim).await?;
     if !users.is_empty() {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: pods still use it: {} (scale their workloads to 0 first)",
-            k.ns,
+        return Ok(Some(format!(
+            "pods still use it: {} (scale their workloads to 0 first)",
             users.join(", ")
         )));
     }
     if accept_data_loss {
-        return Ok(());
+        return Ok(None);
     }
     if !ready_snapshot_of_this_run(k, claim).await? {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: no ready VolumeSnapshot of it was taken in this run",
-            k.ns
-        )));
+        return Ok(Some("no ready VolumeSnapshot of it was taken in this run".into()));
     }
     let Some(pv_name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
     let pv = k
         .cluster_api::<PersistentVolume>()
@@ -189,12 +198,35 @@ async fn check_deletion_is_safe(
         .map_err(|e| classify(&format!("reading PV {pv_name}"), e))?;
     let policy = pv.spec.and_then(|s| s.persistent_volume_reclaim_policy).unwrap_or_else(|| "Delete".into());
     if policy == "Delete" {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: its volume {pv_name} would be reclaimed with Delete (set it to Retain first)",
-            k.ns
-        )));
+        return Ok(Some(format!("its volume {pv_name} would be reclaimed with Delete (set it to Retain first)")));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The barrier before an entry's first deletion: checks every claim the entry deletes,
+/// all at once, and refuses (naming every problem) unless each one is safe to delete.
+pub async fn check_claims_safe(k: &Kube<'_>, claims: &[String], accept_data_loss: bool) -> Result<(), StepError> {
+    let api: Api<PersistentVolumeClaim> = k.api();
+    let mut problems = Vec::new();
+    for claim in claims {
+        let pvc = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+        let problem = match pvc {
+            None => Some("it does not exist".to_string()),
+            Some(pvc) => deletion_problem(k, claim, &pvc, accept_data_loss).await?,
+        };
+        if let Some(problem) = problem {
+            problems.push(format!("PVC {}/{claim}: {problem}", k.ns));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::unsafe_(format!(
+        "refusing to delete any of the {} claims of this entry, because {} not safe to delete: {}",
+        claims.len(),
+        if problems.len() == 1 { "one is" } else { "some are" },
+        problems.join("; ")
+    )))
 }
 
 /// The claim as it was before deletion, from the `deletePvc` step this one follows.
