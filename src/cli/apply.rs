@@ -467,6 +467,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         clients: targets.clients.clone(),
         original: original.clone(),
         applied,
+        ready_timeout: run_args.step_timeout,
     });
     let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
     if status == checkpoint::RunStatus::Succeeded {

@@ -358,7 +358,8 @@ fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain
     // One barrier before the first deletion: every claim of the entry is checked
     // together, so none is deleted while another one cannot be.
     let claims = chain.claims.iter().map(|c| c.value.clone()).collect();
-    let safe = f.then(scope, &retained, "safe-to-delete", wait(scope, WaitCondition::ClaimsSafeToDelete { claims }, &None));
+    let safe =
+        f.then(scope, &retained, "safe-to-delete", wait(scope, WaitCondition::ClaimsSafeToDelete { claims }, &None));
     let mut restored = Vec::new();
     for claim in &chain.claims {
         let c = &claim.value;

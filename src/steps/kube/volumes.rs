@@ -177,10 +177,7 @@ async fn deletion_problem(
 ) -> Result<Option<String>, StepError> {
     let users = super::workloads::pods_using_claim(k, claim).await?;
     if !users.is_empty() {
-        return Ok(Some(format!(
-            "pods still use it: {} (scale their workloads to 0 first)",
-            users.join(", ")
-        )));
+        return Ok(Some(format!("pods still use it: {} (scale their workloads to 0 first)", users.join(", "))));
     }
     if accept_data_loss {
         return Ok(None);
@@ -252,6 +249,10 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
         .map_err(StepError::failed)?;
     let pvc: PersistentVolumeClaim = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     let api: Api<PersistentVolumeClaim> = k.api();
+    let existing = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+    if existing.is_none() {
+        check_restore_source(k, claim, &snapshot).await?;
+    }
     if !create_or_exists(&api, &pvc, &format!("PVC {claim}")).await? {
         let existing = api.get(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
         let source = existing.spec.as_ref().and_then(|s| s.data_source.as_ref()).map(|d| d.name.as_str());
@@ -261,6 +262,29 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
                 k.ns
             )));
         }
+    }
+    Ok(())
+}
+
+/// A claim restored from a snapshot that does not exist stays Pending forever: refuse
+/// before creating it. One not ready yet is worth waiting for (retried).
+async fn check_restore_source(k: &Kube<'_>, claim: &str, snapshot: &str) -> Result<(), StepError> {
+    let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
+    let found = api.get_opt(snapshot).await.map_err(|e| classify(&format!("reading VolumeSnapshot {snapshot}"), e))?;
+    let Some(found) = found else {
+        return Err(StepError::failed(format!(
+            "cannot restore PVC {}/{claim}: VolumeSnapshot {snapshot} does not exist (the claim would stay Pending)",
+            k.ns
+        )));
+    };
+    if let Some(error) = found.data.pointer("/status/error/message").and_then(Value::as_str) {
+        return Err(StepError::failed(format!(
+            "cannot restore PVC {}/{claim}: VolumeSnapshot {snapshot} failed: {error}",
+            k.ns
+        )));
+    }
+    if found.data.pointer("/status/readyToUse") != Some(&json!(true)) {
+        return Err(StepError::transient(format!("VolumeSnapshot {}/{snapshot} is not readyToUse yet", k.ns)));
     }
     Ok(())
 }
