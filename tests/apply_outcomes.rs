@@ -216,3 +216,51 @@ async fn no_claim_is_deleted_unless_every_claim_of_the_entry_is_safe() {
         assert_eq!(claims[&claim(ordinal)].data.as_deref(), Some(format!("postgres-{ordinal}").as_str()));
     }
 }
+
+/// Item 7: after a successful run, re-plan exits 0 and a second apply changes nothing:
+/// the PodDisruptionBudget set aside keeps its uid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_successful_run_the_set_aside_pdb_is_not_replaced_again() {
+    let env = postgres_env("postgres-restore", "noop").await;
+    seed(&env);
+    env.apply(&[]).await.assert_success("dr apply");
+    let pdbs = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        NS,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+            "poddisruptionbudgets",
+        ),
+    );
+    let uid = pdbs.get("postgres-pdb").await.expect("the PDB is back").metadata.uid;
+    let claims = env.claims(NS).await;
+    apply_common::assert_second_run_changes_nothing(&env).await;
+    assert_eq!(pdbs.get("postgres-pdb").await.expect("PDB").metadata.uid, uid, "the PDB was not recreated");
+    assert_eq!(env.claims(NS).await, claims, "the claims were not touched");
+}
+
+/// Item 8: satisfied is decided against live state: after a run restored the claims at
+/// 20Gi, the same plan asking for 30Gi shows the claims to replace, not "satisfied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_plan_shows_the_difference_to_live_state() {
+    let mut env = postgres_env("postgres-restore", "drift").await;
+    seed(&env);
+    env.apply(&[]).await.assert_success("dr apply");
+    let bigger = env.dir.join("plan.yaml");
+    let text = std::fs::read_to_string(&env.plan).unwrap().replace("resize: 20Gi", "resize: 30Gi");
+    std::fs::write(&bigger, text).unwrap();
+    env.plan = bigger;
+    let planned = env.dr(&["plan", &path_str(&env.plan)], &[]).await;
+    assert_eq!(planned.code, Some(2), "changes pending\n{}", env.dump_logs(&planned));
+    let out = format!("{}{}", planned.stdout, planned.stderr);
+    assert!(!out.contains("satisfied, applied by run"), "{out}");
+    assert!(out.contains("-      storage: 20Gi") && out.contains("+      storage: 30Gi"), "the size change: {out}");
+    assert!(out.contains("3 to replace"), "the two claims and the PDB set aside: {out}");
+    env.apply(&[]).await.assert_success("dr apply of the bigger plan");
+    let claims = env.claims(NS).await;
+    for ordinal in 0..2 {
+        let state = &claims[&claim(ordinal)];
+        assert_eq!((state.phase.as_str(), state.capacity.as_str()), ("Bound", "30Gi"), "{state:?}");
+        assert_eq!(state.data.as_deref(), Some(format!("postgres-{ordinal}").as_str()));
+    }
+}

@@ -120,9 +120,9 @@ impl Prepared {
 }
 
 /// Reads live state (one list per kind and namespace the plan touches), expands the
-/// plan with it and predicts the changes; the latest successful run of the plan marks
-/// what is already applied.
-pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
+/// plan with it and predicts the changes; entries whose end state live state already
+/// shows are satisfied.
+pub async fn prepare(loaded: &LoadedPlan, targets: &Targets) -> Result<Prepared, String> {
     let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
     let outline = outline.ok_or("the plan could not be built")?;
     let live = fetch_live(targets, &state::needs_of(&outline)).await?;
@@ -139,8 +139,7 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateSt
         return Err("the plan is not valid against the live cluster state".into());
     }
     let graph = graph.ok_or("the plan could not be built")?;
-    let previous = store.latest_run(loaded.plan.name()).map_err(|e| e.to_string())?;
-    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let (states, changes) = state::predict(&graph, &live);
     Ok(Prepared { graph, live, states, changes })
 }
 
@@ -195,7 +194,7 @@ pub async fn apply(
     // Locked before reading live state: a concurrent run of the plan would be seen half
     // done, and the plan expanded against it (the loser must fail naming the holder).
     let lock = lock_run(store.as_ref(), loaded.plan.name(), &targets)?;
-    let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
+    let prepared = prepare(&loaded, &targets).await?;
     let report = prepared.report();
     eprint!("{}", report.text());
     if let Some(code) = refuse_or_skip(&report) {
@@ -246,8 +245,7 @@ async fn apply_saved(
         return Ok(1);
     }
     let store = store(run_args);
-    let previous = store.latest_run(&saved.plan_name).map_err(|e| e.to_string())?;
-    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let (states, changes) = state::predict(&graph, &live);
     let prepared = Prepared { graph, live, states, changes };
     if let Some(code) = refuse_or_skip(&prepared.report()) {
         return Ok(code);
@@ -320,7 +318,7 @@ pub fn new_record(
         RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
     for (id, state) in &prepared.states {
         let mut step = StepRecord::default();
-        if matches!(state, StepState::Satisfied(why) if why.starts_with("applied by run")) {
+        if matches!(state, StepState::Satisfied(why) if why.starts_with(state::ALREADY_AS_PLANNED)) {
             step.finish(checkpoint::StepStatus::Skipped);
         }
         record.steps.insert(id.clone(), step);

@@ -125,10 +125,8 @@ pub fn main() -> i32 {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
-        Command::Plan { plan, namespace, out, format, target, run } => {
-            block_on(
-                async move { plan::plan(&plan, &target, &run, namespace.as_deref(), out.as_deref(), format).await },
-            )
+        Command::Plan { plan, namespace, out, format, target, run: _ } => {
+            block_on(async move { plan::plan(&plan, &target, namespace.as_deref(), out.as_deref(), format).await })
         }
         Command::Apply { plan, auto_approve, target, run } => {
             block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })

@@ -8,6 +8,7 @@
 mod live;
 mod predict;
 pub mod report;
+mod satisfied;
 pub mod yaml_out;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use serde_json::value::RawValue;
 
 pub use live::{ListNeed, fetch, needs_of};
 pub use predict::{Change, ChangeKind, StepState, predict};
+pub use satisfied::ALREADY_AS_PLANNED;
 
 /// Identifies one object in one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

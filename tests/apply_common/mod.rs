@@ -320,3 +320,21 @@ pub async fn wait_child(mut guard: KillOnDrop) -> DrResult {
 pub fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
+
+/// After a successful run: `dr plan` finds nothing to do (exit 0) and a second
+/// `dr apply` changes nothing (no write reaches the API server).
+pub async fn assert_second_run_changes_nothing(env: &Env) {
+    let plan = path_str(&env.plan);
+    let replanned = env.dr(&["plan", &plan], &[]).await;
+    assert_eq!(replanned.code, Some(0), "re-plan finds nothing to do\n{}", env.dump_logs(&replanned));
+    let before = env.sim.requests().len();
+    let again = env.apply(&[]).await;
+    again.assert_success("the second dr apply");
+    assert!(again.stderr.contains("Nothing to apply."), "{}", env.dump_logs(&again));
+    let writes: Vec<_> = env.sim.requests()[before..]
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .map(|r| format!("{} {} {}", r.verb, r.resource, r.name))
+        .collect();
+    assert!(writes.is_empty(), "the second apply wrote: {writes:?}");
+}
