@@ -264,3 +264,68 @@ async fn a_changed_plan_shows_the_difference_to_live_state() {
         assert_eq!(state.data.as_deref(), Some(format!("postgres-{ordinal}").as_str()));
     }
 }
+
+/// Item 9: a run records how it reached its cluster (kubeconfig file, context, server;
+/// no credentials). `dr commit` without `--kubeconfig`/`--context` uses them, and a
+/// rollback pointed at another server is refused naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_remember_where_they_ran() {
+    let env = postgres_env("postgres-restore", "where").await;
+    seed(&env);
+    let applied = env.apply(&[]).await;
+    applied.assert_success("dr apply");
+    let run_id = applied.run_id().expect("run id");
+    let text = std::fs::read_to_string(env.state_dir.join("runs").join(&run_id).join("run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let primary = &record["clusters"]["primary"];
+    assert_eq!(primary["context"], json!(apply_common::CONTEXT), "{primary}");
+    assert_eq!(primary["server"], json!(env.sim.url()), "{primary}");
+    assert_eq!(primary["kubeconfig"], json!(path_str(&env.kubeconfig)), "{primary}");
+    let kubeconfig = std::fs::read_to_string(&env.kubeconfig).unwrap();
+    assert!(kubeconfig.contains("users"), "the kubeconfig has a user entry");
+    assert!(!text.contains("token") && !text.contains("client-key"), "no credentials in the record");
+
+    // Another cluster's kubeconfig: refused, naming both servers, before anything runs.
+    let elsewhere = env.dir.join("elsewhere.kubeconfig");
+    std::fs::write(
+        &elsewhere,
+        "apiVersion: v1\nkind: Config\ncurrent-context: other\n\
+         clusters:\n- name: other\n  cluster: {server: 'http://127.0.0.1:9'}\n\
+         contexts:\n- name: other\n  context: {cluster: other, user: other}\n\
+         users:\n- name: other\n  user: {}\n",
+    )
+    .unwrap();
+    let no_target = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dr"));
+        command
+            .args(args)
+            .arg("--state-dir")
+            .arg(&env.state_dir)
+            .env("HOME", &env.dir)
+            .env_remove("KUBECONFIG")
+            .env_remove("DRPLAN_STATE_DIR")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let run = |mut command: std::process::Command| async move {
+        tokio::task::spawn_blocking(move || command.output().expect("dr runs")).await.unwrap()
+    };
+    let mut refused = no_target(&["rollback", &run_id]);
+    refused.arg("--kubeconfig").arg(&elsewhere).args(["--context", "other"]);
+    let refused = run(refused).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&env.sim.url()) && stderr.contains("http://127.0.0.1:9"), "names both: {stderr}");
+    assert!(stderr.contains("context `other`") && stderr.contains("context `e2e`"), "{stderr}");
+    assert_eq!(run_status(&env, &run_id), "succeeded", "nothing was rolled back");
+    assert_eq!(env.run_ids().len(), 1, "no rollback run was recorded");
+
+    // No --kubeconfig, no --context, no KUBECONFIG or ~/.kube/config: the recorded ones.
+    let committed = run(no_target(&["commit", &run_id, "--auto-approve"])).await;
+    let stderr = String::from_utf8_lossy(&committed.stderr);
+    assert_eq!(committed.status.code(), Some(0), "{stderr}");
+    assert_eq!(run_status(&env, &run_id), "committed");
+}

@@ -56,6 +56,8 @@ pub struct RunArgs {
 pub struct Targets {
     pub clients: BTreeMap<String, Client>,
     pub contexts: BTreeMap<String, String>,
+    /// How each cluster was reached, recorded in the run.
+    pub reached: BTreeMap<String, crate::cluster::ClusterTarget>,
     pub sims: Vec<SimHandle>,
 }
 
@@ -75,7 +77,8 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
-    let mut targets = Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), sims: Vec::new() };
+    let mut targets =
+        Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), reached: BTreeMap::new(), sims: Vec::new() };
     if args.sim {
         let dir = plan_path.with_extension("");
         for name in clusters.keys() {
@@ -87,6 +90,8 @@ pub async fn connect(
                 .map_err(|e| format!("starting the simulated cluster from {}: {e}", manifests.display()))?;
             targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
             targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
+            let reached = crate::cluster::ClusterTarget { server: Some(sim.url()), ..Default::default() };
+            targets.reached.insert(name.clone(), reached);
             targets.sims.push(sim);
         }
         return Ok(targets);
@@ -95,6 +100,8 @@ pub async fn connect(
     for (name, context) in clusters {
         let context = if single { args.context.clone().or(context.clone()) } else { context.clone() };
         let client = live::connect(args.kubeconfig.as_deref(), context.as_deref()).await?;
+        let reached = crate::cluster::resolve_target(args.kubeconfig.as_deref(), context.as_deref())?;
+        targets.reached.insert(name.clone(), reached);
         targets.contexts.insert(name.clone(), context.unwrap_or_else(|| "(current)".into()));
         targets.clients.insert(name.clone(), client);
     }
@@ -316,6 +323,7 @@ pub fn new_record(
     saved["acceptDataLoss"] = json!(accept_data_loss);
     let mut record =
         RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
+    record.clusters = targets.reached.clone();
     for (id, state) in &prepared.states {
         let mut step = StepRecord::default();
         if matches!(state, StepState::Satisfied(why) if why.starts_with(state::ALREADY_AS_PLANNED)) {
@@ -442,6 +450,8 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         .lock(&original.lock_key(), &LockInfo::current(&original.run_id, "rollback"))
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
+    // Reached first: a rollback refused for pointing at another cluster records nothing.
+    let targets = reconnect(&original, target_args).await?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
     let record = match existing {
         Some(record) => record,
@@ -451,6 +461,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
             let mode = RunMode::Rollback { of: original.run_id.clone() };
             let mut record =
                 RunRecord::new(&original.plan_name, original.plan_digest.clone(), original.target.clone(), mode, saved);
+            record.clusters = original.clusters.clone();
             for (_, step) in undo.steps() {
                 record.steps.insert(step.id.clone(), StepRecord::default());
             }
@@ -459,7 +470,6 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         }
     };
     let undo = graph::saved::from_json(&record.plan)?;
-    let targets = reconnect(&original, target_args).await?;
     eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
     let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
         clients: targets.clients.clone(),
@@ -489,7 +499,22 @@ pub(super) async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> R
             record.run_id
         ));
     }
-    connect(Path::new("."), &saved_clusters(record), target_args).await
+    if record.clusters.is_empty() {
+        // Recorded before runs kept where they ran.
+        return connect(Path::new("."), &saved_clusters(record), target_args).await;
+    }
+    let single = record.clusters.len() == 1;
+    let mut targets =
+        Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), reached: BTreeMap::new(), sims: Vec::new() };
+    for (name, recorded) in &record.clusters {
+        let context = target_args.context.as_deref().filter(|_| single);
+        let now = crate::cluster::reach_again(name, recorded, target_args.kubeconfig.as_deref(), context)?;
+        let client = live::connect(now.kubeconfig.as_deref(), now.context.as_deref()).await?;
+        targets.clients.insert(name.clone(), client);
+        targets.contexts.insert(name.clone(), now.context.clone().unwrap_or_else(|| "(in-cluster)".into()));
+        targets.reached.insert(name.clone(), now);
+    }
+    Ok(targets)
 }
 
 /// The cluster → context map a run was made with (simulated targets have none).
