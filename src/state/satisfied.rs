@@ -12,7 +12,7 @@ use super::{LiveState, ObjectKey};
 use crate::graph::{Step, StepGraph};
 use crate::lang::Quantity;
 use crate::steps::manifests::RUN_LABEL;
-use crate::steps::{Action, RestorePvcParams, StaticPvParams};
+use crate::steps::{Action, RestorePvcParams, StaticPvParams, WorkloadRef};
 
 /// How a satisfied step's reason starts, so a run can skip exactly those steps.
 pub const ALREADY_AS_PLANNED: &str = "already as planned";
@@ -48,6 +48,10 @@ fn outcome_holds(steps: &[&Step], live: &LiveState) -> Option<String> {
         let run = match step.action() {
             Some(Action::RestorePvc(p)) => restored_as_planned(step, p, live)?,
             Some(Action::BindStaticPv(p)) => bound_as_planned(step, p, live)?,
+            Some(Action::ScaleBack(p)) => {
+                workload_ready(step, &p.workload, live)?;
+                continue;
+            }
             _ => continue,
         };
         checked += 1;
@@ -57,6 +61,16 @@ fn outcome_holds(steps: &[&Step], live: &LiveState) -> Option<String> {
         let runs: Vec<String> = runs.into_iter().collect();
         format!("{ALREADY_AS_PLANNED}: the claims are as this plan wants them (made by run {})", runs.join(", "))
     })
+}
+
+/// A workload the entry brings back is as planned only when it serves: every replica it
+/// asks for is ready.
+fn workload_ready(step: &Step, w: &WorkloadRef, live: &LiveState) -> Option<()> {
+    let key = ObjectKey::new(&step.cluster, "apps/v1", &w.kind.to_string(), Some(&step.namespace), &w.name);
+    let object = live.get(&key)?;
+    let wanted = object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let ready = object.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+    (ready >= wanted).then_some(())
 }
 
 fn claim_key(step: &Step, claim: &str) -> ObjectKey {

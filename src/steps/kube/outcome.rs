@@ -125,18 +125,43 @@ fn latest_warning(events: &[Event], kind: &str, name: &str) -> Option<String> {
         .map(|e| format!("{} {}", e.reason.clone().unwrap_or_default(), e.message.clone().unwrap_or_default()))
 }
 
+/// A claim bound through a static PV is Bound to that PV.
+async fn static_claim_problem(
+    api: &Api<PersistentVolumeClaim>,
+    claim: &str,
+    pv: &str,
+) -> Result<Option<String>, StepError> {
+    let pvc = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+    let bound_to = pvc.as_ref().and_then(|c| c.spec.as_ref()).and_then(|s| s.volume_name.clone());
+    let phase = pvc.as_ref().and_then(|c| c.status.as_ref()).and_then(|s| s.phase.clone());
+    Ok(match (bound_to, phase.as_deref()) {
+        (Some(to), Some("Bound")) if to == pv => None,
+        _ if pvc.is_none() => Some(format!("PVC {claim} does not exist")),
+        (to, phase) => Some(format!(
+            "PVC {claim} is {} to {}, not Bound to PV {pv}",
+            phase.unwrap_or("not bound"),
+            to.unwrap_or_else(|| "no volume".into())
+        )),
+    })
+}
+
 /// Each claim the `restorePvc` steps of this step's entry restored is Bound, at least at
-/// the size asked for, and from the snapshot it was restored from.
+/// the size asked for, and from the snapshot it was restored from; each claim it bound
+/// through a static PV is Bound to that PV.
 async fn verify_restored_claims(k: &Kube<'_>) -> Result<(), StepError> {
     let graph = &k.ctx.graph;
     let api: Api<PersistentVolumeClaim> = k.api();
     let mut problems = Vec::new();
     for index in k.ctx.ancestors() {
         let step = graph.step(index);
-        let Some(Action::RestorePvc(p)) = step.action() else { continue };
         if step.entry != k.step.entry || step.namespace != k.step.namespace {
             continue;
         }
+        if let Some(Action::BindStaticPv(p)) = step.action() {
+            problems.extend(static_claim_problem(&api, &p.claim, &p.pv_name).await?);
+            continue;
+        }
+        let Some(Action::RestorePvc(p)) = step.action() else { continue };
         let claim = &p.claim.value;
         let snapshot = expand_name(&p.snapshot, claim, &k.run_token());
         let pvc = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
