@@ -329,3 +329,23 @@ async fn runs_remember_where_they_ran() {
     assert_eq!(committed.status.code(), Some(0), "{stderr}");
     assert_eq!(run_status(&env, &run_id), "committed");
 }
+
+/// Item 5: deleting a claim whose volume reclaims with `Delete`, with no
+/// `setReclaimPolicy` before it, is refused by `dr plan` and `dr apply` before anything
+/// is scaled down or snapshotted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_that_would_lose_the_disk_is_refused_before_anything_runs() {
+    let mut env = postgres_env("postgres-restore", "reclaim-delete").await;
+    env.plan = fixture("invalid/delete-reclaimed-volume.yaml");
+    let plan = path_str(&env.plan);
+    for args in [vec!["plan", plan.as_str()], vec!["apply", plan.as_str(), "--auto-approve"]] {
+        let refused = env.dr(&args, &[]).await;
+        assert_eq!(refused.code, Some(1), "{}", env.dump_logs(&refused));
+        assert!(refused.stderr.contains("delete_reclaims_volume"), "{}", refused.stderr);
+        assert!(refused.stderr.contains("pv-postgres-0 reclaims with Delete"), "{}", refused.stderr);
+    }
+    let writes: Vec<_> =
+        env.sim.requests().into_iter().filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch")).collect();
+    assert!(writes.is_empty(), "nothing was changed: {writes:?}");
+    assert!(env.run_ids().is_empty(), "no run started");
+}

@@ -91,6 +91,27 @@ fn in_cluster() -> ClusterTarget {
     ClusterTarget { kubeconfig: None, context: None, server: host.map(|h| format!("https://{h}:{port}")) }
 }
 
+/// Where to reach a cluster a run recorded, now: the file and context given on the
+/// command line, else the recorded ones. Refused, naming both, when that points at
+/// another API server than the run used.
+pub fn reach_again(
+    cluster: &str,
+    recorded: &ClusterTarget,
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<ClusterTarget, String> {
+    let kubeconfig = kubeconfig.map(Path::to_path_buf).or(recorded.kubeconfig.clone());
+    let context = context.map(String::from).or(recorded.context.clone());
+    let now = resolve(kubeconfig.as_deref(), context.as_deref())?;
+    if recorded.server.is_some() && now.server != recorded.server {
+        return Err(format!(
+            "cluster `{cluster}` of this run was reached at {recorded}, but the kubeconfig and context in use now point at {now}; \
+             pass --kubeconfig and --context for the run's cluster (or leave them out to use the recorded ones)"
+        ));
+    }
+    Ok(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,27 +138,14 @@ mod tests {
         assert_eq!(b.server.as_deref(), Some("https://b.example:6443"));
         let recorded = serde_json::to_string(&b).unwrap();
         assert!(!recorded.contains("secret"), "no credentials: {recorded}");
+
+        // Reaching the run's cluster again: the recorded context by default; another
+        // context pointing at another server is refused, naming both.
+        assert_eq!(reach_again("primary", &b, None, None).unwrap(), b);
+        let refused = reach_again("primary", &b, None, Some("a")).unwrap_err();
+        assert!(refused.contains("https://a.example:6443") && refused.contains("https://b.example:6443"), "{refused}");
+        let unknown = resolve(Some(&file), Some("c")).unwrap_err();
+        assert!(unknown.contains("context `c`") && unknown.contains("a, b"), "{unknown}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// Where to reach a cluster a run recorded, now: the file and context given on the
-/// command line, else the recorded ones. Refused, naming both, when that points at
-/// another API server than the run used.
-pub fn reach_again(
-    cluster: &str,
-    recorded: &ClusterTarget,
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<ClusterTarget, String> {
-    let kubeconfig = kubeconfig.map(Path::to_path_buf).or(recorded.kubeconfig.clone());
-    let context = context.map(String::from).or(recorded.context.clone());
-    let now = resolve(kubeconfig.as_deref(), context.as_deref())?;
-    if recorded.server.is_some() && now.server != recorded.server {
-        return Err(format!(
-            "cluster `{cluster}` of this run was reached at {recorded}, but the kubeconfig and context in use now point at {now}; \
-             pass --kubeconfig and --context for the run's cluster (or leave them out to use the recorded ones)"
-        ));
-    }
-    Ok(now)
 }
