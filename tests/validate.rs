@@ -81,3 +81,32 @@ fn checks_skipped_without_cluster_facts_are_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("checks that need cluster facts were skipped"), "{stderr}");
 }
+
+/// A restore from a snapshot the plan does not take is fine when the cluster facts hold
+/// that snapshot, ready; refused when it is there but not ready.
+#[test]
+fn a_restore_from_an_existing_ready_snapshot_is_accepted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = root.join("tests/fixtures/outcomes/postgres-old-backup.yaml");
+    let restore_problems = |ready: bool| {
+        let dir = std::env::temp_dir().join(format!("drplan-validate-snapshot-{}-{ready}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(root.join("tests/fixtures/cluster/postgres/cluster.yaml"), dir.join("cluster.yaml")).unwrap();
+        let snapshot = format!(
+            "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {{name: old-backup, namespace: db}}\n\
+             spec: {{source: {{persistentVolumeClaimName: data-postgres-0}}}}\nstatus: {{readyToUse: {ready}}}\n"
+        );
+        std::fs::write(dir.join("snapshot.yaml"), snapshot).unwrap();
+        let (_, diags) = drplan::cli::load_and_build(&plan, Some(&dir), false);
+        std::fs::remove_dir_all(&dir).unwrap();
+        diags
+            .iter()
+            .filter(|d| d.code == "drplan::safety::restore_source_missing")
+            .map(|d| d.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(restore_problems(true), Vec::<String>::new());
+    let not_ready = restore_problems(false);
+    assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+    assert!(not_ready[0].contains("not readyToUse"), "{not_ready:?}");
+}
