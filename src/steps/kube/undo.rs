@@ -88,7 +88,8 @@ pub struct UndoRunner {
     pub clients: BTreeMap<String, Client>,
     pub original: RunRecord,
     pub applied: StepGraph,
-    /// How long a workload brought back may take to be Ready again.
+    /// How long a workload brought back may take to be Ready again (and one stopped, to
+    /// have no pods left).
     pub ready_timeout: std::time::Duration,
 }
 
@@ -137,7 +138,8 @@ impl StepRunner for UndoRunner {
             // afterwards restores the original replicas.
             Action::ScaleBack(p) => {
                 set_replicas(&k, &p.workload, 0).await?;
-                workloads::wait_pods_gone(&k, &p.workload).await
+                let gone = workloads::wait_pods_gone(&k, &p.workload);
+                super::within(self.ready_timeout, &step.id, gone).await
             }
             Action::SnapshotPvc(_) => match self.captured_str(id, "snapshot") {
                 Some(name) => delete_snapshot(&k, &name, &owner).await,
