@@ -31,8 +31,8 @@ async fn reapplying_an_applied_plan_changes_nothing_and_loses_no_data() {
     let requests_before = env.sim.requests().len();
     let second = env.apply(&[]).await;
     second.assert_success("second dr apply");
-    // Re-applying an applied plan changes nothing: the previous run's steps are recognised
-    // as applied, so no object is written at all.
+    // Re-applying an applied plan changes nothing: live state already shows what the plan
+    // asks for (claims restored at 4Gi, Bound), so no object is written at all.
     let writes: Vec<_> = env.sim.requests()[requests_before..]
         .iter()
         .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))

@@ -62,6 +62,7 @@ async fn kafka_operator_is_stopped_before_the_brokers_and_started_after_them() {
         assert_eq!(claim.phase, "Bound");
         assert_eq!(claim.data.as_deref(), Some(format!("broker-{ordinal}").as_str()), "{claim:?}");
     }
+    apply_common::assert_second_run_changes_nothing(&env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,4 +112,5 @@ async fn aks_restored_disk_is_bound_and_used_in_its_zone() {
     // The claim it replaced is left alone, as evidence.
     let datapvc = env.pvcs("web").list(&ListParams::default()).await.unwrap();
     assert!(datapvc.items.iter().any(|c| c.metadata.name.as_deref() == Some("datapvc")));
+    apply_common::assert_second_run_changes_nothing(&env).await;
 }

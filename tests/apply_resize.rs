@@ -74,7 +74,7 @@ async fn claims_grown_in_place_never_stop_the_workload_and_replanning_finds_noth
 
     let planned = env.dr(&["plan", &plan], &[]).await;
     assert_eq!(planned.code, Some(2), "changes pending\n{}", env.dump_logs(&planned));
-    assert!(planned.stdout.contains("27 more only if a fallback is needed"), "{}", planned.stdout);
+    assert!(planned.stdout.contains("30 more only if a fallback is needed"), "{}", planned.stdout);
     assert!(planned.stdout.contains("if fallbacks run: 3 more to create"), "{}", planned.stdout);
 
     let requests_before = env.sim.requests().len();

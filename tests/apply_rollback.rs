@@ -56,9 +56,7 @@ async fn rollback_after_deletions_restores_original_claims_data_and_replicas() {
     assert_eq!(sts.spec.and_then(|s| s.replicas), Some(3));
 
     // The rollback is itself a run, and the original is marked rolled back.
-    let record =
-        std::fs::read_to_string(env.state_dir.join("runs").join(&run_id).join("run.json")).expect("run record");
-    let record: serde_json::Value = serde_json::from_str(&record).expect("run record is JSON");
+    let record = env.run_record(&run_id);
     assert_eq!(record["status"], "rolled_back");
     assert_eq!(env.run_ids().len(), 2, "the apply and its rollback");
 }

@@ -46,7 +46,7 @@ fn validate_accepts_a_sound_plan() {
     .unwrap();
     let out = dr(&["validate", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("valid (9 steps)"), "{}", text(&out));
+    assert!(text(&out).contains("valid (10 steps)"), "{}", text(&out));
 }
 
 fn refused(path: &Path, code: &str) {

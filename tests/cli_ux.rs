@@ -46,9 +46,11 @@ fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
 fn a_closed_pipe_ends_dr_quietly() {
     let plan = repo("plans/ebs-cassandra-restore.yaml");
     let cluster = repo("plans/ebs-cassandra-restore");
-    for args in
-        [vec!["schema"], vec!["graph", &plan, "--cluster-from", &cluster, "--format", "dot"], vec!["validate", &plan]]
-    {
+    for args in [
+        vec!["schema"],
+        vec!["graph", &plan, "--cluster-from", &cluster, "--format", "dot"],
+        vec!["validate", &plan, "--cluster-from", &cluster],
+    ] {
         let (code, stderr) = with_closed_stdout(&args);
         assert_ne!(code, Some(101), "dr {args:?} panicked:\n{stderr}");
         assert!(!stderr.contains("panicked"), "dr {args:?}:\n{stderr}");
@@ -130,7 +132,7 @@ fn cluster_from_is_repeatable_and_takes_files() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let from_dir = dr(&["validate", args[1], "--cluster-from", &repo("plans/ebs-cassandra-restore")]);
     assert_eq!(text(&out), text(&from_dir), "the files describe the cluster as their directory does");
-    assert!(text(&out).contains("valid (19 steps)"), "{}", text(&out));
+    assert!(text(&out).contains("valid (20 steps)"), "{}", text(&out));
 }
 
 const ONE_STEP: &str = "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: one}\nclusters: [{name: primary, namespace: cassandra}]\nsteps:\n  - id: ready\n    wait:\n      for: {podsReady: {workload: {kind: StatefulSet, name: cassandra}}}\n";

@@ -41,28 +41,30 @@ fn find(graph: &StepGraph, id: &str) -> petgraph::graph::NodeIndex {
     graph.index_of(id).unwrap_or_else(|| panic!("no step {id}"))
 }
 
-/// Plan 1: three per-replica chains, each starting after the scale-down and joined at
-/// the scale-back, with nothing shared between chains.
+/// Plan 1: three per-replica chains (snapshot, ready, retain), each starting after the
+/// scale-down, meeting at one barrier that checks every claim before the first deletion;
+/// then per claim a deletion and a restore, joined at the scale-back.
 #[test]
-fn ebs_plan_has_three_parallel_replica_chains() {
+fn ebs_plan_has_three_parallel_replica_chains_and_one_barrier_before_deleting() {
     let graph = build("ebs-cassandra-restore");
     let gone = find(&graph, "restore-cassandra/pods-gone");
+    let safe = find(&graph, "restore-cassandra/safe-to-delete");
     let back = find(&graph, "restore-cassandra/scale-back");
     let down = find(&graph, "restore-cassandra/scale-down");
     assert!(graph.ancestors(gone).contains(&down));
     let heads: Vec<_> = graph.successors(gone).collect();
     assert_eq!(heads.len(), 3, "one chain per replica starts after pods-gone");
-    let tails: Vec<_> = graph.predecessors(back).collect();
-    assert_eq!(tails.len(), 3, "the chains join at scale-back");
+    let retains: Vec<_> = graph.predecessors(safe).collect();
+    assert_eq!(retains.len(), 3, "the chains meet at the barrier");
     let mut chains = Vec::new();
-    for tail in tails {
+    for retain in retains {
         let chain: Vec<_> =
-            graph.ancestors(tail).into_iter().filter(|a| !graph.ancestors(gone).contains(a) && *a != gone).collect();
-        let claim = match graph.step(tail).action() {
-            Some(Action::RestorePvc(p)) => p.claim.value.clone(),
+            graph.ancestors(retain).into_iter().filter(|a| !graph.ancestors(gone).contains(a) && *a != gone).collect();
+        let claim = match graph.step(retain).action() {
+            Some(Action::SetReclaimPolicy(p)) => p.claim.clone(),
             other => panic!("chain ends with {other:?}"),
         };
-        assert_eq!(chain.len(), 4, "snapshot, ready, retain, delete for {claim}");
+        assert_eq!(chain.len(), 2, "snapshot and ready before the retain of {claim}");
         chains.push((claim, chain));
     }
     for (i, (a, chain_a)) in chains.iter().enumerate() {
@@ -73,6 +75,15 @@ fn ebs_plan_has_three_parallel_replica_chains() {
     let mut claims: Vec<_> = chains.iter().map(|(c, _)| c.as_str()).collect();
     claims.sort();
     assert_eq!(claims, ["cassandra-data-cassandra-0", "cassandra-data-cassandra-1", "cassandra-data-cassandra-2"]);
+    let tails: Vec<_> = graph.predecessors(back).collect();
+    assert_eq!(tails.len(), 3, "the restores join at scale-back");
+    for tail in tails {
+        assert!(matches!(graph.step(tail).action(), Some(Action::RestorePvc(_))));
+        let deletes: Vec<_> = graph.predecessors(tail).collect();
+        assert_eq!(deletes.len(), 1);
+        assert!(matches!(graph.step(deletes[0]).action(), Some(Action::DeletePvc(_))));
+        assert_eq!(graph.predecessors(deletes[0]).collect::<Vec<_>>(), [safe], "each deletion waits for the barrier");
+    }
     let (path, _) = graph.critical_path();
     assert_eq!(path.first(), Some(&down));
     assert_eq!(graph.step(*path.last().unwrap()).id, "restore-cassandra/pods-ready");
@@ -134,7 +145,11 @@ fn grow_plan_hangs_a_marked_fallback_chain_off_each_resize() {
         assert_eq!(graph.step(resize).fallback_for, None, "the resize itself always runs");
         let chain: Vec<_> =
             graph.steps().filter(|(_, s)| s.entry == format!("grow-{ordinal}") && s.fallback_for.is_some()).collect();
-        assert_eq!(chain.len(), 9, "scale down, wait, snapshot, wait, retain, delete, restore, scale back, wait");
+        assert_eq!(
+            chain.len(),
+            10,
+            "scale down, wait, snapshot, wait, retain, check, delete, restore, scale back, wait"
+        );
         for (index, step) in &chain {
             assert_eq!(step.fallback_for.as_deref(), Some(format!("grow-{ordinal}").as_str()));
             assert!(graph.ancestors(*index).contains(&resize), "{} runs after the resize", step.id);

@@ -128,6 +128,7 @@ fn header_value(run: &RunRecord) -> Result<Value, serde_json::Error> {
         status: run.status,
         created_at: run.created_at.clone(),
         updated_at: run.updated_at.clone(),
+        clusters: run.clusters.clone(),
         plan: Value::Null,
         steps: BTreeMap::new(),
     };

@@ -35,6 +35,10 @@ pub struct RunRecord {
     pub updated_at: String,
     /// The expanded plan the run executes; opaque here.
     pub plan: serde_json::Value,
+    /// How each cluster of the plan was reached (kubeconfig file, context, server URL;
+    /// never credentials), so resume, rollback and commit reach the same clusters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, crate::cluster::ClusterTarget>,
     pub steps: BTreeMap<String, StepRecord>,
 }
 
@@ -60,6 +64,7 @@ impl RunRecord {
             created_at: now.clone(),
             updated_at: now,
             plan,
+            clusters: BTreeMap::new(),
             steps: BTreeMap::new(),
         }
     }

@@ -58,6 +58,8 @@ pub struct Targets {
     pub contexts: BTreeMap<String, String>,
     /// API server URL of each cluster, for messages.
     pub servers: BTreeMap<String, String>,
+    /// How each cluster was reached, recorded in the run.
+    pub reached: BTreeMap<String, crate::cluster::ClusterTarget>,
     pub sims: Vec<SimHandle>,
 }
 
@@ -86,8 +88,13 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
-    let mut targets =
-        Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), servers: BTreeMap::new(), sims: Vec::new() };
+    let mut targets = Targets {
+        clients: BTreeMap::new(),
+        contexts: BTreeMap::new(),
+        servers: BTreeMap::new(),
+        reached: BTreeMap::new(),
+        sims: Vec::new(),
+    };
     if args.sim {
         let dir = plan_path.with_extension("");
         for name in clusters.keys() {
@@ -100,6 +107,8 @@ pub async fn connect(
             targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
             targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
             targets.servers.insert(name.clone(), sim.url());
+            let reached = crate::cluster::ClusterTarget { server: Some(sim.url()), ..Default::default() };
+            targets.reached.insert(name.clone(), reached);
             targets.sims.push(sim);
         }
         return Ok(targets);
@@ -114,6 +123,8 @@ pub async fn connect(
             format!("the plan's `clusters[].context` of cluster `{name}`")
         };
         let (client, server) = live::connect_named(args.kubeconfig.as_deref(), context.as_deref(), &origin).await?;
+        let reached = crate::cluster::resolve_target(args.kubeconfig.as_deref(), context.as_deref())?;
+        targets.reached.insert(name.clone(), reached);
         targets.contexts.insert(name.clone(), context.unwrap_or_else(|| "(current)".into()));
         targets.servers.insert(name.clone(), server);
         targets.clients.insert(name.clone(), client);
@@ -140,9 +151,9 @@ impl Prepared {
 }
 
 /// Reads live state (one list per kind and namespace the plan touches), expands the
-/// plan with it and predicts the changes; the latest successful run of the plan marks
-/// what is already applied.
-pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateStore) -> Result<Prepared, String> {
+/// plan with it and predicts the changes; entries whose end state live state already
+/// shows are satisfied.
+pub async fn prepare(loaded: &LoadedPlan, targets: &Targets) -> Result<Prepared, String> {
     let (outline, _) = graph::build(loaded, BuildOptions { facts: None, intents_only: true });
     let outline = outline.ok_or("the plan could not be built")?;
     let live = fetch_live(targets, &state::needs_of(&outline)).await?;
@@ -159,8 +170,7 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, store: &dyn StateSt
         return Err("the plan is not valid against the live cluster state".into());
     }
     let graph = graph.ok_or("the plan could not be built")?;
-    let previous = store.latest_run(loaded.plan.name()).map_err(|e| e.to_string())?;
-    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let (states, changes) = state::predict(&graph, &live);
     Ok(Prepared { graph, live, states, changes })
 }
 
@@ -225,7 +235,7 @@ pub async fn apply(
     // Locked before reading live state: a concurrent run of the plan would be seen half
     // done, and the plan expanded against it (the loser must fail naming the holder).
     let lock = lock_run(store.as_ref(), loaded.plan.name(), &targets)?;
-    let prepared = prepare(&loaded, &targets, store.as_ref()).await?;
+    let prepared = prepare(&loaded, &targets).await?;
     let report = prepared.report();
     eprint!("{}", report.text());
     if let Some(code) = refuse_or_skip(&report) {
@@ -276,8 +286,7 @@ async fn apply_saved(
         return Ok(1);
     }
     let store = store(run_args);
-    let previous = store.latest_run(&saved.plan_name).map_err(|e| e.to_string())?;
-    let (states, changes) = state::predict(&graph, &live, previous.as_ref());
+    let (states, changes) = state::predict(&graph, &live);
     let prepared = Prepared { graph, live, states, changes };
     if let Some(code) = refuse_or_skip(&prepared.report()) {
         return Ok(code);
@@ -348,9 +357,10 @@ pub fn new_record(
     saved["acceptDataLoss"] = json!(accept_data_loss);
     let mut record =
         RunRecord::new(plan_name, checkpoint::digest(plan_bytes), targets.description(), RunMode::Apply, saved);
+    record.clusters = targets.reached.clone();
     for (id, state) in &prepared.states {
         let mut step = StepRecord::default();
-        if matches!(state, StepState::Satisfied(why) if why.starts_with("applied by run")) {
+        if matches!(state, StepState::Satisfied(why) if why.starts_with(state::ALREADY_AS_PLANNED)) {
             step.finish(checkpoint::StepStatus::Skipped);
         }
         record.steps.insert(id.clone(), step);
@@ -475,6 +485,8 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         .lock(&original.lock_key(), &LockInfo::current(&original.run_id, "rollback"))
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
+    // Reached first: a rollback refused for pointing at another cluster records nothing.
+    let targets = reconnect(&original, target_args).await?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
     let record = match existing {
         Some(record) => record,
@@ -484,6 +496,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
             let mode = RunMode::Rollback { of: original.run_id.clone() };
             let mut record =
                 RunRecord::new(&original.plan_name, original.plan_digest.clone(), original.target.clone(), mode, saved);
+            record.clusters = original.clusters.clone();
             for (_, step) in undo.steps() {
                 record.steps.insert(step.id.clone(), StepRecord::default());
             }
@@ -492,12 +505,12 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         }
     };
     let undo = graph::saved::from_json(&record.plan)?;
-    let targets = reconnect(&original, target_args).await?;
     eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
     let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
         clients: targets.clients.clone(),
         original: original.clone(),
         applied,
+        ready_timeout: run_args.step_timeout,
     });
     let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
     if status == checkpoint::RunStatus::Succeeded {
@@ -521,7 +534,29 @@ pub(super) async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> R
             record.run_id
         ));
     }
-    connect(Path::new("."), &saved_clusters(record), target_args).await
+    if record.clusters.is_empty() {
+        // Recorded before runs kept where they ran.
+        return connect(Path::new("."), &saved_clusters(record), target_args).await;
+    }
+    let single = record.clusters.len() == 1;
+    let mut targets = Targets {
+        clients: BTreeMap::new(),
+        contexts: BTreeMap::new(),
+        servers: BTreeMap::new(),
+        reached: BTreeMap::new(),
+        sims: Vec::new(),
+    };
+    for (name, recorded) in &record.clusters {
+        let context = target_args.context.as_deref().filter(|_| single);
+        let now = crate::cluster::reach_again(name, recorded, target_args.kubeconfig.as_deref(), context)?;
+        let origin = format!("the context run {} recorded for cluster `{name}`", record.run_id);
+        let (client, server) = live::connect_named(now.kubeconfig.as_deref(), now.context.as_deref(), &origin).await?;
+        targets.clients.insert(name.clone(), client);
+        targets.servers.insert(name.clone(), server);
+        targets.contexts.insert(name.clone(), now.context.clone().unwrap_or_else(|| "(in-cluster)".into()));
+        targets.reached.insert(name.clone(), now);
+    }
+    Ok(targets)
 }
 
 /// The cluster → context map a run was made with (simulated targets have none).

@@ -68,6 +68,8 @@ pub enum Command {
         format: plan::PlanFormat,
         #[command(flatten)]
         target: apply::TargetArgs,
+        /// Accepted so scripts can pass the same options to every command; `dr plan`
+        /// compares with live state only and reads no earlier run.
         #[command(flatten)]
         state: StateArgs,
     },
@@ -200,10 +202,8 @@ pub fn main() -> i32 {
             print!("{}", lang::schema::plan_schema_json());
             0
         }
-        Command::Plan { plan, namespace, out, format, target, state } => {
-            block_on(
-                async move { plan::plan(&plan, &target, &state, namespace.as_deref(), out.as_deref(), format).await },
-            )
+        Command::Plan { plan, namespace, out, format, target, state: _ } => {
+            block_on(async move { plan::plan(&plan, &target, namespace.as_deref(), out.as_deref(), format).await })
         }
         Command::Apply { plan, auto_approve, target, run } => {
             block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::StateArgs;
 use super::apply::{self, TargetArgs};
 use crate::checkpoint;
 use crate::lang;
@@ -43,7 +42,6 @@ pub const SAVED_PLAN_KIND: &str = "DrplanSavedPlan";
 pub async fn plan(
     plan_path: &Path,
     target_args: &TargetArgs,
-    state: &StateArgs,
     namespace: Option<&str>,
     out: Option<&Path>,
     format: PlanFormat,
@@ -60,8 +58,7 @@ pub async fn plan(
     let clusters: BTreeMap<String, Option<String>> =
         loaded.plan.clusters.iter().map(|c| (c.name.value.clone(), c.context.clone())).collect();
     let targets = apply::connect(plan_path, &clusters, target_args).await?;
-    let store = state.store();
-    let prepared = apply::prepare(&loaded, &targets, store.as_ref()).await?;
+    let prepared = apply::prepare(&loaded, &targets).await?;
     let report = prepared.report();
     match format {
         PlanFormat::Text => print_text(&report)?,

@@ -58,6 +58,14 @@ pub struct NamespaceFacts {
     pub complete: bool,
 }
 
+/// What drplan needs to know about a VolumeSnapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotFacts {
+    pub ready_to_use: bool,
+    /// The claim it was taken of, if it names one.
+    pub source_claim: Option<String>,
+}
+
 /// Read-only questions about the clusters of a plan, by cluster name.
 ///
 /// Implemented from manifests now and from the live API later; everything that
@@ -78,6 +86,8 @@ pub trait ClusterFacts {
     fn namespaces(&self, _cluster: &str) -> NamespaceFacts {
         NamespaceFacts::default()
     }
+    /// A VolumeSnapshot (`None` when it does not exist, or snapshots were not read).
+    fn snapshot(&self, cluster: &str, namespace: &str, name: &str) -> Option<SnapshotFacts>;
 
     /// The PV a claim is bound to.
     fn volume_of_claim(&self, cluster: &str, namespace: &str, claim: &str) -> Option<VolumeFacts> {

@@ -22,6 +22,7 @@ pub struct Inventory {
     pub deployments: HashMap<Key, Deployment>,
     pub claims: HashMap<Key, PersistentVolumeClaim>,
     pub volumes: HashMap<String, PersistentVolume>,
+    pub snapshots: HashMap<Key, SnapshotFacts>,
     /// Objects of kinds drplan does not index, counted for reports.
     pub other_objects: usize,
     /// The `Namespace` objects seen; `None` when the source lists none (live state is
@@ -66,6 +67,10 @@ impl Inventory {
                 let name = doc.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str);
                 self.namespaces.get_or_insert_with(BTreeSet::new).insert(name.unwrap_or_default().to_string());
                 self.other_objects += 1;
+            }
+            "VolumeSnapshot" => {
+                let (key, facts) = snapshot_facts(&crate::lang::de::from_node::<serde_json::Value>(doc)?);
+                self.snapshots.insert(key, facts);
             }
             _ => self.other_objects += 1,
         }
@@ -159,6 +164,17 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The key and facts of a VolumeSnapshot object.
+pub fn snapshot_facts(object: &serde_json::Value) -> (Key, SnapshotFacts) {
+    let text = |pointer: &str| object.pointer(pointer).and_then(serde_json::Value::as_str).map(String::from);
+    let key = key(text("/metadata/namespace").as_ref(), text("/metadata/name").as_ref());
+    let facts = SnapshotFacts {
+        ready_to_use: object.pointer("/status/readyToUse") == Some(&serde_json::Value::Bool(true)),
+        source_claim: text("/spec/source/persistentVolumeClaimName"),
+    };
+    (key, facts)
 }
 
 fn quantity(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<Quantity> {
@@ -372,5 +388,8 @@ impl ClusterFacts for ClusterInventories {
             None => NamespaceFacts::default(),
             Some(i) => NamespaceFacts { known: i.known_namespaces(), complete: i.namespaces.is_some() },
         }
+    }
+    fn snapshot(&self, cluster: &str, namespace: &str, name: &str) -> Option<SnapshotFacts> {
+        self.get(cluster)?.snapshots.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 }

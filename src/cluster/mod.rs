@@ -7,6 +7,8 @@
 mod facts;
 mod inventory;
 pub mod live;
+mod target;
 
 pub use facts::*;
 pub use inventory::*;
+pub use target::{ClusterTarget, reach_again, resolve as resolve_target};

@@ -67,6 +67,9 @@ pub fn build(loaded: &LoadedPlan, options: BuildOptions<'_>) -> (Option<StepGrap
     // Checks only follow edges backwards with a visited set, so they still hold with a
     // cycle present; running them anyway reports every problem in one pass.
     checks::check(&mut ctx, &graph);
+    if !options.intents_only {
+        super::skipped::report(&mut ctx, &graph);
+    }
     (Some(graph), ctx.diags)
 }
 

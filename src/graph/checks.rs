@@ -6,6 +6,7 @@ use petgraph::graph::NodeIndex;
 
 use super::StepGraph;
 use super::build::Ctx;
+use crate::steps::manifests::expand_name;
 use crate::steps::*;
 
 pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
@@ -17,8 +18,12 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
             Action::DeletePvc(p) => {
                 check_snapshot_before_delete(ctx, graph, index, p);
                 check_quiesced_before_delete(ctx, graph, index, p);
+                check_retained_before_delete(ctx, graph, index, p);
             }
-            Action::RestorePvc(p) => check_restore_size(ctx, graph, index, p),
+            Action::RestorePvc(p) => {
+                check_restore_size(ctx, graph, index, p);
+                check_restore_source(ctx, graph, index, p);
+            }
             Action::ResizePvc(p) => check_resize(ctx, graph, index, p),
             Action::BindStaticPv(p) => check_zone_affinity(ctx, p),
             Action::ScaleBack(p) => check_scale_recorded(ctx, graph, index, p),
@@ -265,5 +270,76 @@ fn check_saved(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, action: &
         let message = format!("step `{}` {verb} {} without saving it earlier in this run", here.id, p.object);
         ctx.error("drplan::safety::object_not_saved", here.origin, message, "no saveObject before this step").help =
             Some("add a `saveObject` step for the same object to this step's `after:`".into());
+    }
+}
+
+/// A claim is restored from a snapshot this run takes earlier, or from one that exists
+/// and is ready in the cluster; a snapshot named after the run (`{run}`) can only be
+/// one this run takes.
+fn check_restore_source(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &RestorePvcParams) {
+    let here = graph.step(index);
+    let wanted = expand_name(&p.snapshot, &p.claim.value, RUN_TOKEN);
+    let taken_earlier = graph.ancestors(index).into_iter().any(|a| {
+        let s = graph.step(a);
+        s.cluster == here.cluster
+            && s.namespace == here.namespace
+            && matches!(s.action(), Some(Action::SnapshotPvc(sp)) if expand_name(&sp.snapshot_name, &sp.claim.value, RUN_TOKEN) == wanted)
+    });
+    if taken_earlier {
+        return;
+    }
+    let of_this_run = p.snapshot.contains("{run}");
+    let live = match ctx.facts {
+        Some(facts) => facts.snapshot(&here.cluster, &here.namespace, &wanted),
+        None if !of_this_run => return, // reported as a check skipped without cluster facts
+        None => None,
+    };
+    let problem = match &live {
+        Some(snapshot) if snapshot.ready_to_use => return,
+        Some(_) => "exists but is not readyToUse",
+        None if of_this_run => "is named after this run, but no earlier step of this run takes it",
+        None => "is not taken by any earlier step of this plan and does not exist in the cluster",
+    };
+    let message = format!(
+        "step `{}` restores PVC `{}` from VolumeSnapshot `{}`, which {problem}",
+        here.id, p.claim.value, p.snapshot
+    );
+    ctx.error("drplan::safety::restore_source_missing", here.origin, message, "nothing to restore from").help = Some(
+        "take the snapshot earlier in the plan (`snapshotPvc` and a `wait` for `snapshotReady` in this step's `after:`), or name a VolumeSnapshot that exists and is ready".into(),
+    );
+}
+
+/// Stands for the run id when comparing snapshot names before a run exists.
+const RUN_TOKEN: &str = "\u{0}run";
+
+/// A claim whose volume reclaims with `Delete` is only deleted after an earlier step
+/// set the volume to `Retain` (or when the plan accepts losing the data): otherwise the
+/// disk goes with the claim and nothing can bring it back.
+fn check_retained_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
+    if p.accept_data_loss || ctx.loaded.plan.accept_data_loss {
+        return;
+    }
+    let here = graph.step(index);
+    let Some(facts) = ctx.facts else { return };
+    let Some(volume) = facts.volume_of_claim(&here.cluster, &here.namespace, &p.claim.value) else { return };
+    if volume.reclaim_policy != Some(ReclaimPolicy::Delete) {
+        return;
+    }
+    let retained = graph.ancestors(index).into_iter().any(|a| {
+        let s = graph.step(a);
+        s.cluster == here.cluster
+            && s.namespace == here.namespace
+            && matches!(s.action(), Some(Action::SetReclaimPolicy(r)) if r.claim == p.claim.value && r.policy == ReclaimPolicy::Retain)
+    });
+    if !retained {
+        let message = format!(
+            "step `{}` deletes PVC `{}`, whose volume {} reclaims with Delete: the disk would be deleted with the claim",
+            here.id, p.claim.value, volume.name
+        );
+        ctx.error("drplan::safety::delete_reclaims_volume", p.claim.span, message, "volume reclaimed with Delete")
+            .help = Some(format!(
+            "add a `setReclaimPolicy` step (claim: {}, policy: Retain) to this step's `after:`, or set `acceptDataLoss: true` if losing the disk is intended",
+            p.claim.value
+        ));
     }
 }

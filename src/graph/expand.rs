@@ -324,10 +324,9 @@ fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain
     let down = f.then(scope, &quiesce, "scale-down", scale(scope, chain.workload, 0));
     let pods_gone = WaitCondition::PodsGone { workload: chain.workload.clone() };
     let gone = f.then(scope, &[down], "pods-gone", wait(scope, pods_gone, timeout));
-    let mut restored = Vec::new();
+    let mut retained = Vec::new();
     for claim in &chain.claims {
         let c = &claim.value;
-        let snapshot_name = default_snapshot_name();
         let snap = f.then(
             scope,
             &[gone],
@@ -337,12 +336,12 @@ fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain
                 namespace: namespace.clone(),
                 claim: claim.clone(),
                 snapshot_class: chain.snapshot_class.clone(),
-                snapshot_name: snapshot_name.clone(),
+                snapshot_name: default_snapshot_name(),
             }),
         );
         let snapshot_ready = WaitCondition::SnapshotReady { claim: claim.clone() };
         let ready = f.then(scope, &[snap], &format!("snapshot-ready-{c}"), wait(scope, snapshot_ready, timeout));
-        let retain = f.then(
+        retained.push(f.then(
             scope,
             &[ready],
             &format!("retain-{c}"),
@@ -352,10 +351,19 @@ fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain
                 claim: c.clone(),
                 policy: ReclaimPolicy::Retain,
             }),
-        );
+        ));
+    }
+    // One barrier before the first deletion: every claim of the entry is checked
+    // together, so none is deleted while another one cannot be.
+    let claims = chain.claims.iter().map(|c| c.value.clone()).collect();
+    let safe =
+        f.then(scope, &retained, "safe-to-delete", wait(scope, WaitCondition::ClaimsSafeToDelete { claims }, &None));
+    let mut restored = Vec::new();
+    for claim in &chain.claims {
+        let c = &claim.value;
         let delete = f.then(
             scope,
-            &[retain],
+            &[safe],
             &format!("delete-{c}"),
             Action::DeletePvc(DeletePvcParams {
                 cluster: cluster.clone(),
@@ -372,7 +380,7 @@ fn add_restore_chain(f: &mut Fragment, scope: &Scope<'_>, roots: &[usize], chain
                 cluster: cluster.clone(),
                 namespace: namespace.clone(),
                 claim: claim.clone(),
-                snapshot: snapshot_name,
+                snapshot: default_snapshot_name(),
                 size: chain.size.clone(),
                 storage_class: chain.storage_class.clone(),
             }),

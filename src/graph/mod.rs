@@ -10,6 +10,7 @@ mod expand;
 mod missing;
 pub mod render;
 pub mod saved;
+mod skipped;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::lang::Intent;
 use crate::steps::Action;
 
 pub use build::{BuildOptions, build};
+pub use skipped::CHECKS_SKIPPED;
 
 /// What a node of the graph does.
 #[derive(Clone, Debug)]

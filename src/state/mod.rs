@@ -8,6 +8,7 @@
 mod live;
 mod predict;
 pub mod report;
+mod satisfied;
 pub mod yaml_out;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use serde_json::value::RawValue;
 
 pub use live::{ListNeed, fetch, needs_of};
 pub use predict::{Change, ChangeKind, StepState, predict};
+pub use satisfied::ALREADY_AS_PLANNED;
 
 /// Identifies one object in one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -126,6 +128,10 @@ impl LiveState {
             inventory.statefulsets = decode_all(of_kind("StatefulSet"), by_namespace);
             inventory.deployments = decode_all(of_kind("Deployment"), by_namespace);
             inventory.claims = decode_all(of_kind("PersistentVolumeClaim"), by_namespace);
+            inventory.snapshots = of_kind("VolumeSnapshot")
+                .filter_map(|(_, raw)| decode::<Value>(raw).ok())
+                .map(|o| crate::cluster::snapshot_facts(&o))
+                .collect();
             inventory.other_objects = self.objects.keys().filter(|k| k.cluster == cluster && !is_indexed(k)).count();
             inventory.volumes = volumes.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             inventory
@@ -135,7 +141,10 @@ impl LiveState {
 
 /// Kinds an inventory holds decoded.
 fn is_indexed(key: &ObjectKey) -> bool {
-    matches!(key.kind.as_str(), "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume")
+    matches!(
+        key.kind.as_str(),
+        "StatefulSet" | "Deployment" | "PersistentVolumeClaim" | "PersistentVolume" | "VolumeSnapshot"
+    )
 }
 
 /// Typed objects straight from the JSON text, with no `Value` in between (their own

@@ -9,9 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{LiveState, ObjectKey};
-use crate::checkpoint::{RunRecord, RunStatus};
 use crate::graph::{Step, StepGraph};
-use crate::steps::kube::label_value;
 use crate::steps::manifests::{self, clean_manifest};
 use crate::steps::{Action, WorkloadKind, WorkloadRef};
 
@@ -218,11 +216,11 @@ fn pv_key(step: &Step, name: &str) -> ObjectKey {
 }
 
 /// The predicted states of every step and the net change of every object.
-pub fn predict(
-    graph: &StepGraph,
-    live: &LiveState,
-    previous: Option<&RunRecord>,
-) -> (Vec<(String, StepState)>, Vec<Change>) {
+///
+/// Entries whose end state live state already shows are satisfied as a whole: that is
+/// read from the objects and compared with what this plan asks for, not taken from which
+/// steps an earlier run applied.
+pub fn predict(graph: &StepGraph, live: &LiveState) -> (Vec<(String, StepState)>, Vec<Change>) {
     let mut replay = Replay {
         live,
         objects: HashMap::new(),
@@ -230,12 +228,12 @@ pub fn predict(
         quiesced: BTreeSet::new(),
         pods_by_claim: index_pods(live),
     };
-    let applied = applied_entries(graph, live, previous);
+    let holding = super::satisfied::satisfied_entries(graph, live);
     let mut states = Vec::new();
     for index in graph.topological_order().unwrap_or_default() {
         let step = graph.step(index);
-        if let Some(run) = applied.get(&step.entry) {
-            states.push((step.id.clone(), StepState::Satisfied(format!("applied by run {run}"))));
+        if let Some(why) = holding.get(&step.entry) {
+            states.push((step.id.clone(), StepState::Satisfied(why.clone())));
             continue;
         }
         let state = match &step.fallback_for {
@@ -271,33 +269,6 @@ pub fn predict(
 
 fn is_fallback_step(graph: &StepGraph, id: &str) -> bool {
     graph.index_of(id).is_some_and(|i| graph.step(i).fallback_for.is_some())
-}
-
-/// Entries whose objects the latest successful run of this plan created and which are
-/// still there: re-applying them is a no-op.
-fn applied_entries(graph: &StepGraph, live: &LiveState, previous: Option<&RunRecord>) -> BTreeMap<String, String> {
-    let Some(run) = previous.filter(|r| r.status == RunStatus::Succeeded) else { return BTreeMap::new() };
-    let label = label_value(&run.run_id);
-    let mut creating: BTreeMap<String, Vec<ObjectKey>> = BTreeMap::new();
-    for (_, step) in graph.steps() {
-        let key = match step.action() {
-            Some(Action::RestorePvc(p)) => claim_key(step, &p.claim.value),
-            Some(Action::BindStaticPv(p)) => claim_key(step, &p.claim),
-            _ => continue,
-        };
-        creating.entry(step.entry.clone()).or_default().push(key);
-    }
-    creating
-        .into_iter()
-        .filter(|(_, keys)| {
-            keys.iter().all(|k| {
-                live.get(k).is_some_and(|o| {
-                    o.pointer("/metadata/labels/drplan.dev~1run").and_then(Value::as_str) == Some(label.as_str())
-                })
-            })
-        })
-        .map(|(entry, _)| (entry, run.run_id.clone()))
-        .collect()
 }
 
 /// A fallback step is replayed as if its fallback were needed, so the review shows the

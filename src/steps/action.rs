@@ -123,6 +123,10 @@ pub enum WaitCondition {
     PodsReady { workload: WorkloadRef },
     /// The claim is Bound.
     PvcBound { claim: String },
+    /// A check, not a wait: every claim is safe to delete (no pod uses it, a ready
+    /// snapshot of it was taken in this run, its volume is not reclaimed with `Delete`).
+    /// The barrier before an intent's first deletion: none is deleted unless all pass.
+    ClaimsSafeToDelete { claims: Vec<String> },
     /// The EFS file system has no replication configuration (it is writable).
     EfsReplicationDeleted { region: String, file_system_id: String },
     /// The EFS replication to this destination has caught up.
@@ -479,6 +483,7 @@ impl Action {
                 WaitCondition::PodsGone { .. } => 30,
                 WaitCondition::PodsReady { .. } => 90,
                 WaitCondition::PvcBound { .. } => 30,
+                WaitCondition::ClaimsSafeToDelete { .. } => 2,
                 WaitCondition::EfsReplicationDeleted { .. } => 300,
                 WaitCondition::EfsReplicationSynced { .. } => 1800,
                 WaitCondition::EbsSnapshotCompleted { .. } => 600,
@@ -592,6 +597,9 @@ fn describe_condition(condition: &WaitCondition) -> String {
         WaitCondition::PodsGone { workload } => format!("all pods of {workload} are gone"),
         WaitCondition::PodsReady { workload } => format!("all pods of {workload} are ready"),
         WaitCondition::PvcBound { claim } => format!("PVC {claim} is Bound"),
+        WaitCondition::ClaimsSafeToDelete { claims } => {
+            format!("every claim is safe to delete ({})", claims.join(", "))
+        }
         WaitCondition::EfsReplicationDeleted { file_system_id, .. } => {
             format!("{file_system_id} has no replication (writable)")
         }

@@ -44,20 +44,27 @@ pub struct Env {
     pub kubeconfig: PathBuf,
     pub state_dir: PathBuf,
     pub plan: PathBuf,
+    /// `--step-timeout` given to `dr` (waits that name no timeout of their own).
+    pub step_timeout: &'static str,
 }
 
 /// Starts a sim from `plans/<plan>/` with `config`, in a fresh scratch directory.
 pub async fn env(plan: &str, label: &str, config: SimConfig) -> Env {
+    env_at(manifests(plan), plan_path(plan), label, config).await
+}
+
+/// Starts a sim from the manifests at `manifests`, for the plan at `plan`.
+pub async fn env_at(manifests: PathBuf, plan: PathBuf, label: &str, config: SimConfig) -> Env {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("drplan-e2e-{label}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let sim = SimCluster::start(&[manifests(plan)], config).await.expect("sim starts");
+    let sim = SimCluster::start(&[manifests], config).await.expect("sim starts");
     let client = sim.client().expect("client for the sim");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig, CONTEXT).expect("kubeconfig");
-    Env { sim, client, state_dir: dir.join("state"), kubeconfig, plan: plan_path(plan), dir }
+    Env { sim, client, state_dir: dir.join("state"), kubeconfig, plan, dir, step_timeout: "2m" }
 }
 
 /// How a `dr` process ended.
@@ -91,6 +98,13 @@ impl DrResult {
 }
 
 impl Env {
+    /// A run as the state store reads it back (base file plus journal), as JSON.
+    pub fn run_record(&self, run_id: &str) -> serde_json::Value {
+        use drplan::checkpoint::StateStore;
+        let record = drplan::checkpoint::LocalDirStore::new(&self.state_dir).load_run(run_id).expect("run record");
+        serde_json::to_value(record).expect("run record as JSON")
+    }
+
     /// `dr <args>` against this env's cluster and state, with `extra_env` set.
     pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dr"));
@@ -101,7 +115,7 @@ impl Env {
             command.arg("--kubeconfig").arg(&self.kubeconfig).args(["--context", CONTEXT]);
         }
         if ["apply", "resume", "rollback"].contains(&verb) {
-            command.args(["--output", "plain", "--step-timeout", "2m"]);
+            command.args(["--output", "plain", "--step-timeout", self.step_timeout]);
         }
         command
             .arg("--state-dir")
@@ -317,4 +331,22 @@ pub async fn wait_child(mut guard: KillOnDrop) -> DrResult {
 
 pub fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// After a successful run: `dr plan` finds nothing to do (exit 0) and a second
+/// `dr apply` changes nothing (no write reaches the API server).
+pub async fn assert_second_run_changes_nothing(env: &Env) {
+    let plan = path_str(&env.plan);
+    let replanned = env.dr(&["plan", &plan], &[]).await;
+    assert_eq!(replanned.code, Some(0), "re-plan finds nothing to do\n{}", env.dump_logs(&replanned));
+    let before = env.sim.requests().len();
+    let again = env.apply(&[]).await;
+    again.assert_success("the second dr apply");
+    assert!(again.stderr.contains("Nothing to apply."), "{}", env.dump_logs(&again));
+    let writes: Vec<_> = env.sim.requests()[before..]
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .map(|r| format!("{} {} {}", r.verb, r.resource, r.name))
+        .collect();
+    assert!(writes.is_empty(), "the second apply wrote: {writes:?}");
 }

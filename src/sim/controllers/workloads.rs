@@ -439,18 +439,31 @@ fn choose_node(
 ) -> Result<String, String> {
     let nodes = state.all(&keys::nodes());
     let selector = pod["spec"]["nodeSelector"].as_object();
-    nodes
-        .iter()
-        .filter(|n| n["spec"]["unschedulable"] != true)
-        .filter(|n| selector.is_none_or(|s| s.iter().all(|(k, v)| &n["metadata"]["labels"][k] == v)))
-        .filter(|n| zone.is_none_or(|z| node_zone(n).as_deref() == Some(z)))
+    // Like kube-scheduler, the first filter a node fails is what is counted against it.
+    let mut rejected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut eligible = Vec::new();
+    for n in &nodes {
+        let why = if n["spec"]["unschedulable"] == true {
+            Some("node(s) were unschedulable".to_string())
+        } else if !selector.is_none_or(|s| s.iter().all(|(k, v)| &n["metadata"]["labels"][k] == v)) {
+            Some("node(s) didn't match Pod's node affinity/selector".to_string())
+        } else if zone.is_some_and(|z| node_zone(n).as_deref() != Some(z)) {
+            Some(format!("node(s) had volume node affinity conflict (zone {})", zone.unwrap_or_default()))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => *rejected.entry(why).or_default() += 1,
+            None => eligible.push(n),
+        }
+    }
+    eligible
+        .into_iter()
         .min_by_key(|n| (load.get(name_of(n)).copied().unwrap_or(0), name_of(n).to_string()))
         .map(|n| name_of(n).to_string())
-        .ok_or_else(|| match zone {
-            Some(z) => {
-                format!("0/{} nodes are available: node(s) had volume node affinity conflict (zone {z})", nodes.len())
-            }
-            None => format!("0/{} nodes are available: node(s) didn't match Pod's node affinity/selector", nodes.len()),
+        .ok_or_else(|| {
+            let counts: Vec<String> = rejected.iter().map(|(why, count)| format!("{count} {why}")).collect();
+            format!("0/{} nodes are available: {}", nodes.len(), counts.join(", "))
         })
 }
 

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod commit;
 mod objects;
+pub(crate) mod outcome;
 pub mod undo;
 mod volumes;
 mod workloads;
@@ -58,6 +59,16 @@ impl StepRunner for KubeRunner {
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
+            Action::Wait(crate::steps::WaitParams {
+                condition: crate::steps::WaitCondition::ClaimsSafeToDelete { claims },
+                ..
+            }) => volumes::check_claims_safe(&k, claims, self.accept_data_loss).await,
+            Action::Wait(
+                p @ crate::steps::WaitParams { condition: crate::steps::WaitCondition::PodsReady { workload }, .. },
+            ) => {
+                let replicas = workloads::recorded_replicas(&k, workload);
+                outcome::verify_ready(&k, workload, replicas, self.timeout_of(&p.timeout)).await
+            }
             Action::Wait(p) => {
                 let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, wait(&k, &p.condition)).await
@@ -95,7 +106,7 @@ async fn wait(k: &Kube<'_>, condition: &crate::steps::WaitCondition) -> Result<(
     match condition {
         W::SnapshotReady { claim } => volumes::wait_snapshot_ready(k, &claim.value).await,
         W::PodsGone { workload } => workloads::wait_pods_gone(k, workload).await,
-        W::PodsReady { workload } => workloads::wait_ready(k, workload).await,
+        W::PodsReady { workload } => workloads::wait_ready_at(k, workload, None).await,
         W::PvcBound { claim } => volumes::wait_bound(k, claim).await,
         _ => Err(StepError::new(ErrorKind::Unsupported, "cloud waits cannot be executed by this build yet")),
     }

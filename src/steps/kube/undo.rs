@@ -88,6 +88,9 @@ pub struct UndoRunner {
     pub clients: BTreeMap<String, Client>,
     pub original: RunRecord,
     pub applied: StepGraph,
+    /// How long a workload brought back may take to be Ready again (and one stopped, to
+    /// have no pods left).
+    pub ready_timeout: std::time::Duration,
 }
 
 impl UndoRunner {
@@ -122,15 +125,21 @@ impl StepRunner for UndoRunner {
         let k = Kube { client, ns: step.namespace.clone(), ctx, step };
         let id = original_id.as_str();
         match action {
+            // A rollback is done when what it brought back serves again, not when the
+            // replicas are written: wait until Ready, and say why not when it is not.
             Action::Scale(p) => match self.captured(id, workloads::original_replicas_key()).and_then(|v| v.as_i64()) {
-                Some(original) => set_replicas(&k, &p.workload, original as i32).await,
+                Some(original) => {
+                    set_replicas(&k, &p.workload, original as i32).await?;
+                    super::outcome::ready_or_explain(&k, &p.workload, Some(original as i32), self.ready_timeout).await
+                }
                 None => Ok(()), // it never recorded replicas, so it never scaled
             },
             // Back to zero, so the claims can be swapped back; undoing the scale-down
             // afterwards restores the original replicas.
             Action::ScaleBack(p) => {
                 set_replicas(&k, &p.workload, 0).await?;
-                workloads::wait_pods_gone(&k, &p.workload).await
+                let gone = workloads::wait_pods_gone(&k, &p.workload);
+                super::within(self.ready_timeout, &step.id, gone).await
             }
             Action::SnapshotPvc(_) => match self.captured_str(id, "snapshot") {
                 Some(name) => delete_snapshot(&k, &name, &owner).await,

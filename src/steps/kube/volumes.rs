@@ -162,25 +162,31 @@ async fn check_deletion_is_safe(
     pvc: &PersistentVolumeClaim,
     accept_data_loss: bool,
 ) -> Result<(), StepError> {
+    match deletion_problem(k, claim, pvc, accept_data_loss).await? {
+        Some(problem) => Err(StepError::unsafe_(format!("refusing to delete PVC {}/{claim}: {problem}", k.ns))),
+        None => Ok(()),
+    }
+}
+
+/// Why deleting `claim` now would lose something, if it would.
+async fn deletion_problem(
+    k: &Kube<'_>,
+    claim: &str,
+    pvc: &PersistentVolumeClaim,
+    accept_data_loss: bool,
+) -> Result<Option<String>, StepError> {
     let users = super::workloads::pods_using_claim(k, claim).await?;
     if !users.is_empty() {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: pods still use it: {} (scale their workloads to 0 first)",
-            k.ns,
-            users.join(", ")
-        )));
+        return Ok(Some(format!("pods still use it: {} (scale their workloads to 0 first)", users.join(", "))));
     }
     if accept_data_loss {
-        return Ok(());
+        return Ok(None);
     }
     if !ready_snapshot_of_this_run(k, claim).await? {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: no ready VolumeSnapshot of it was taken in this run",
-            k.ns
-        )));
+        return Ok(Some("no ready VolumeSnapshot of it was taken in this run".into()));
     }
     let Some(pv_name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
-        return Ok(());
+        return Ok(None);
     };
     let pv = k
         .cluster_api::<PersistentVolume>()
@@ -189,12 +195,35 @@ async fn check_deletion_is_safe(
         .map_err(|e| classify(&format!("reading PV {pv_name}"), e))?;
     let policy = pv.spec.and_then(|s| s.persistent_volume_reclaim_policy).unwrap_or_else(|| "Delete".into());
     if policy == "Delete" {
-        return Err(StepError::unsafe_(format!(
-            "refusing to delete PVC {}/{claim}: its volume {pv_name} would be reclaimed with Delete (set it to Retain first)",
-            k.ns
-        )));
+        return Ok(Some(format!("its volume {pv_name} would be reclaimed with Delete (set it to Retain first)")));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The barrier before an entry's first deletion: checks every claim the entry deletes,
+/// all at once, and refuses (naming every problem) unless each one is safe to delete.
+pub async fn check_claims_safe(k: &Kube<'_>, claims: &[String], accept_data_loss: bool) -> Result<(), StepError> {
+    let api: Api<PersistentVolumeClaim> = k.api();
+    let mut problems = Vec::new();
+    for claim in claims {
+        let pvc = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+        let problem = match pvc {
+            None => Some("it does not exist".to_string()),
+            Some(pvc) => deletion_problem(k, claim, &pvc, accept_data_loss).await?,
+        };
+        if let Some(problem) = problem {
+            problems.push(format!("PVC {}/{claim}: {problem}", k.ns));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::unsafe_(format!(
+        "refusing to delete any of the {} claims of this entry, because {} not safe to delete: {}",
+        claims.len(),
+        if problems.len() == 1 { "one is" } else { "some are" },
+        problems.join("; ")
+    )))
 }
 
 /// The claim as it was before deletion, from the `deletePvc` step this one follows.
@@ -220,6 +249,10 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
         .map_err(StepError::failed)?;
     let pvc: PersistentVolumeClaim = serde_json::from_value(manifest).map_err(|e| StepError::failed(e.to_string()))?;
     let api: Api<PersistentVolumeClaim> = k.api();
+    let existing = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
+    if existing.is_none() {
+        check_restore_source(k, claim, &snapshot).await?;
+    }
     if !create_or_exists(&api, &pvc, &format!("PVC {claim}")).await? {
         let existing = api.get(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
         let source = existing.spec.as_ref().and_then(|s| s.data_source.as_ref()).map(|d| d.name.as_str());
@@ -229,6 +262,29 @@ pub async fn restore_claim(k: &Kube<'_>, p: &RestorePvcParams) -> Result<(), Ste
                 k.ns
             )));
         }
+    }
+    Ok(())
+}
+
+/// A claim restored from a snapshot that does not exist stays Pending forever: refuse
+/// before creating it. One not ready yet is worth waiting for (retried).
+async fn check_restore_source(k: &Kube<'_>, claim: &str, snapshot: &str) -> Result<(), StepError> {
+    let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
+    let found = api.get_opt(snapshot).await.map_err(|e| classify(&format!("reading VolumeSnapshot {snapshot}"), e))?;
+    let Some(found) = found else {
+        return Err(StepError::failed(format!(
+            "cannot restore PVC {}/{claim}: VolumeSnapshot {snapshot} does not exist (the claim would stay Pending)",
+            k.ns
+        )));
+    };
+    if let Some(error) = found.data.pointer("/status/error/message").and_then(Value::as_str) {
+        return Err(StepError::failed(format!(
+            "cannot restore PVC {}/{claim}: VolumeSnapshot {snapshot} failed: {error}",
+            k.ns
+        )));
+    }
+    if found.data.pointer("/status/readyToUse") != Some(&json!(true)) {
+        return Err(StepError::transient(format!("VolumeSnapshot {}/{snapshot} is not readyToUse yet", k.ns)));
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub async fn scale(k: &Kube<'_>, w: &WorkloadRef, replicas: u32) -> Result<(), S
 }
 
 /// The replicas recorded by the `scale` step this one depends on.
-fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
+pub(super) fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
     let graph = &k.ctx.graph;
     k.ctx.ancestors().into_iter().find_map(|a| {
         let step = graph.step(a);
@@ -79,7 +79,7 @@ pub async fn scale_back(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> 
 }
 
 /// The label selector of a workload's pods, as a selector string.
-async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String, StepError> {
+pub(super) async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String, StepError> {
     let context = format!("reading {w}");
     let labels = match w.kind {
         WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(|o| o.spec.map(|s| s.selector)),
@@ -133,6 +133,12 @@ fn workload_ready(
     ready.unwrap_or(0) >= wanted && observed.unwrap_or(0) >= generation.unwrap_or(0)
 }
 
+/// Ready, and (when `at` is given) asking for exactly that many replicas.
+fn ready_at(fields: ReadyFields, at: Option<i32>) -> bool {
+    let (wanted, ready, observed, generation) = fields;
+    at.is_none_or(|at| wanted.unwrap_or(1) == at) && workload_ready(wanted, ready, observed, generation)
+}
+
 /// Wanted replicas, ready replicas, observed generation and generation of a workload.
 type ReadyFields = (Option<i32>, Option<i32>, Option<i64>, Option<i64>);
 
@@ -153,24 +159,21 @@ async fn await_ready<K>(
     api: Api<K>,
     name: &str,
     fields: fn(&K) -> ReadyFields,
+    at: Option<i32>,
 ) -> Result<(), kube::runtime::wait::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    let ready = move |o: Option<&K>| {
-        o.is_some_and(|o| {
-            let (wanted, ready, observed, generation) = fields(o);
-            workload_ready(wanted, ready, observed, generation)
-        })
-    };
+    let ready = move |o: Option<&K>| o.is_some_and(|o| ready_at(fields(o), at));
     kube::runtime::wait::await_condition(api, name, ready).await.map(|_| ())
 }
 
-/// Waits, on a watch, until every wanted replica of the workload is ready.
-pub async fn wait_ready(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
+/// Waits, on a watch, until every wanted replica of the workload is ready and (when
+/// `at` is given) the workload asks for exactly `at` replicas.
+pub async fn wait_ready_at(k: &Kube<'_>, w: &WorkloadRef, at: Option<i32>) -> Result<(), StepError> {
     match w.kind {
-        WorkloadKind::StatefulSet => await_ready(k.api::<StatefulSet>(), &w.name, statefulset_fields).await,
-        WorkloadKind::Deployment => await_ready(k.api::<Deployment>(), &w.name, deployment_fields).await,
+        WorkloadKind::StatefulSet => await_ready(k.api::<StatefulSet>(), &w.name, statefulset_fields, at).await,
+        WorkloadKind::Deployment => await_ready(k.api::<Deployment>(), &w.name, deployment_fields, at).await,
     }
     .map_err(|e| StepError::transient(format!("waiting for {w} to be ready: {e}")))
 }
