@@ -141,11 +141,11 @@ pub fn main() -> i32 {
             block_on(async move { commit::commit(&run_id, &target, &run, auto_approve).await })
         }
         Command::Runs { run } => apply::runs(&run).unwrap_or_else(|message| {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::diag::escape(&message));
             1
         }),
         Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::diag::escape(&message));
             1
         }),
     }
@@ -161,7 +161,7 @@ fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32
         }
     };
     runtime.block_on(work).unwrap_or_else(|message| {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", crate::diag::escape(&message));
         1
     })
 }
@@ -210,10 +210,17 @@ fn validate(plans: &[PathBuf], cluster_from: Option<&Path>) -> i32 {
         print_diagnostics(&diags);
         let errors = diags.error_count();
         match (&built, errors) {
-            (Some((_, graph)), 0) => println!("{}: valid ({} steps)", path.display(), graph.len()),
+            (Some((_, graph)), 0) => {
+                println!("{}: valid ({} steps)", crate::diag::escape(&path.display().to_string()), graph.len())
+            }
             _ => {
                 failed += 1;
-                println!("{}: {} problem{}", path.display(), errors.max(1), if errors == 1 { "" } else { "s" });
+                println!(
+                    "{}: {} problem{}",
+                    crate::diag::escape(&path.display().to_string()),
+                    errors.max(1),
+                    if errors == 1 { "" } else { "s" }
+                );
             }
         }
     }
