@@ -179,8 +179,10 @@ fn peak_rss_kib() -> u64 {
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// C0 controls other than line feed and tab, DEL, C1, and the right-to-left override:
+/// written independently of `drplan::diag::escape`, so the two check each other.
 fn has_raw_control(text: &str) -> bool {
-    text.chars().any(|c| c != '\n' && c != '\t' && drplan::diag::escape::is_unsafe(c))
+    text.chars().any(|c| c != '\n' && c != '\t' && (c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c) || c == '\u{202e}'))
 }
 
 /// Everything `dr validate` and `dr graph` do with one input; `Err` says what broke.
