@@ -291,7 +291,11 @@ fn mutated_plans_get_diagnostics_never_crashes() {
         let path = dir.join(format!("input-{}.yaml", iterations % 2));
         std::fs::write(&path, &data).unwrap();
         let mut result = check_in_process(&path, cluster.as_deref());
-        if result.is_ok() && iterations >= seeds.len() && iterations % 50 == 0 && iterations / 50 <= SUBPROCESS_RUNS {
+        if result.is_ok()
+            && iterations >= seeds.len()
+            && iterations.is_multiple_of(50)
+            && iterations / 50 <= SUBPROCESS_RUNS
+        {
             result = check_subprocess(&path);
         }
         if let Err(problem) = result {
