@@ -159,9 +159,10 @@ fn a_chain_at_the_step_limit_validates_and_graphs_without_overflowing_the_stack(
 
 #[test]
 fn graph_walks_do_not_recurse() {
-    // On a 256 KiB stack a recursive walk over 25,000 steps overflows (and aborts the
+    // On a 256 KiB stack a recursive walk over 10,000 steps overflows (and aborts the
     // test binary); iterative ones do not notice.
-    let plan = scratch("chain-small-stack.yaml", &chain(STEP_LIMIT, false));
+    const STEPS: usize = 10_000;
+    let plan = scratch("chain-small-stack.yaml", &chain(STEPS, false));
     let (built, diags) = drplan::cli::load_and_build(&plan, None, false);
     assert!(!diags.has_errors(), "{:?}", diags.iter().next());
     let (_, graph) = built.expect("graph");
@@ -169,13 +170,13 @@ fn graph_walks_do_not_recurse() {
         .stack_size(256 << 10)
         .spawn(move || {
             let (path, _) = graph.critical_path();
-            assert_eq!(path.len(), STEP_LIMIT);
-            assert_eq!(graph.levels().into_iter().max(), Some(STEP_LIMIT - 1));
-            let last = graph.index_of(&format!("s{}", STEP_LIMIT - 1)).unwrap();
-            assert_eq!(graph.ancestors(last).len(), STEP_LIMIT - 1);
+            assert_eq!(path.len(), STEPS);
+            assert_eq!(graph.levels().into_iter().max(), Some(STEPS - 1));
+            let last = graph.index_of(&format!("s{}", STEPS - 1)).unwrap();
+            assert_eq!(graph.ancestors(last).len(), STEPS - 1);
             use drplan::graph::render::{Format, render};
             for format in [Format::Text, Format::Dot, Format::Mermaid] {
-                assert!(render(&graph, format).len() > STEP_LIMIT);
+                assert!(render(&graph, format).len() > STEPS);
             }
         })
         .unwrap();
