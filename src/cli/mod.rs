@@ -217,11 +217,11 @@ pub fn main() -> i32 {
             block_on(async move { commit::commit(&run_id, &target, &state, options).await })
         }
         Command::Runs { output, state } => runs::runs(&state, output).unwrap_or_else(|message| {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::diag::escape(&message));
             1
         }),
         Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::diag::escape(&message));
             1
         }),
         Command::Completions { shell } => {
@@ -242,7 +242,7 @@ fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32
         }
     };
     runtime.block_on(work).unwrap_or_else(|message| {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", crate::diag::escape(&message));
         1
     })
 }
@@ -301,10 +301,17 @@ fn validate(plans: &[PathBuf], cluster_from: &[PathBuf]) -> i32 {
         print_diagnostics(&diags);
         let errors = diags.error_count();
         match (&built, errors) {
-            (Some((_, graph)), 0) => println!("{}: valid ({})", path.display(), plural(graph.len(), "step")),
+            (Some((_, graph)), 0) => {
+                println!(
+                    "{}: valid ({})",
+                    crate::diag::escape(&path.display().to_string()),
+                    plural(graph.len(), "step")
+                )
+            }
             _ => {
                 failed += 1;
-                println!("{}: {}", path.display(), plural(errors.max(1), "problem"));
+                let shown = path.display().to_string();
+                println!("{}: {}", crate::diag::escape(&shown), plural(errors.max(1), "problem"));
             }
         }
     }

@@ -5,10 +5,16 @@
 //! [`Diagnostic`] carries its own source file, so it renders with file, line, column
 //! and a labelled span through miette.
 
-use std::fmt;
-use std::sync::Arc;
+pub mod escape;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SpanContents,
+};
+
+pub use escape::escape;
 
 /// A half-open byte range inside one [`SourceFile`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -38,13 +44,16 @@ pub struct SourceFile {
     name: String,
     text: String,
     line_starts: Vec<usize>,
+    /// The text with control characters masked, for quoting it under a diagnostic;
+    /// made once per file, on first use.
+    masked: OnceLock<String>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<SourceFile> {
         let text = text.into();
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Arc::new(SourceFile { name: name.into(), text, line_starts })
+        Arc::new(SourceFile { name: name.into(), text, line_starts, masked: OnceLock::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -65,12 +74,17 @@ impl SourceFile {
         start + in_line
     }
 
-    /// 1-based line and column of a byte offset.
-    pub fn position_of(&self, offset: usize) -> (usize, usize) {
-        let line_idx = match self.line_starts.binary_search(&offset) {
+    /// 0-based index of the line holding a byte offset.
+    fn line_index(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,
-        };
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn position_of(&self, offset: usize) -> (usize, usize) {
+        let line_idx = self.line_index(offset);
         let start = self.line_starts[line_idx];
         let col = self.text.get(start..offset).map(|s| s.chars().count()).unwrap_or(0);
         (line_idx + 1, col + 1)
@@ -177,24 +191,78 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Display is text for a terminal or a log: escaped like the rendered form.
         match self.location() {
-            Some(loc) => write!(f, "{loc}: {}", self.message),
-            None => f.write_str(&self.message),
+            Some(loc) => write!(f, "{}: {}", escape(&loc), escape(&self.message)),
+            None => f.write_str(&escape(&self.message)),
         }
     }
 }
 
-/// Adapter giving a [`Diagnostic`] to miette's renderer.
+/// Adapter giving a [`Diagnostic`] to miette's renderer, with everything taken from
+/// the input escaped ([`escape`]) so a plan cannot send control sequences to the terminal.
 struct Rendered {
     diag: Diagnostic,
-    named: Option<NamedSource<String>>,
+    snippet: Option<Snippet>,
 }
 
 impl From<&Diagnostic> for Rendered {
     fn from(diag: &Diagnostic) -> Rendered {
-        let named =
-            diag.source.as_ref().map(|s| NamedSource::new(s.name(), s.text().to_string()).with_language("yaml"));
-        Rendered { diag: diag.clone(), named }
+        let mut diag = diag.clone();
+        diag.message = escape(&diag.message).into_owned();
+        diag.help = diag.help.map(|h| escape(&h).into_owned());
+        for label in &mut diag.labels {
+            label.message = escape(&label.message).into_owned();
+        }
+        let snippet = diag.source.clone().map(|file| Snippet { name: escape(file.name()).into_owned(), file });
+        Rendered { diag, snippet }
+    }
+}
+
+/// The source lines quoted under a diagnostic. Reads only the lines around a span
+/// (through the file's line index, so a file with thousands of diagnostics renders
+/// in linear time), masks control characters (byte for byte, so label offsets stay
+/// valid) and reports columns in characters, as [`SourceFile::position_of`] does.
+struct Snippet {
+    name: String,
+    file: Arc<SourceFile>,
+}
+
+impl SourceCode for Snippet {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let file = &self.file;
+        let text = file.masked.get_or_init(|| escape::mask(&file.text).into_owned());
+        let (start, end) = (span.offset(), span.offset() + span.len());
+        if end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            return Err(MietteError::OutOfBounds);
+        }
+        let first = file.line_index(start);
+        let last = file.line_index(end.saturating_sub(1).max(start));
+        let (from, column) = if context_lines_before == 0 {
+            (start, file.position_of(start).1 - 1)
+        } else {
+            (file.line_starts[first.saturating_sub(context_lines_before)], 0)
+        };
+        let to = if context_lines_after == 0 {
+            end
+        } else {
+            file.line_starts.get(last + context_lines_after + 1).copied().unwrap_or(text.len())
+        };
+        let line = if context_lines_before == 0 { first } else { first.saturating_sub(context_lines_before) };
+        let line_count = file.line_index(to.saturating_sub(1).max(from));
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            &text.as_bytes()[from..to],
+            (from, to - from).into(),
+            line,
+            column,
+            line_count,
+        )))
     }
 }
 
@@ -229,7 +297,7 @@ impl miette::Diagnostic for Rendered {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.named.as_ref().map(|n| n as &dyn SourceCode)
+        self.snippet.as_ref().map(|n| n as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

@@ -1,6 +1,6 @@
 //! Building the step graph from a loaded plan: expansion, links, cycles, checks.
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use super::expand::{Fragment, expand_entry};
 use super::{Edge, StepGraph, checks};
 use crate::cluster::ClusterFacts;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::lang::{EntryBody, Intent, LoadedPlan, Spanned, StepEntry};
+use crate::lang::{EntryBody, Intent, LoadedPlan, MAX_STEPS, Spanned, StepEntry};
 
 /// How far to take a plan.
 #[derive(Clone, Copy)]
@@ -57,6 +57,14 @@ pub fn build(loaded: &LoadedPlan, options: BuildOptions<'_>) -> (Option<StepGrap
             ctx.unexpanded.insert(entry.id.value.clone());
             continue;
         };
+        if graph.len() + fragment.steps.len() > MAX_STEPS {
+            let message = format!(
+                "the plan expands into more than {MAX_STEPS} steps (this entry brings it to {}); split it into several plans",
+                graph.len() + fragment.steps.len()
+            );
+            ctx.error("drplan::input::too_many_steps", entry.kind_span, message, "over the step limit");
+            return (None, ctx.diags);
+        }
         let placed = place_fragment(&mut graph, fragment);
         fragments.insert(entry.id.value.as_str(), placed);
     }
@@ -199,15 +207,26 @@ fn connect(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {
     }
 }
 
+/// Cycles longer than this are printed shortened: the first and last steps and the count.
+const CYCLE_SHOWN: usize = 8;
+/// At most this many `after:` references of one cycle are labelled in the source.
+const CYCLE_LABELS: usize = 6;
+
 /// Reports every dependency cycle with the chain of steps that forms it.
+///
+/// Linear in the size of the graph: strongly connected components by Kosaraju's
+/// algorithm (petgraph's is iterative, so a 100,000-step chain cannot overflow the
+/// stack), then one breadth-first search inside each component.
 fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
-    for component in tarjan_scc(&graph.graph) {
+    let mut components = kosaraju_scc(&graph.graph);
+    components.iter_mut().for_each(|c| c.sort());
+    components.sort_by_key(|c| c[0]);
+    for component in components {
         let self_loop = component.len() == 1 && graph.graph.contains_edge(component[0], component[0]);
         if component.len() < 2 && !self_loop {
             continue;
         }
         let cycle = cycle_within(graph, &component);
-        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&n| graph.step(n).id.as_str()).collect();
         let mut spans = Vec::new();
         for pair in cycle.iter().zip(cycle.iter().cycle().skip(1)) {
             if let Some(edge) = graph.graph.find_edge(*pair.0, *pair.1)
@@ -219,13 +238,10 @@ fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         }
         spans.sort_by_key(|(s, _)| s.start);
         spans.dedup_by_key(|(s, _)| *s);
+        let unlabelled = spans.len().saturating_sub(CYCLE_LABELS);
+        spans.truncate(CYCLE_LABELS);
         let primary = spans.first().map(|(s, _)| *s).unwrap_or(graph.step(cycle[0]).origin);
-        let diag = ctx.error(
-            "drplan::plan::cycle",
-            primary,
-            format!("dependency cycle: {}", names.join(" → ")),
-            "part of the cycle",
-        );
+        let diag = ctx.error("drplan::plan::cycle", primary, cycle_message(graph, &cycle), "part of the cycle");
         diag.labels.clear();
         for (span, message) in spans {
             diag.labels.push(crate::diag::Label { span, message });
@@ -233,19 +249,42 @@ fn report_cycles(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         if diag.labels.is_empty() {
             diag.labels.push(crate::diag::Label { span: primary, message: "part of the cycle".into() });
         }
-        diag.help = Some("remove one of these `after:` references so the steps can run in order".into());
+        let more = if unlabelled > 0 { format!(" ({unlabelled} more are not marked)") } else { String::new() };
+        diag.help = Some(format!("remove one of these `after:` references so the steps can run in order{more}"));
     }
+}
+
+/// `dependency cycle: a → b → c → a`, or for a long cycle its first and last steps
+/// and the count, so a 10,000-step cycle is one readable line.
+fn cycle_message(graph: &StepGraph, cycle: &[NodeIndex]) -> String {
+    let id = |n: &NodeIndex| graph.step(*n).id.as_str();
+    if cycle.len() <= CYCLE_SHOWN {
+        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(id).collect();
+        return format!("dependency cycle: {}", names.join(" → "));
+    }
+    let head: Vec<&str> = cycle[..3].iter().map(id).collect();
+    let tail: Vec<&str> = cycle[cycle.len() - 2..].iter().chain(cycle.first()).map(id).collect();
+    format!(
+        "dependency cycle of {} steps: {} → … ({} more) … → {}",
+        cycle.len(),
+        head.join(" → "),
+        cycle.len() - 5,
+        tail.join(" → ")
+    )
 }
 
 /// One simple cycle through the strongly connected component, as a list of nodes.
 fn cycle_within(graph: &StepGraph, component: &[NodeIndex]) -> Vec<NodeIndex> {
-    let in_component = |n: NodeIndex| component.contains(&n);
+    let mut in_component = vec![false; graph.len()];
+    for n in component {
+        in_component[n.index()] = true;
+    }
     let start = *component.iter().min().expect("components are never empty");
     // Breadth-first search from `start` back to itself inside the component.
     let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
-        for s in graph.successors(n).filter(|&s| in_component(s)) {
+        for s in graph.successors(n).filter(|&s| in_component[s.index()]) {
             if s == start {
                 let mut path = vec![n];
                 while let Some(&p) = parent.get(path.last().expect("non-empty")) {

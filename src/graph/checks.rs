@@ -1,6 +1,6 @@
 //! Safety checks on the expanded graph: the orderings that, done wrong, lose data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use petgraph::graph::NodeIndex;
 
@@ -10,13 +10,14 @@ use crate::steps::manifests::expand_name;
 use crate::steps::*;
 
 pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
+    let mut ready_waits = HashMap::new();
     for (index, step) in graph.steps() {
         let Some(action) = step.action() else {
             continue;
         };
         match action {
             Action::DeletePvc(p) => {
-                check_snapshot_before_delete(ctx, graph, index, p);
+                check_snapshot_before_delete(ctx, graph, index, p, &mut ready_waits);
                 check_quiesced_before_delete(ctx, graph, index, p);
                 check_retained_before_delete(ctx, graph, index, p);
             }
@@ -80,16 +81,26 @@ fn check_quiesce_windows(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         }
     }
     for ((_, _, workload), windows) in by_workload {
+        // Each window's ancestors once, as a bit set: comparing every pair stays cheap.
+        let before: Vec<Vec<u64>> = windows.iter().map(|w| ancestor_bits(graph, w.down)).collect();
+        let is_before = |set: &[u64], n: NodeIndex| set[n.index() / 64] & (1 << (n.index() % 64)) != 0;
         for (i, first) in windows.iter().enumerate() {
-            for second in &windows[i + 1..] {
-                let ordered = graph.ancestors(second.down).contains(&first.back)
-                    || graph.ancestors(first.down).contains(&second.back);
+            for (j, second) in windows.iter().enumerate().skip(i + 1) {
+                let ordered = is_before(&before[j], first.back) || is_before(&before[i], second.back);
                 if !ordered {
                     report_overlap(ctx, graph, workload, first, second);
                 }
             }
         }
     }
+}
+
+fn ancestor_bits(graph: &StepGraph, index: NodeIndex) -> Vec<u64> {
+    let mut bits = vec![0u64; graph.len().div_ceil(64)];
+    for a in graph.ancestors(index) {
+        bits[a.index() / 64] |= 1 << (a.index() % 64);
+    }
+    bits
 }
 
 fn report_overlap(ctx: &mut Ctx<'_>, graph: &StepGraph, workload: &WorkloadRef, first: &Window, second: &Window) {
@@ -112,7 +123,16 @@ fn snapshot_of(graph: &StepGraph, candidate: NodeIndex, at: NodeIndex, claim: &s
 }
 
 /// A PVC may only be deleted after a snapshot of it, taken in this run, is ready.
-fn check_snapshot_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: NodeIndex, p: &DeletePvcParams) {
+///
+/// `ready_waits` remembers, per wait step, whether a snapshot of its claim precedes it,
+/// so a long chain of deletions does not walk the same ancestors again for every wait.
+fn check_snapshot_before_delete(
+    ctx: &mut Ctx<'_>,
+    graph: &StepGraph,
+    index: NodeIndex,
+    p: &DeletePvcParams,
+    ready_waits: &mut HashMap<NodeIndex, bool>,
+) {
     if p.accept_data_loss || ctx.loaded.plan.accept_data_loss {
         return;
     }
@@ -123,7 +143,10 @@ fn check_snapshot_before_delete(ctx: &mut Ctx<'_>, graph: &StepGraph, index: Nod
         let waits_ready = s.cluster == here.cluster
             && s.namespace == here.namespace
             && matches!(s.action(), Some(Action::Wait(WaitParams { condition: WaitCondition::SnapshotReady { claim }, .. })) if claim.value == p.claim.value);
-        waits_ready && graph.ancestors(a).into_iter().any(|b| snapshot_of(graph, b, index, &p.claim.value))
+        waits_ready
+            && *ready_waits
+                .entry(a)
+                .or_insert_with(|| graph.ancestors(a).into_iter().any(|b| snapshot_of(graph, b, index, &p.claim.value)))
     });
     if !ready_wait {
         let message = format!(

@@ -247,6 +247,11 @@ fn claims_from_template(
         ctx.error("drplan::facts::not_found", template.span, message, "unknown claim template");
         return None;
     }
+    if workload.replicas as usize > crate::lang::MAX_STEPS {
+        let message = format!("{} has {} replicas, more than a plan can restore", p.workload, workload.replicas);
+        ctx.error("drplan::input::too_many_steps", template.span, message, "over the step limit");
+        return None;
+    }
     let claims = (0..workload.replicas)
         .map(|ordinal| Spanned::new(format!("{}-{}-{ordinal}", template.value, p.workload.name), template.span))
         .collect();

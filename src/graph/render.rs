@@ -18,6 +18,8 @@ pub enum Format {
 
 pub fn render(graph: &StepGraph, format: Format) -> String {
     match format {
+        // Ids and names come from the plan: escaped before they reach a terminal. DOT
+        // and Mermaid escape each string they quote.
         Format::Text => text(graph),
         Format::Dot => dot(graph),
         Format::Mermaid => mermaid(graph),
@@ -64,11 +66,11 @@ pub fn text(graph: &StepGraph) -> String {
             step.describe(),
         );
     }
-    out
+    crate::diag::escape(&out).into_owned()
 }
 
 fn dot_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    crate::diag::escape(s).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Graphviz DOT: one cluster box per plan entry, critical path in red.
@@ -115,7 +117,7 @@ pub fn dot(graph: &StepGraph) -> String {
 }
 
 fn mermaid_escape(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    crate::diag::escape(s).replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
 }
 
 /// Mermaid flowchart (renders in GitHub pull requests): critical path styled.

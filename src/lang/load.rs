@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::de::{DeError, DeErrorKind, Spanned, closest, from_node};
 use super::model::*;
+use super::names::{self, BadName};
 use super::yaml::{self, Limits, Node, Value};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 
@@ -40,6 +41,11 @@ pub const ACTION_KINDS: &[&str] = &[
     "efsCreateReplication",
     "efsSetOverwriteProtection",
 ];
+
+/// Most steps a plan may have, written or expanded from intents. A generous bound (a
+/// restore of 1,000 StatefulSets of 3 replicas is 19,000 steps) that keeps `dr validate`
+/// fast on any input: some safety checks look at every step's ancestors.
+pub const MAX_STEPS: usize = 25_000;
 
 const TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "clusters", "objectives", "acceptDataLoss", "steps"];
 const ENTRY_FIELDS: &[&str] = &["id", "after", "before", "description"];
@@ -100,6 +106,12 @@ impl Decoder {
         self.diags.push(Diagnostic::error(code, message).in_file(&self.source).with_label(span, label));
     }
 
+    fn report_names(&mut self, bad: Vec<BadName>) {
+        for BadName { span, message } in bad {
+            self.error("drplan::plan::invalid_name", span, message, "Kubernetes would refuse this name");
+        }
+    }
+
     fn decode<'a, T: serde::Deserialize<'a>>(&mut self, node: &'a Node) -> Option<T> {
         match from_node(node) {
             Ok(v) => Some(v),
@@ -149,6 +161,9 @@ fn decode_plan(source: Arc<SourceFile>, documents: Vec<Node>) -> (Option<LoadedP
     if let Some(clusters) = &clusters {
         check_clusters(&mut d, root, clusters);
     }
+    let mut bad_names = Vec::new();
+    names::check_plan_header(root, &mut bad_names);
+    d.report_names(bad_names);
     let (Some(api_version), Some(kind), Some(metadata), Some(clusters)) = (api_version, kind, metadata, clusters)
     else {
         return (None, d.diags);
@@ -216,6 +231,14 @@ fn decode_steps(d: &mut Decoder, node: &Node, broken: &mut HashSet<String>) -> V
         );
         return Vec::new();
     };
+    if items.len() > MAX_STEPS {
+        let message = format!(
+            "the plan has {} steps, more than the limit of {MAX_STEPS}; split it into several plans",
+            items.len()
+        );
+        d.error("drplan::input::too_many_steps", d.source.first_line(node.span), message, "too many steps");
+        return Vec::new();
+    }
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         match decode_entry(d, item) {
@@ -307,6 +330,9 @@ fn decode_entry(d: &mut Decoder, item: &Node) -> Option<StepEntry> {
         }
         return None;
     };
+    let mut bad_names = Vec::new();
+    names::check_step_body(kind_value, &mut bad_names);
+    d.report_names(bad_names);
     let single = Node { span: item.span, value: Value::Map(vec![(kind_key.clone(), kind_value.clone())]) };
     let body = if INTENT_KINDS.contains(&kind_key.scalar_text().as_str()) {
         d.decode::<Intent>(&single).map(EntryBody::Intent)

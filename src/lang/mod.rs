@@ -6,11 +6,12 @@
 pub mod de;
 pub mod load;
 pub mod model;
+pub mod names;
 pub mod schema;
 mod values;
 pub mod yaml;
 
 pub use de::Spanned;
-pub use load::{LoadedPlan, load_plan, load_plan_str};
+pub use load::{LoadedPlan, MAX_STEPS, load_plan, load_plan_str};
 pub use model::*;
 pub use values::{Duration, Quantity};

@@ -70,6 +70,14 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// Largest storage size accepted: 1 EiB, a million times the largest single disk any
+/// cloud offers (64 TiB), and far from `u64` (Kubernetes keeps quantities in an int64).
+pub const MAX_BYTES: u128 = 1 << 60;
+
+/// Longest duration accepted (timeouts, RTO, RPO): 366 days. Anything longer is a typo
+/// (`999999999h`), and stays far from the limits of timers and timestamps.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
 const SUFFIXES: &[(&str, u128)] = &[
     ("Ki", 1 << 10),
     ("Mi", 1 << 20),
@@ -115,6 +123,9 @@ impl FromStr for Quantity {
             .ok_or_else(invalid)?;
         if bytes == 0 {
             return Err(format!("invalid quantity `{text}`: a storage size must be greater than zero"));
+        }
+        if bytes > MAX_BYTES {
+            return Err(format!("invalid quantity `{text}`: a storage size must be at most 1Ei (2^60 bytes)"));
         }
         Ok(Quantity { text: trimmed.to_string(), bytes })
     }
@@ -186,6 +197,9 @@ impl FromStr for Duration {
         if parsed.is_zero() {
             return Err(format!("invalid duration `{text}`: must be greater than zero"));
         }
+        if parsed > MAX_DURATION {
+            return Err(format!("invalid duration `{text}`: must be at most 366 days"));
+        }
         Ok(Duration(parsed))
     }
 }
@@ -232,7 +246,19 @@ mod tests {
 
     #[test]
     fn bad_quantities_are_refused() {
-        for bad in ["", "Gi", "2GB", "-1Gi", "1.2.3Gi", "0", "two", "99999999999999999999999Ei"] {
+        for bad in [
+            "",
+            "Gi",
+            "2GB",
+            "-1Gi",
+            "1.2.3Gi",
+            "0",
+            "two",
+            "99999999999999999999999Ei",
+            "18446744073709551616",
+            "2Ei",
+            "1025Pi",
+        ] {
             assert!(bad.parse::<Quantity>().is_err(), "{bad} should be invalid");
         }
     }
@@ -242,5 +268,10 @@ mod tests {
         assert_eq!("1h30m".parse::<Duration>().unwrap().as_secs(), 5400);
         assert!("soon".parse::<Duration>().is_err());
         assert!("0s".parse::<Duration>().is_err());
+        assert_eq!("366d".parse::<Duration>().unwrap().as_secs(), 366 * 86400);
+        for too_long in ["367d", "999999999h", "18446744073709551616ns", "584942417355y"] {
+            assert!(too_long.parse::<Duration>().is_err(), "{too_long} should be refused");
+        }
+        assert_eq!("1Ei".parse::<Quantity>().unwrap().bytes(), 1 << 60);
     }
 }

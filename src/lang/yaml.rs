@@ -190,12 +190,24 @@ pub fn parse_bytes(name: &str, bytes: Vec<u8>, limits: Limits) -> Result<YamlFil
         Ok(text) => text,
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
+            // Located like every other diagnostic: the text up to the bad byte is valid,
+            // so offsets in the lossy copy are exact there.
+            let source = SourceFile::new(name, String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let width = source.text()[at..].chars().next().map_or(0, char::len_utf8);
             return Err(Diagnostic::error(
                 "drplan::input::not_text",
-                format!("{name}: not a UTF-8 text file (invalid byte at offset {at}); is this a binary file?"),
-            ));
+                format!("not a UTF-8 text file (invalid byte at offset {at}); is this a binary file?"),
+            )
+            .in_file(&source)
+            .with_label(Span::new(at, at + width), "not UTF-8"));
         }
     };
+    // A UTF-8 byte order mark is accepted and dropped before anything counts
+    // columns, so positions on the first line are the ones an editor shows.
+    let mut text = text;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     let source = SourceFile::new(name, text);
     if let Some(at) = source.text().find('\0') {
         return Err(Diagnostic::error("drplan::input::not_text", "file contains a NUL byte; is this a binary file?")

@@ -160,10 +160,10 @@ impl PlanReport<'_> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for round in self.changes.chunks(DIFF_BATCH * threads) {
             for text in render_in_parallel(round) {
-                out.write_all(&text)?;
+                write_escaped(out, &String::from_utf8_lossy(&text))?;
             }
         }
-        out.write_all(self.steps_text().as_bytes())
+        write_escaped(out, &self.steps_text())
     }
 
     /// The step list and the summary.
@@ -208,6 +208,12 @@ impl PlanReport<'_> {
             "criticalPath": self.critical_path_left().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Names, ids and object contents come from the plan and the cluster: never write
+/// them raw to a terminal ([`crate::diag::escape`]).
+fn write_escaped(out: &mut dyn io::Write, text: &str) -> io::Result<()> {
+    out.write_all(crate::diag::escape(text).as_bytes())
 }
 
 /// Objects whose diffs one thread renders at a time: enough to make starting a thread
