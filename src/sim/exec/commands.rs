@@ -43,18 +43,7 @@ impl Session<'_> {
         let name = program.rsplit('/').next().unwrap_or(program);
         matches!(
             name,
-            "sh" | "bash"
-                | "mv"
-                | "rm"
-                | "cp"
-                | "mkdir"
-                | "test"
-                | "ls"
-                | "cat"
-                | "echo"
-                | "true"
-                | "false"
-                | "sleep"
+            "sh" | "bash" | "mv" | "rm" | "cp" | "mkdir" | "test" | "ls" | "cat" | "echo" | "true" | "false" | "sleep"
         ) || (self.container.is_etcd && matches!(name, "etcdctl" | "etcdutl"))
     }
 

@@ -91,7 +91,8 @@ pub fn start(state: &mut State, pod: &Value) {
     let args: Vec<&str> = words.iter().map(String::as_str).collect();
     let name = flag(&args, "name").unwrap_or_else(|| "default".into());
     let data_dir = normalize("", &flag(&args, "data-dir").unwrap_or_else(|| format!("{name}.etcd")));
-    let peer_urls = split_urls(&flag(&args, "initial-advertise-peer-urls").unwrap_or_else(|| "http://localhost:2380".into()));
+    let peer_urls =
+        split_urls(&flag(&args, "initial-advertise-peer-urls").unwrap_or_else(|| "http://localhost:2380".into()));
     let fs = ContainerFs::of(state, pod, container);
     let member = match read_db(&fs, state, &data_dir) {
         Some(db) => Member {
@@ -124,7 +125,12 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 fn kvs_of(value: &Value) -> BTreeMap<String, String> {
-    value.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
 }
 
 fn read_db(fs: &ContainerFs, state: &State, data_dir: &str) -> Option<Value> {
@@ -157,7 +163,8 @@ fn persist(state: &mut State, member: &Member, create: bool) {
 fn member_of(session: &Session<'_>, state: &mut State) -> Option<Member> {
     let uid = &session.container.pod_uid;
     if !state.exec.etcd.contains_key(uid) {
-        let pod = state.get(&crate::sim::registry::keys::pods(), &session.container.namespace, &session.container.pod)?;
+        let pod =
+            state.get(&crate::sim::registry::keys::pods(), &session.container.namespace, &session.container.pod)?;
         start(state, &pod);
     }
     state.exec.etcd.get(uid).cloned()
@@ -174,9 +181,15 @@ fn kv_hash(kvs: &BTreeMap<String, String>) -> String {
 }
 
 /// Reads and checks a snapshot file: (revision, keys, hash, size).
-fn read_snapshot(session: &Session<'_>, state: &State, path: &str) -> Result<(u64, BTreeMap<String, String>, String, usize), String> {
-    let bytes = session.fs.read(state, &session.path(path)).map_err(|e| format!("open {path}: {}", e.text().to_lowercase()))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|_| "snapshot file integrity check failed".to_string())?;
+fn read_snapshot(
+    session: &Session<'_>,
+    state: &State,
+    path: &str,
+) -> Result<(u64, BTreeMap<String, String>, String, usize), String> {
+    let bytes =
+        session.fs.read(state, &session.path(path)).map_err(|e| format!("open {path}: {}", e.text().to_lowercase()))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| "snapshot file integrity check failed".to_string())?;
     let kvs = kvs_of(&value["kvs"]);
     let hash = value["hash"].as_str().unwrap_or_default().to_string();
     if value["format"] != "drplan-sim-etcd-snapshot/v1" || hash != kv_hash(&kvs) {
@@ -322,9 +335,14 @@ pub fn etcdutl(session: &mut Session<'_>, args: &[&str]) -> i32 {
             let name = flag(args, "name").unwrap_or_else(|| "default".into());
             let data_dir_written = flag(args, "data-dir").unwrap_or_else(|| format!("{name}.etcd"));
             let data_dir = session.path(&data_dir_written);
-            let peer_urls = split_urls(&flag(args, "initial-advertise-peer-urls").unwrap_or_else(|| "http://localhost:2380".into()));
+            let peer_urls = split_urls(
+                &flag(args, "initial-advertise-peer-urls").unwrap_or_else(|| "http://localhost:2380".into()),
+            );
             let cluster = flag(args, "initial-cluster").unwrap_or_else(|| format!("{name}={}", peer_urls.join(",")));
-            let listed = cluster.split(',').filter_map(|m| m.split_once('=')).any(|(n, u)| n == name && peer_urls.iter().any(|p| p == u));
+            let listed = cluster
+                .split(',')
+                .filter_map(|m| m.split_once('='))
+                .any(|(n, u)| n == name && peer_urls.iter().any(|p| p == u));
             let failure = if session.fs.node(&state, &data_dir).is_some() {
                 Some(format!("data-dir {data_dir_written:?} exists"))
             } else if !listed {
@@ -337,12 +355,21 @@ pub fn etcdutl(session: &mut Session<'_>, args: &[&str]) -> i32 {
                 (Some(why), _) | (None, Err(why)) => Err(why),
                 (None, Ok((revision, kvs, _, _))) => {
                     let incarnation = state.rng.next_u64() >> 12;
-                    let member = Member { name: name.clone(), peer_urls, data_dir: data_dir.clone(), incarnation, revision, kvs, fs: session.fs.clone() };
+                    let member = Member {
+                        name: name.clone(),
+                        peer_urls,
+                        data_dir: data_dir.clone(),
+                        incarnation,
+                        revision,
+                        kvs,
+                        fs: session.fs.clone(),
+                    };
                     let made = session
                         .fs
                         .mkdir(&mut state, &format!("{data_dir}/member/snap"), true)
                         .and_then(|()| session.fs.mkdir(&mut state, &format!("{data_dir}/member/wal"), true));
-                    made.map(|()| persist(&mut state, &member, true)).map_err(|e| format!("mkdir {data_dir_written}: {}", e.text().to_lowercase()))
+                    made.map(|()| persist(&mut state, &member, true))
+                        .map_err(|e| format!("mkdir {data_dir_written}: {}", e.text().to_lowercase()))
                 }
             };
             drop(state);
@@ -360,7 +387,10 @@ pub fn etcdutl(session: &mut Session<'_>, args: &[&str]) -> i32 {
         }
         _ => {
             drop(state);
-            session.err(&format!("Error: unknown command {:?} for \"etcdutl\" (simulated: snapshot status, snapshot restore)", words.join(" ")));
+            session.err(&format!(
+                "Error: unknown command {:?} for \"etcdutl\" (simulated: snapshot status, snapshot restore)",
+                words.join(" ")
+            ));
             1
         }
     }

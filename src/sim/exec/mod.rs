@@ -110,9 +110,7 @@ fn container_of(state: &State, ns: &str, pod: &str, wanted: Option<&str>) -> Res
     };
     let name = chosen["name"].as_str().unwrap_or_default();
     if object["status"]["phase"] != "Running" || object["metadata"]["deletionTimestamp"].is_string() {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: container not found (\"{name}\")"
-        )));
+        return Err(ApiError::bad_request(format!("unable to upgrade connection: container not found (\"{name}\")")));
     }
     Ok(Container {
         namespace: ns.to_string(),
@@ -127,10 +125,18 @@ fn container_of(state: &State, ns: &str, pod: &str, wanted: Option<&str>) -> Res
 /// Runs `argv` in the container (blocking: commands take the state lock as they go).
 pub fn run(shared: &Shared, container: &Container, argv: &[String]) -> Output {
     let fs = {
-        let state = shared.lock();
+        let mut state = shared.lock();
         let pod = state.get(&keys::pods(), &container.namespace, &container.pod);
+        // A pod loaded already running: its etcd started before anyone could look.
+        if let Some(pod) =
+            pod.as_ref().filter(|_| container.is_etcd && !state.exec.etcd.contains_key(&container.pod_uid))
+        {
+            etcd::start(&mut state, pod);
+        }
         let spec = pod.as_ref().and_then(|p| {
-            p["spec"]["containers"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == container.name.as_str()).cloned())
+            p["spec"]["containers"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == container.name.as_str()).cloned())
         });
         match (pod, spec) {
             (Some(pod), Some(spec)) => fs::ContainerFs::of(&state, &pod, &spec),
@@ -173,7 +179,12 @@ fn negotiate(req: &Request<Incoming>) -> Option<&'static str> {
 /// Serves `pods/NAME/exec`: checks the request, runs the command, then upgrades the
 /// connection and streams the output and exit status. Errors before the upgrade are
 /// the API's Status errors (404 unknown pod, 400 bad container or protocol).
-pub async fn serve(shared: &Arc<Shared>, req: Request<Incoming>, ns: &str, pod: &str) -> Result<Response<()>, ApiError> {
+pub async fn serve(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+) -> Result<Response<()>, ApiError> {
     let query = parse_query(req.uri().query());
     let container = container_of(&shared.lock(), ns, pod, query.container.as_deref())?;
     if query.command.is_empty() {
@@ -236,7 +247,8 @@ where
         bytes.extend_from_slice(data);
         Message::binary(bytes)
     };
-    for (wanted, channel, data) in [(streams.stdout, STDOUT, &output.stdout), (streams.stderr, STDERR, &output.stderr)] {
+    for (wanted, channel, data) in [(streams.stdout, STDOUT, &output.stdout), (streams.stderr, STDERR, &output.stderr)]
+    {
         // Frames of at most 32 KiB, like the kubelet's copy buffer.
         for chunk in data.chunks(32 << 10).filter(|_| wanted) {
             ws.send(frame(channel, chunk)).await?;
@@ -256,7 +268,8 @@ mod tests {
 
     #[test]
     fn repeated_command_words_keep_their_order() {
-        let query = parse_query(Some("command=sh&command=-c&command=echo%20hi%20%26%26%20exit%203&container=etcd&stdout=true"));
+        let query =
+            parse_query(Some("command=sh&command=-c&command=echo%20hi%20%26%26%20exit%203&container=etcd&stdout=true"));
         assert_eq!(query.command, ["sh", "-c", "echo hi && exit 3"]);
         assert_eq!(query.container.as_deref(), Some("etcd"));
         assert!(query.stdout && !query.stderr);
