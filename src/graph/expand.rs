@@ -519,14 +519,15 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
 fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
     let (cluster, namespace) = scope_fields(scope);
     let exec = |command: Vec<String>| {
-        Action::Exec(ExecParams {
+        ExecParams {
             cluster: cluster.clone(),
             namespace: namespace.clone(),
             pod: p.etcd_pod.clone(),
             container: p.container.clone(),
             command,
             timeout: p.timeout.clone(),
-        })
+            ..ExecParams::default()
+        }
     };
     let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<String>>();
     let restored_dir = format!("{}-restored", p.data_dir);
@@ -545,13 +546,22 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         }
     }
     // The old data directory stays beside the restored one until the run is committed.
-    let swap = p.swap_command.clone().unwrap_or_else(|| {
-        let swap = format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir);
-        vec!["sh".into(), "-c".into(), swap]
-    });
-    let snapshot = f.push(scope, "snapshot", exec(save));
+    let kept = format!("{}.before-restore", p.data_dir);
+    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    let swap = match &p.swap_command {
+        // A command of the plan's own: drplan cannot tell whether it ran, so never twice.
+        Some(command) => exec(command.clone()),
+        None => ExecParams {
+            // Done when the old directory is kept and the restored one moved in.
+            unless: Some(sh(format!("test -e {kept} && test ! -e {restored_dir}"))),
+            undo: Some(sh(format!("mv {dir} {restored_dir} && mv {kept} {dir}", dir = p.data_dir))),
+            ..exec(sh(format!("mv {dir} {kept} && mv {restored_dir} {dir}", dir = p.data_dir)))
+        },
+    };
+    // Taking the snapshot again, or checking it again, changes nothing that matters.
+    let snapshot = f.push(scope, "snapshot", Action::Exec(ExecParams { idempotent: true, ..exec(save) }));
     let status = words(&["etcdutl", "snapshot", "status", &p.snapshot_path, "-w", "table"]);
-    let verify = f.then(scope, &[snapshot], "verify", exec(status));
+    let verify = f.then(scope, &[snapshot], "verify", Action::Exec(ExecParams { idempotent: true, ..exec(status) }));
     let down = f.then(scope, &[verify], "apiserver-down", scale(scope, &p.api_server, 0));
     let gone = f.then(
         scope,
@@ -559,8 +569,14 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         "apiserver-gone",
         wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
     );
-    let restored = f.then(scope, &[gone], "restore", exec(restore));
-    let swapped = f.then(scope, &[restored], "swap-data-dir", exec(swap));
+    // etcdutl refuses an existing data dir: the restored directory existing means done.
+    let restore = ExecParams {
+        creates: Some(restored_dir.clone()),
+        undo: Some(vec!["rm".into(), "-rf".into(), restored_dir.clone()]),
+        ..exec(restore)
+    };
+    let restored = f.then(scope, &[gone], "restore", Action::Exec(restore));
+    let swapped = f.then(scope, &[restored], "swap-data-dir", Action::Exec(swap));
     // etcd reads its data directory only at start: restart the member on the new one.
     let restart = Action::RestartPod(RestartPodParams {
         cluster: cluster.clone(),

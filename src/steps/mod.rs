@@ -10,6 +10,7 @@ mod action;
 pub mod kube;
 pub mod manifests;
 mod refs;
+pub mod redact;
 
 pub use action::*;
 pub use refs::*;

@@ -3,6 +3,7 @@
 //! and each re-checking its safety interlocks against live state before acting.
 
 pub mod commit;
+mod exec;
 mod objects;
 pub mod undo;
 mod volumes;
@@ -81,6 +82,7 @@ impl StepRunner for KubeRunner {
                 let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, workloads::restart_pod(&k, &p.pod)).await
             }
+            Action::Exec(p) => exec::run(&k, p, self.timeout_of(&p.timeout)).await,
             other => Err(StepError::new(
                 ErrorKind::Unsupported,
                 format!("`{}` steps cannot be executed by this build yet", other.kind_name()),

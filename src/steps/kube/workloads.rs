@@ -79,7 +79,7 @@ pub async fn scale_back(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> 
 }
 
 /// The label selector of a workload's pods, as a selector string.
-async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String, StepError> {
+pub(super) async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String, StepError> {
     let context = format!("reading {w}");
     let labels = match w.kind {
         WorkloadKind::StatefulSet => k.api::<StatefulSet>().get(&w.name).await.map(|o| o.spec.map(|s| s.selector)),
