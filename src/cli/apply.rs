@@ -445,6 +445,9 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
+    for id in crate::steps::kube::undo::not_undoable(&applied, &original) {
+        eprintln!("Rollback cannot undo step {id}: it ran a command in a pod and names no `undo:` command");
+    }
     let record = match existing {
         Some(record) => record,
         None => {

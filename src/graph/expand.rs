@@ -518,16 +518,14 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
 
 fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
     let (cluster, namespace) = scope_fields(scope);
-    let exec = |command: Vec<String>| {
-        ExecParams {
-            cluster: cluster.clone(),
-            namespace: namespace.clone(),
-            pod: p.etcd_pod.clone(),
-            container: p.container.clone(),
-            command,
-            timeout: p.timeout.clone(),
-            ..ExecParams::default()
-        }
+    let exec = |command: Vec<String>| ExecParams {
+        cluster: cluster.clone(),
+        namespace: namespace.clone(),
+        pod: p.etcd_pod.clone(),
+        container: p.container.clone(),
+        command,
+        timeout: p.timeout.clone(),
+        ..ExecParams::default()
     };
     let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<String>>();
     let restored_dir = format!("{}-restored", p.data_dir);

@@ -109,7 +109,7 @@ impl PlanReport<'_> {
             gib if gib > 0.0 => format!(" + {gib:.1} GiB if fallbacks run"),
             _ => String::new(),
         };
-        format!(
+        let summary = format!(
             "Plan: {} to create, {} to change, {} to replace, {} to delete{}. {} steps to run{conditional} ({} destructive, {:.1} GiB of claims deleted{at_risk_if_fallback}), {} satisfied, {} blocked; critical path {} steps, about {}.",
             self.count(ChangeKind::Create),
             self.count(ChangeKind::Update),
@@ -123,7 +123,24 @@ impl PlanReport<'_> {
             self.blocked().len(),
             path.len(),
             humantime::format_duration(total),
-        )
+        );
+        summary + &self.exec_note()
+    }
+
+    /// Commands run in pods change what the plan cannot see: say so.
+    fn exec_note(&self) -> String {
+        let execs = self
+            .graph
+            .steps()
+            .filter(|(_, s)| s.kind_name() == "exec")
+            .filter(|(_, s)| self.states.iter().any(|(id, st)| id == &s.id && will_or_may_run(st)))
+            .count();
+        match execs {
+            0 => String::new(),
+            n => format!(
+                " {n} exec steps run commands in pods: their effect cannot be predicted and is not shown above."
+            ),
+        }
     }
 
     /// The review text: objects with diffs, then steps, then the summary.

@@ -9,8 +9,8 @@
 mod action;
 pub mod kube;
 pub mod manifests;
-mod refs;
 pub mod redact;
+mod refs;
 
 pub use action::*;
 pub use refs::*;

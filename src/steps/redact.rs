@@ -47,9 +47,10 @@ fn redact_private_keys(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
-        let header_end = rest[start..].find("-----\n").map(|e| start + e).or_else(|| {
-            rest[start + 11..].find("-----").map(|e| start + 11 + e)
-        });
+        let header_end = rest[start..]
+            .find("-----\n")
+            .map(|e| start + e)
+            .or_else(|| rest[start + 11..].find("-----").map(|e| start + 11 + e));
         let is_private = header_end.is_some_and(|e| rest[start..e].contains("PRIVATE KEY"));
         if !is_private {
             out.push_str(&rest[..start + 11]);
@@ -79,11 +80,7 @@ fn redact_tokens(text: &str) -> String {
     for piece in text.split_inclusive(|c: char| c.is_whitespace()) {
         let word = piece.trim_end();
         let space = &piece[word.len()..];
-        let shown = if bearer && !word.is_empty() {
-            REDACTED.to_string()
-        } else {
-            redact_word(word)
-        };
+        let shown = if bearer && !word.is_empty() { REDACTED.to_string() } else { redact_word(word) };
         bearer = word.eq_ignore_ascii_case("bearer") || (bearer && word.is_empty());
         out.push_str(&shown);
         out.push_str(space);
@@ -126,7 +123,9 @@ mod tests {
     #[test]
     fn secret_values_keys_and_tokens_are_redacted() {
         let key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIO\n-----END EC PRIVATE KEY-----\n";
-        let text = format!("user ok\npass: hunter22\n{key}cert -----BEGIN CERTIFICATE-----\nAuth: Bearer abc.def\nAKIAABCDEFGHIJKLMNOP eyJhbGciOi.eyJzdWIiOiIxMjM0.sig");
+        let text = format!(
+            "user ok\npass: hunter22\n{key}cert -----BEGIN CERTIFICATE-----\nAuth: Bearer abc.def\nAKIAABCDEFGHIJKLMNOP eyJhbGciOi.eyJzdWIiOiIxMjM0.sig"
+        );
         let shown = redact_text(&text, &["hunter22".into(), "ok".into()]);
         assert!(!shown.contains("hunter22") && !shown.contains("MHcCAQEEIO"), "{shown}");
         assert!(shown.contains("user ok"), "short values are left: {shown}");

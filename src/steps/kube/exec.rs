@@ -103,6 +103,22 @@ fn record(k: &Kube<'_>, target: &Target, finished: &Finished) -> Result<(), Step
     k.ctx.capture("output", output)
 }
 
+/// Lines shown under an exec step in summaries: why its guard skipped it, or the last
+/// lines of what it printed (already redacted in the record).
+pub fn output_lines(captured: &std::collections::BTreeMap<String, serde_json::Value>, max: usize) -> Vec<String> {
+    if let Some(reason) = captured.get("skipped").and_then(|r| r.as_str()) {
+        return vec![format!("skipped: {reason}")];
+    }
+    let Some(output) = captured.get("output") else { return Vec::new() };
+    let mut lines = Vec::new();
+    for (stream, prefix) in [("stdout", ""), ("stderr", "stderr: ")] {
+        let text = output[stream].as_str().unwrap_or_default();
+        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{prefix}{l}")));
+    }
+    let cut = lines.len().saturating_sub(max);
+    lines.split_off(cut)
+}
+
 /// The last `limit` bytes of `text` (on a character boundary), marked when cut.
 pub fn tail(text: &str, limit: usize) -> String {
     if text.len() <= limit {
@@ -116,7 +132,12 @@ pub fn tail(text: &str, limit: usize) -> String {
 }
 
 /// A guard that says the command's effect is already there.
-async fn guard_holds(k: &Kube<'_>, p: &ExecParams, target: &Target, timeout: Duration) -> Result<Option<String>, StepError> {
+async fn guard_holds(
+    k: &Kube<'_>,
+    p: &ExecParams,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Option<String>, StepError> {
     let check = |argv: Vec<String>| async move {
         match tokio::time::timeout(timeout, command(k, target, &argv)).await {
             Ok(result) => result.map(|f| f.code == 0 && f.failure.is_none()),
@@ -205,22 +226,25 @@ async fn resolve(k: &Kube<'_>, p: &ExecParams) -> Result<Target, StepError> {
                 let selector = super::workloads::pod_selector(k, workload).await?;
                 let ready = ready_pods(&pods, &selector).await?;
                 ready.into_iter().nth(ordinal as usize).ok_or_else(|| {
-                    StepError::failed(format!("{workload} has no Ready pod number {ordinal} (counting from 0, by name)"))
+                    StepError::failed(format!(
+                        "{workload} has no Ready pod number {ordinal} (counting from 0, by name)"
+                    ))
                 })?
             }
         }
     } else if let Some(labels) = &p.selector {
         let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let selector = selector.join(",");
-        ready_pods(&pods, &selector).await?.into_iter().next().ok_or_else(|| {
-            StepError::failed(format!("no Ready pod in namespace {} matches {selector}", k.ns))
-        })?
+        ready_pods(&pods, &selector)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StepError::failed(format!("no Ready pod in namespace {} matches {selector}", k.ns)))?
     } else {
         get_pod(&pods, &p.pod).await?
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let containers: Vec<&str> =
-        pod.spec.iter().flat_map(|s| s.containers.iter()).map(|c| c.name.as_str()).collect();
+    let containers: Vec<&str> = pod.spec.iter().flat_map(|s| s.containers.iter()).map(|c| c.name.as_str()).collect();
     let container = match &p.container {
         Some(wanted) if containers.contains(&wanted.as_str()) => wanted.clone(),
         Some(wanted) => {

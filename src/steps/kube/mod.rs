@@ -3,7 +3,7 @@
 //! and each re-checking its safety interlocks against live state before acting.
 
 pub mod commit;
-mod exec;
+pub(crate) mod exec;
 mod objects;
 pub mod undo;
 mod volumes;
@@ -21,6 +21,7 @@ use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::Action;
 
+pub use exec::output_lines as exec_output_lines;
 pub use workloads::original_replicas_key;
 
 pub use crate::steps::manifests::{MANAGED_BY, RUN_LABEL, STEP_ANNOTATION};
