@@ -162,7 +162,7 @@ pub fn exit_status(argv: &[String], code: i32) -> Value {
     })
 }
 
-fn header<'r>(req: &'r Request<Incoming>, name: hyper::header::HeaderName) -> Vec<&'r str> {
+fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Vec<&str> {
     req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
 }
 
