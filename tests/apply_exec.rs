@@ -161,3 +161,29 @@ async fn resume_does_not_run_an_unguarded_exec_whose_answer_was_lost() {
     assert!(error.contains("may already have run") && error.contains("does not run it again"), "{error}");
     assert_eq!(count_file(&env).await, "ran\n", "not run twice");
 }
+
+async fn exists(env: &Env, path: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "kube-system");
+    let mut process = pods.exec("etcd-0", vec!["test", "-e", path], &AttachParams::default()).await.unwrap();
+    process.take_status().unwrap().await.unwrap().status.as_deref() == Some("Success")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_runs_undo_commands_and_names_the_execs_it_cannot_undo() {
+    let mut env = env("etcd-restore", "exec-rollback", fast_config()).await;
+    let steps = "  - id: mark\n    exec:\n      pod: etcd-0\n      command: [mkdir, /var/lib/etcd-backup/mark]\n      creates: /var/lib/etcd-backup/mark\n      undo: [rm, -r, /var/lib/etcd-backup/mark]\n  - id: note\n    after: mark\n    exec:\n      pod: etcd-0\n      command: [sh, -c, 'echo x > /var/lib/etcd-backup/note']\n      creates: /var/lib/etcd-backup/note\n  - id: boom\n    after: note\n    exec:\n      pod: etcd-0\n      command: ['false']\n      idempotent: true\n";
+    plan_with(&mut env, steps);
+    let failed = env.apply(&[]).await;
+    assert_eq!(failed.code, Some(1), "{}", env.dump_logs(&failed));
+    assert!(exists(&env, "/var/lib/etcd-backup/mark").await && exists(&env, "/var/lib/etcd-backup/note").await);
+    let run_id = env.run_ids().pop().unwrap();
+    let rolled_back = env.dr(&["rollback", &run_id], &[]).await;
+    rolled_back.assert_success("dr rollback");
+    assert!(!exists(&env, "/var/lib/etcd-backup/mark").await, "undo: ran");
+    assert!(exists(&env, "/var/lib/etcd-backup/note").await, "no undo: left as it is");
+    assert!(
+        rolled_back.stderr.contains("Rollback cannot undo step note: it ran a command in a pod and names no `undo:` command"),
+        "{}",
+        env.dump_logs(&rolled_back)
+    );
+}
