@@ -26,8 +26,12 @@ const TLS: [&str; 4] = [
 
 /// (stdout, exit code) of a command in etcd-0, through kube's WebSocket client.
 async fn exec(env: &Env, argv: &[&str]) -> (String, i32) {
+    exec_in(env, "etcd-0", argv).await
+}
+
+async fn exec_in(env: &Env, pod: &str, argv: &[&str]) -> (String, i32) {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-    let mut process = pods.exec("etcd-0", argv.to_vec(), &AttachParams::default().stderr(false)).await.expect("exec");
+    let mut process = pods.exec(pod, argv.to_vec(), &AttachParams::default().stderr(false)).await.expect("exec");
     let mut stdout = String::new();
     process.stdout().unwrap().read_to_string(&mut stdout).await.unwrap();
     let status = process.take_status().unwrap().await.expect("status");
@@ -35,10 +39,14 @@ async fn exec(env: &Env, argv: &[&str]) -> (String, i32) {
 }
 
 async fn etcdctl(env: &Env, args: &[&str]) -> String {
+    etcdctl_in(env, "etcd-0", args).await
+}
+
+async fn etcdctl_in(env: &Env, pod: &str, args: &[&str]) -> String {
     let mut argv = vec!["etcdctl"];
     argv.extend(TLS);
     argv.extend(args);
-    let (out, code) = exec(env, &argv).await;
+    let (out, code) = exec_in(env, pod, &argv).await;
     assert_eq!(code, 0, "etcdctl {args:?}");
     out
 }
@@ -193,4 +201,36 @@ async fn a_lost_answer_of_restore_or_swap_resumes_without_running_them_twice() {
         let skipped = step_record(&env, &run_id, step)["captured"]["skipped"].clone();
         assert!(skipped.is_string(), "{step}: its guard held, the command was not run again: {skipped}");
     }
+}
+
+/// The HA variant: three members restored from one snapshot, each with its own identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_ha_restore_restores_every_member_with_its_own_identity() {
+    let env = env("etcd-ha-restore", "etcd-ha", fast_config()).await;
+    seed(&env).await;
+    let members = "/registry/namespaces/default\nns\n/registry/pods/default/web-0\npod\n";
+    assert_eq!(etcdctl_in(&env, "etcd-2", &["get", "/", "--prefix"]).await, members, "writes replicate");
+    let stopped = env.apply(&[("DRPLAN_FAILPOINT", "fail-step=etcd-restore/apiserver-down")]).await;
+    assert_eq!(stopped.code, Some(1), "{}", env.dump_logs(&stopped));
+    let run_id = env.run_ids().pop().unwrap();
+    etcdctl_in(&env, "etcd-1", &["put", "/registry/late", "after-snapshot"]).await;
+    env.resume(&run_id).await.assert_success("dr resume");
+    for (i, pod) in ["etcd-0", "etcd-1", "etcd-2"].iter().enumerate() {
+        assert_eq!(etcdctl_in(&env, pod, &["get", "/", "--prefix"]).await, members, "{pod}: the snapshot's keys only");
+        let list = etcdctl_in(&env, pod, &["member", "list"]).await;
+        for other in 0..3 {
+            let line = format!(", started, etcd-{other}, https://etcd-{other}.etcd.kube-system.svc:2380,");
+            assert!(list.contains(&line), "{pod}: member list\n{list}");
+        }
+        assert!(list.lines().nth(i).unwrap().contains("https://127.0.0.1:2379"), "{pod} is itself\n{list}");
+        let (_, kept) = exec_in(&env, pod, &["test", "-d", "/var/lib/etcd.before-restore/member"]).await;
+        assert_eq!(kept, 0, "{pod}: old data directory kept");
+    }
+    // After the restore the members form one cluster again: a write reaches all three.
+    etcdctl_in(&env, "etcd-0", &["put", "/registry/after", "restore"]).await;
+    assert_eq!(etcdctl_in(&env, "etcd-2", &["get", "/registry/after", "--print-value-only"]).await, "restore\n");
+    let apiserver = env.deployment(NS, "kube-apiserver").await;
+    assert_eq!(apiserver.status.unwrap().ready_replicas, Some(2));
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(env.client.clone(), NS);
+    assert!(pdbs.get_opt("kube-apiserver-pdb").await.unwrap().is_some(), "the PDB is back");
 }

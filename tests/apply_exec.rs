@@ -182,7 +182,9 @@ async fn rollback_runs_undo_commands_and_names_the_execs_it_cannot_undo() {
     assert!(!exists(&env, "/var/lib/etcd-backup/mark").await, "undo: ran");
     assert!(exists(&env, "/var/lib/etcd-backup/note").await, "no undo: left as it is");
     assert!(
-        rolled_back.stderr.contains("Rollback cannot undo step note: it ran a command in a pod and names no `undo:` command"),
+        rolled_back
+            .stderr
+            .contains("Rollback cannot undo step note: it ran a command in a pod and names no `undo:` command"),
         "{}",
         env.dump_logs(&rolled_back)
     );

@@ -19,6 +19,12 @@ use crate::sim::state::State;
 pub struct Member {
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Every member of its cluster (name, peer URLs), itself included.
+    pub cluster: Vec<(String, Vec<String>)>,
+    /// The pod running it: writes replicate to the running members of the same cluster
+    /// in the same namespace.
+    pub namespace: String,
+    pub pod: String,
     /// Absolute data directory (normalized, no leading slash).
     pub data_dir: String,
     /// Identifies the database file this member opened: writes go there only while it is
@@ -88,16 +94,35 @@ pub fn start(state: &mut State, pod: &Value) {
         .flat_map(|k| container[*k].as_array().cloned().unwrap_or_default())
         .filter_map(|w| w.as_str().map(str::to_string))
         .collect();
+    let words: Vec<String> = words.iter().map(|w| expand_env(w, container, pod)).collect();
     let args: Vec<&str> = words.iter().map(String::as_str).collect();
     let name = flag(&args, "name").unwrap_or_else(|| "default".into());
     let data_dir = normalize("", &flag(&args, "data-dir").unwrap_or_else(|| format!("{name}.etcd")));
     let peer_urls =
         split_urls(&flag(&args, "initial-advertise-peer-urls").unwrap_or_else(|| "http://localhost:2380".into()));
+    let cluster =
+        parse_cluster(&flag(&args, "initial-cluster").unwrap_or_else(|| format!("{name}={}", peer_urls.join(","))));
     let fs = ContainerFs::of(state, pod, container);
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let member = match read_db(&fs, state, &data_dir) {
         Some(db) => Member {
-            name: db["members"][0]["name"].as_str().unwrap_or(&name).to_string(),
-            peer_urls: strings(&db["members"][0]["peerURLs"]),
+            name: db["name"].as_str().unwrap_or(&name).to_string(),
+            peer_urls: db["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == db["name"])
+                .map(|m| strings(&m["peerURLs"]))
+                .unwrap_or_default(),
+            cluster: db["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| (m["name"].as_str().unwrap_or_default().to_string(), strings(&m["peerURLs"])))
+                .collect(),
+            namespace,
+            pod: pod_name,
             data_dir,
             incarnation: db["incarnation"].as_u64().unwrap_or_default(),
             revision: db["revision"].as_u64().unwrap_or(1),
@@ -106,7 +131,18 @@ pub fn start(state: &mut State, pod: &Value) {
         },
         None => {
             let incarnation = state.rng.next_u64() >> 12;
-            let member = Member { name, peer_urls, data_dir, incarnation, revision: 1, kvs: BTreeMap::new(), fs };
+            let member = Member {
+                name,
+                peer_urls,
+                cluster,
+                namespace,
+                pod: pod_name,
+                data_dir,
+                incarnation,
+                revision: 1,
+                kvs: BTreeMap::new(),
+                fs,
+            };
             let _ = member.fs.mkdir(state, &format!("{}/member/wal", member.data_dir), true);
             let _ = member.fs.mkdir(state, &format!("{}/member/snap", member.data_dir), true);
             persist(state, &member, true);
@@ -114,6 +150,50 @@ pub fn start(state: &mut State, pod: &Value) {
         }
     };
     state.exec.etcd.insert(uid, member);
+}
+
+/// Starts the members of every running etcd pod in `namespace` that has none yet (pods
+/// loaded from manifests already running), all before the first command reaches one.
+pub fn start_loaded(state: &mut State, namespace: &str) {
+    let pods = state.store.list(&crate::sim::registry::keys::pods(), Some(namespace));
+    for pod in pods {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        let etcd = pod["spec"]["containers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| is_etcd_image(c["image"].as_str().unwrap_or_default())));
+        if etcd && pod["status"]["phase"] == "Running" && !state.exec.etcd.contains_key(uid) {
+            start(state, &pod);
+        }
+    }
+}
+
+/// `$(VAR)` in a container's command, from its `env` (values and the pod's name and
+/// namespace by `fieldRef`), as the kubelet expands it.
+fn expand_env(word: &str, container: &Value, pod: &Value) -> String {
+    let mut out = word.to_string();
+    for env in container["env"].as_array().into_iter().flatten() {
+        let Some(name) = env["name"].as_str() else { continue };
+        let value = match (env["value"].as_str(), env["valueFrom"]["fieldRef"]["fieldPath"].as_str()) {
+            (Some(value), _) => value.to_string(),
+            (None, Some("metadata.name")) => pod["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            (None, Some("metadata.namespace")) => pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+            _ => continue,
+        };
+        out = out.replace(&format!("$({name})"), &value);
+    }
+    out
+}
+
+/// `--initial-cluster`: `name=url,name=url`, a name listed once per peer URL.
+fn parse_cluster(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut cluster: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, url) in text.split(',').filter_map(|m| m.trim().split_once('=')) {
+        match cluster.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => cluster.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    cluster
 }
 
 fn split_urls(text: &str) -> Vec<String> {
@@ -141,7 +221,8 @@ fn read_db(fs: &ContainerFs, state: &State, data_dir: &str) -> Option<Value> {
 fn db_json(member: &Member) -> Value {
     json!({
         "incarnation": member.incarnation,
-        "members": [{ "name": member.name, "peerURLs": member.peer_urls }],
+        "name": member.name,
+        "members": member.cluster.iter().map(|(name, urls)| json!({ "name": name, "peerURLs": urls })).collect::<Vec<_>>(),
         "revision": member.revision,
         "kvs": member.kvs,
     })
@@ -156,6 +237,31 @@ fn persist(state: &mut State, member: &Member, create: bool) {
     if ours || (create && current.is_none()) {
         let bytes = serde_json::to_vec_pretty(&db_json(member)).unwrap_or_default();
         let _ = member.fs.write(state, &path, bytes);
+    }
+}
+
+/// Applies a write to the other running members of `member`'s cluster (same namespace,
+/// same membership), as raft would; each persists it to the database it opened.
+fn replicate(state: &mut State, uid: &str, member: &Member, change: impl Fn(&mut BTreeMap<String, String>)) {
+    let peers: Vec<String> = state
+        .exec
+        .etcd
+        .iter()
+        .filter(|(id, m)| *id != uid && m.namespace == member.namespace && m.cluster == member.cluster)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in peers {
+        let Some(mut peer) = state.exec.etcd.get(&id).cloned() else { continue };
+        let running = state
+            .get(&crate::sim::registry::keys::pods(), &peer.namespace, &peer.pod)
+            .is_some_and(|p| p["metadata"]["uid"] == id.as_str() && p["metadata"]["deletionTimestamp"].is_null());
+        if !running {
+            continue;
+        }
+        change(&mut peer.kvs);
+        peer.revision = member.revision;
+        persist(state, &peer, false);
+        state.exec.etcd.insert(id, peer);
     }
 }
 
@@ -231,6 +337,9 @@ pub fn etcdctl(session: &mut Session<'_>, args: &[&str]) -> i32 {
         ["put", key, value] => {
             member.revision += 1;
             member.kvs.insert(key.to_string(), value.to_string());
+            replicate(&mut state, &uid, &member, |kvs| {
+                kvs.insert(key.to_string(), value.to_string());
+            });
             persist(&mut state, &member, false);
             state.exec.etcd.insert(uid, member);
             session.say("OK");
@@ -256,6 +365,9 @@ pub fn etcdctl(session: &mut Session<'_>, args: &[&str]) -> i32 {
         ["del", key] => {
             let removed = member.kvs.remove(*key).is_some();
             if removed {
+                replicate(&mut state, &uid, &member, |kvs| {
+                    kvs.remove(*key);
+                });
                 member.revision += 1;
                 persist(&mut state, &member, false);
                 state.exec.etcd.insert(uid, member);
@@ -268,12 +380,11 @@ pub fn etcdctl(session: &mut Session<'_>, args: &[&str]) -> i32 {
             0
         }
         ["member", "list"] => {
-            let id = &kv_hash(&BTreeMap::from([(member.name.clone(), member.peer_urls.join(","))]));
-            session.say(&format!(
-                "{id}{id}, started, {}, {}, {endpoint}, false",
-                member.name,
-                member.peer_urls.join(",")
-            ));
+            for (name, urls) in &member.cluster {
+                let id = &kv_hash(&BTreeMap::from([(name.clone(), urls.join(","))]));
+                let client = if *name == member.name { endpoint.clone() } else { String::new() };
+                session.say(&format!("{id}{id}, started, {name}, {}, {client}, false", urls.join(",")));
+            }
             0
         }
         ["snapshot", "save", path] => {
@@ -358,6 +469,9 @@ pub fn etcdutl(session: &mut Session<'_>, args: &[&str]) -> i32 {
                     let member = Member {
                         name: name.clone(),
                         peer_urls,
+                        cluster: parse_cluster(&cluster),
+                        namespace: session.container.namespace.clone(),
+                        pod: session.container.pod.clone(),
                         data_dir: data_dir.clone(),
                         incarnation,
                         revision,

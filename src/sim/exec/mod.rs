@@ -127,11 +127,9 @@ pub fn run(shared: &Shared, container: &Container, argv: &[String]) -> Output {
     let fs = {
         let mut state = shared.lock();
         let pod = state.get(&keys::pods(), &container.namespace, &container.pod);
-        // A pod loaded already running: its etcd started before anyone could look.
-        if let Some(pod) =
-            pod.as_ref().filter(|_| container.is_etcd && !state.exec.etcd.contains_key(&container.pod_uid))
-        {
-            etcd::start(&mut state, pod);
+        // Pods loaded already running: their etcd members started before anyone looked.
+        if container.is_etcd && !state.exec.etcd.contains_key(&container.pod_uid) {
+            etcd::start_loaded(&mut state, &container.namespace);
         }
         let spec = pod.as_ref().and_then(|p| {
             p["spec"]["containers"]
