@@ -113,6 +113,17 @@ async fn etcd_restore_applies_in_one_go() {
     assert_restored(&env, &run_id).await;
     let shown = format!("{}{}", applied.stdout, applied.stderr);
     assert!(shown.contains("is healthy"), "the exec output is shown in the summary\n{shown}");
+
+    // Again: the kept directory of the first restore stops it before anything changes.
+    let again = env.apply(&[]).await;
+    assert_eq!(again.code, Some(1), "{}", env.dump_logs(&again));
+    let second = env.run_ids().into_iter().find(|id| *id != run_id).unwrap();
+    let text = std::fs::read_to_string(env.state_dir.join("runs").join(&second).join("run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let error = record["steps"]["etcd-restore/preflight"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("/var/lib/etcd.before-restore exists"), "{error}");
+    assert_eq!(record["steps"]["etcd-restore/snapshot"]["status"], "pending", "nothing ran after it");
+    assert_eq!(env.deployment(NS, "kube-apiserver").await.spec.unwrap().replicas, Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,8 +202,9 @@ async fn a_lost_answer_of_restore_or_swap_resumes_without_running_them_twice() {
     reference.apply(&[]).await.assert_success("uninterrupted dr apply");
     let expected = assert_restored(&reference, &reference.run_ids()[0]).await;
     drop(reference);
-    // Exec requests in order: snapshot, verify, restore's guard, restore, swap's guard, swap.
-    for (n, step) in [(4, "etcd-restore/restore"), (6, "etcd-restore/swap-data-dir")] {
+    // Exec requests in order: preflight, snapshot, verify, restore's guard, restore, swap's
+    // guard, swap.
+    for (n, step) in [(5, "etcd-restore/restore"), (7, "etcd-restore/swap-data-dir")] {
         let (env, run_id) = crash_inside_exec(&format!("etcd-exec-{n}"), n, true).await;
         assert_eq!(step_record(&env, &run_id, step)["status"], "running", "{step}: killed inside its exec");
         let resumed = env.resume(&run_id).await;

@@ -531,9 +531,25 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
     let mut save = words(&["etcdctl"]);
     save.extend(p.etcdctl_args.iter().cloned());
     save.extend(words(&["snapshot", "save", &p.snapshot_path]));
+    // One member (etcdPod, with memberName and its peer URL), or every listed member.
+    let single = p.members.is_empty();
+    let members: Vec<(String, Option<String>, Option<String>)> = if single {
+        vec![(p.etcd_pod.clone(), p.member_name.clone(), p.initial_advertise_peer_urls.clone())]
+    } else {
+        p.members.iter().map(|m| (m.pod.clone(), Some(m.name.clone()), Some(m.peer_url.clone()))).collect()
+    };
+    // Left-overs of an earlier restore would be taken for this run's (the restore's
+    // `creates:` guard) or nest the data directory (the swap's `mv`): refuse them first.
+    let preflight = etcd_preflight(p);
+    let mut checked = Vec::new();
+    for (pod, _, _) in &members {
+        let id = if single { "preflight".to_string() } else { format!("preflight-{pod}") };
+        let check = ExecParams { idempotent: true, ..exec_in(pod, preflight.clone()) };
+        checked.push(f.push(scope, &id, Action::Exec(check)));
+    }
     // Taking the snapshot again, or checking it again, changes nothing that matters.
-    let snapshot =
-        f.push(scope, "snapshot", Action::Exec(ExecParams { idempotent: true, ..exec_in(&p.etcd_pod, save) }));
+    let snapshot = ExecParams { idempotent: true, ..exec_in(&p.etcd_pod, save) };
+    let snapshot = f.then(scope, &checked, "snapshot", Action::Exec(snapshot));
     let status = words(&["etcdutl", "snapshot", "status", &p.snapshot_path, "-w", "table"]);
     let verify = ExecParams { idempotent: true, ..exec_in(&p.etcd_pod, status) };
     let verify = f.then(scope, &[snapshot], "verify", Action::Exec(verify));
@@ -544,13 +560,6 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         "apiserver-gone",
         wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
     );
-    // One member (etcdPod, with memberName and its peer URL), or every listed member.
-    let single = p.members.is_empty();
-    let members: Vec<(String, Option<String>, Option<String>)> = if single {
-        vec![(p.etcd_pod.clone(), p.member_name.clone(), p.initial_advertise_peer_urls.clone())]
-    } else {
-        p.members.iter().map(|m| (m.pod.clone(), Some(m.name.clone()), Some(m.peer_url.clone()))).collect()
-    };
     let initial_cluster = p.initial_cluster.clone().or_else(|| {
         (!single).then(|| p.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(","))
     });
@@ -584,6 +593,22 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
     let up = f.then(scope, &restarted, "apiserver-up", scale_back(scope, &p.api_server));
     let ready = WaitCondition::PodsReady { workload: p.api_server.clone() };
     f.then(scope, &[up], "apiserver-ready", wait(scope, ready, &p.timeout));
+}
+
+/// Fails (with the reason on stderr) when `DATADIR-restored` or `DATADIR.before-restore`
+/// exists in the member's container.
+fn etcd_preflight(p: &EtcdRestore) -> Vec<String> {
+    let dir = &p.data_dir;
+    let refuse = |path: String, why: &str| {
+        format!("test -e {path} && echo '{path} exists ({why}): move it away before restoring' >&2 && exit 1")
+    };
+    let script = [
+        refuse(format!("{dir}-restored"), "left by an earlier restore"),
+        refuse(format!("{dir}.before-restore"), "the data directory an earlier restore replaced"),
+        "exit 0".to_string(),
+    ]
+    .join("; ");
+    vec!["sh".into(), "-c".into(), script]
 }
 
 /// The restore of one member into `DATADIR-restored`, with its identity. etcdutl refuses

@@ -118,6 +118,13 @@ impl Session<'_> {
     }
 
     fn simple(&mut self, simple: &Simple) -> i32 {
+        if simple.to_stderr {
+            let kept = std::mem::take(&mut self.out);
+            let status = self.command(&simple.words);
+            let written = std::mem::replace(&mut self.out, kept);
+            self.err.extend(written);
+            return status;
+        }
         let Some((file, append)) = &simple.redirect else {
             return self.command(&simple.words);
         };

@@ -1,5 +1,5 @@
 //! `sh -c` for simulated containers: words with '…', "…" and \ quoting, `&&`, `||` and
-//! `;` lists, `>`/`>>` redirections, and the exit status of the last command. Enough for
+//! `;` lists, `>`/`>>`/`>&2` redirections, and the exit status of the last command. Enough for
 //! the commands runbooks run in pods; anything else is a syntax error like dash reports.
 
 /// One simple command: its words and where its stdout goes.
@@ -8,6 +8,8 @@ pub struct Simple {
     pub words: Vec<String>,
     /// `> file` (false) or `>> file` (true).
     pub redirect: Option<(String, bool)>,
+    /// `>&2`: stdout goes to stderr.
+    pub to_stderr: bool,
 }
 
 /// How a command joins the one before it.
@@ -29,6 +31,7 @@ enum Token {
     Semi,
     Great,
     DGreat,
+    ToStderr,
 }
 
 fn tokenize(script: &str) -> Result<Vec<Token>, String> {
@@ -88,7 +91,14 @@ fn tokenize(script: &str) -> Result<Vec<Token>, String> {
             }
             '>' => {
                 flush(&mut word, &mut tokens);
-                if chars.peek() == Some(&'>') {
+                if chars.peek() == Some(&'&') {
+                    chars.next();
+                    match chars.next() {
+                        Some('2') => tokens.push(Token::ToStderr),
+                        Some('1') => {}
+                        _ => return Err("Syntax error: Bad fd number".into()),
+                    }
+                } else if chars.peek() == Some(&'>') {
                     chars.next();
                     tokens.push(Token::DGreat);
                 } else {
@@ -111,12 +121,13 @@ fn tokenize(script: &str) -> Result<Vec<Token>, String> {
 pub fn parse(script: &str) -> Result<Vec<(Joint, Simple)>, String> {
     let mut list = Vec::new();
     let mut joint = Joint::Then;
-    let mut current = Simple { words: Vec::new(), redirect: None };
+    let mut current = Simple { words: Vec::new(), redirect: None, to_stderr: false };
     let mut tokens = tokenize(script)?.into_iter().peekable();
     let unexpected = |what: &str| format!("Syntax error: \"{what}\" unexpected");
     while let Some(token) = tokens.next() {
         match token {
             Token::Word(w) => current.words.push(w),
+            Token::ToStderr => current.to_stderr = true,
             Token::Great | Token::DGreat => {
                 let append = token == Token::DGreat;
                 match tokens.next() {
@@ -133,7 +144,10 @@ pub fn parse(script: &str) -> Result<Vec<(Joint, Simple)>, String> {
                 if current.words.is_empty() {
                     return Err(unexpected(text));
                 }
-                list.push((joint, std::mem::replace(&mut current, Simple { words: Vec::new(), redirect: None })));
+                list.push((
+                    joint,
+                    std::mem::replace(&mut current, Simple { words: Vec::new(), redirect: None, to_stderr: false }),
+                ));
                 joint = match token {
                     Token::And => Joint::And,
                     Token::Or => Joint::Or,
@@ -172,6 +186,7 @@ mod tests {
                 (Joint::Then, vec!["ls"]),
             ]
         );
+        assert!(parse("echo oops >&2").unwrap()[0].1.to_stderr);
         let redirected = parse("echo hi >> /tmp/x").unwrap();
         assert_eq!(redirected[0].1.redirect, Some(("/tmp/x".to_string(), true)));
     }
