@@ -89,11 +89,22 @@ async fn restore_from_snapshot_carries_the_data() {
     let (sim, client) = start(&[fixture("cassandra")]).await;
     sim.advance(Duration::from_secs(60));
     sim.write_claim_data("db", "cassandra-data-cassandra-0", "cassandra-0").unwrap();
+    // Directories and files (what commands in pods see) travel with the payload.
+    let write_file = |text: &str| {
+        sim.with_state(|state| {
+            let id = state.claim_volume_id("db", "cassandra-data-cassandra-0").unwrap();
+            let files = &mut state.volumes.get_mut(&id).unwrap().files;
+            files.mkdir("data", true).unwrap();
+            files.write("data/commitlog", text.as_bytes().to_vec()).unwrap();
+        })
+    };
+    write_file("before");
     let snaps = snapshots(&client, "db");
     snaps.create(&PostParams::default(), &snapshot_of("snap-0", "cassandra-data-cassandra-0")).await.unwrap();
     sim.advance(Duration::from_secs(30));
     assert_eq!(ready(&snaps, "snap-0").await, true);
     sim.write_claim_data("db", "cassandra-data-cassandra-0", "changed after the snapshot").unwrap();
+    write_file("after");
 
     scale_to_zero(&client).await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "db");
@@ -107,6 +118,11 @@ async fn restore_from_snapshot_carries_the_data() {
     let restored = claims.get("cassandra-data-cassandra-0").await.unwrap();
     assert_eq!(restored.status.unwrap().phase.as_deref(), Some("Bound"));
     assert_eq!(sim.read_claim_data("db", "cassandra-data-cassandra-0").unwrap(), b"cassandra-0");
+    let file = sim.with_state(|state| {
+        let id = state.claim_volume_id("db", "cassandra-data-cassandra-0").unwrap();
+        state.volumes[&id].files.read("data/commitlog").map(<[u8]>::to_vec)
+    });
+    assert_eq!(file.as_deref(), Ok(&b"before"[..]), "the snapshot's files, not the later ones");
 }
 
 #[tokio::test]

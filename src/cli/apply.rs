@@ -488,6 +488,9 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
     // Reached first: a rollback refused for pointing at another cluster records nothing.
     let targets = reconnect(&original, target_args).await?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
+    for id in crate::steps::kube::undo::not_undoable(&applied, &original) {
+        eprintln!("Rollback cannot undo step {id}: it ran a command in a pod and names no `undo:` command");
+    }
     let record = match existing {
         Some(record) => record,
         None => {

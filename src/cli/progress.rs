@@ -132,6 +132,10 @@ pub fn summary(out: &mut dyn Write, outcome: &crate::exec::Outcome, total: Durat
     for (id, elapsed) in by_time {
         let status = outcome.record.steps.get(id).map(|s| s.status).unwrap_or_default();
         let _ = writeln!(out, "  {} {id:<width$}  {:>8}", mark(status), format_secs(*elapsed));
+        let captured = outcome.record.steps.get(id).map(|s| &s.captured);
+        for line in captured.map(|c| crate::steps::kube::exec_output_lines(c, 8)).unwrap_or_default() {
+            let _ = writeln!(out, "      │ {line}");
+        }
     }
     let _ = writeln!(out, "\nRun {}: {} in {}", outcome.record.run_id, outcome.status, format_secs(total));
 }

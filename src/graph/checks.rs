@@ -27,6 +27,7 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
             }
             Action::ResizePvc(p) => check_resize(ctx, graph, index, p),
             Action::BindStaticPv(p) => check_zone_affinity(ctx, p),
+            Action::Exec(p) => super::exec_checks::check(ctx, step, p),
             Action::ScaleBack(p) => check_scale_recorded(ctx, graph, index, p),
             Action::DeleteObject(p) | Action::RestoreObject(p) => check_saved(ctx, graph, index, action, p),
             Action::Wait(WaitParams { condition: WaitCondition::SnapshotReady { claim }, .. }) => {

@@ -529,40 +529,41 @@ fn efs_failback(scope: &Scope<'_>, p: &EfsFailback, f: &mut Fragment) {
 
 fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
     let (cluster, namespace) = scope_fields(scope);
-    let exec = |command: Vec<String>| {
-        Action::Exec(ExecParams {
-            cluster: cluster.clone(),
-            namespace: namespace.clone(),
-            pod: p.etcd_pod.clone(),
-            container: p.container.clone(),
-            command,
-            timeout: p.timeout.clone(),
-        })
+    let exec_in = |pod: &str, command: Vec<String>| ExecParams {
+        cluster: cluster.clone(),
+        namespace: namespace.clone(),
+        pod: pod.to_string(),
+        container: p.container.clone(),
+        command,
+        timeout: p.timeout.clone(),
+        ..ExecParams::default()
     };
     let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<String>>();
-    let restored_dir = format!("{}-restored", p.data_dir);
     let mut save = words(&["etcdctl"]);
     save.extend(p.etcdctl_args.iter().cloned());
     save.extend(words(&["snapshot", "save", &p.snapshot_path]));
-    let mut restore = words(&["etcdutl", "snapshot", "restore", &p.snapshot_path, "--data-dir", &restored_dir]);
-    // Without its name and peers the member restores as "default" and cannot rejoin.
-    for (flag, value) in [
-        ("--name", &p.member_name),
-        ("--initial-cluster", &p.initial_cluster),
-        ("--initial-advertise-peer-urls", &p.initial_advertise_peer_urls),
-    ] {
-        if let Some(value) = value {
-            restore.extend([flag.to_string(), value.clone()]);
-        }
+    // One member (etcdPod, with memberName and its peer URL), or every listed member.
+    let single = p.members.is_empty();
+    let members: Vec<(String, Option<String>, Option<String>)> = if single {
+        vec![(p.etcd_pod.clone(), p.member_name.clone(), p.initial_advertise_peer_urls.clone())]
+    } else {
+        p.members.iter().map(|m| (m.pod.clone(), Some(m.name.clone()), Some(m.peer_url.clone()))).collect()
+    };
+    // Left-overs of an earlier restore would be taken for this run's (the restore's
+    // `creates:` guard) or nest the data directory (the swap's `mv`): refuse them first.
+    let preflight = etcd_preflight(p);
+    let mut checked = Vec::new();
+    for (pod, _, _) in &members {
+        let id = if single { "preflight".to_string() } else { format!("preflight-{pod}") };
+        let check = ExecParams { idempotent: true, ..exec_in(pod, preflight.clone()) };
+        checked.push(f.push(scope, &id, Action::Exec(check)));
     }
-    // The old data directory stays beside the restored one until the run is committed.
-    let swap = p.swap_command.clone().unwrap_or_else(|| {
-        let swap = format!("mv {dir} {dir}.before-restore && mv {restored_dir} {dir}", dir = p.data_dir);
-        vec!["sh".into(), "-c".into(), swap]
-    });
-    let snapshot = f.push(scope, "snapshot", exec(save));
+    // Taking the snapshot again, or checking it again, changes nothing that matters.
+    let snapshot = ExecParams { idempotent: true, ..exec_in(&p.etcd_pod, save) };
+    let snapshot = f.then(scope, &checked, "snapshot", Action::Exec(snapshot));
     let status = words(&["etcdutl", "snapshot", "status", &p.snapshot_path, "-w", "table"]);
-    let verify = f.then(scope, &[snapshot], "verify", exec(status));
+    let verify = ExecParams { idempotent: true, ..exec_in(&p.etcd_pod, status) };
+    let verify = f.then(scope, &[snapshot], "verify", Action::Exec(verify));
     let down = f.then(scope, &[verify], "apiserver-down", scale(scope, &p.api_server, 0));
     let gone = f.then(
         scope,
@@ -570,19 +571,102 @@ fn etcd_restore(scope: &Scope<'_>, p: &EtcdRestore, f: &mut Fragment) {
         "apiserver-gone",
         wait(scope, WaitCondition::PodsGone { workload: p.api_server.clone() }, &p.timeout),
     );
-    let restored = f.then(scope, &[gone], "restore", exec(restore));
-    let swapped = f.then(scope, &[restored], "swap-data-dir", exec(swap));
-    // etcd reads its data directory only at start: restart the member on the new one.
-    let restart = Action::RestartPod(RestartPodParams {
-        cluster: cluster.clone(),
-        namespace: namespace.clone(),
-        pod: p.etcd_pod.clone(),
-        timeout: p.timeout.clone(),
+    let initial_cluster = p.initial_cluster.clone().or_else(|| {
+        (!single).then(|| p.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(","))
     });
-    let restarted = f.then(scope, &[swapped], "restart-etcd", restart);
-    let up = f.then(scope, &[restarted], "apiserver-up", scale_back(scope, &p.api_server));
+    let mut swapped = Vec::new();
+    for (pod, name, peer_url) in &members {
+        let suffix = if single { String::new() } else { format!("-{pod}") };
+        let restore = etcd_restore_member(p, name.as_deref(), peer_url.as_deref(), initial_cluster.as_deref());
+        let restore = ExecParams { creates: restore.creates, undo: restore.undo, ..exec_in(pod, restore.command) };
+        let restored = f.then(scope, &[gone], &format!("restore{suffix}"), Action::Exec(restore));
+        let swap = match etcd_swap(p) {
+            // A command of the plan's own: drplan cannot tell whether it ran, so never twice.
+            None => exec_in(pod, p.swap_command.clone().unwrap_or_default()),
+            Some(swap) => ExecParams { unless: swap.unless, undo: swap.undo, ..exec_in(pod, swap.command) },
+        };
+        swapped.push(f.then(scope, &[restored], &format!("swap-data-dir{suffix}"), Action::Exec(swap)));
+    }
+    // etcd reads its data directory only at start: restart every member on the new one,
+    // once every data directory is swapped (a member restarted early would find peers
+    // still serving the old cluster).
+    let mut restarted = Vec::new();
+    for (pod, _, _) in &members {
+        let restart = Action::RestartPod(RestartPodParams {
+            cluster: cluster.clone(),
+            namespace: namespace.clone(),
+            pod: pod.clone(),
+            timeout: p.timeout.clone(),
+        });
+        let id = if single { "restart-etcd".to_string() } else { format!("restart-{pod}") };
+        restarted.push(f.then(scope, &swapped, &id, restart));
+    }
+    let up = f.then(scope, &restarted, "apiserver-up", scale_back(scope, &p.api_server));
     let ready = WaitCondition::PodsReady { workload: p.api_server.clone() };
     f.then(scope, &[up], "apiserver-ready", wait(scope, ready, &p.timeout));
+}
+
+/// Fails (with the reason on stderr) when `DATADIR-restored` or `DATADIR.before-restore`
+/// exists in the member's container.
+fn etcd_preflight(p: &EtcdRestore) -> Vec<String> {
+    let dir = &p.data_dir;
+    let refuse = |path: String, why: &str| {
+        format!("test -e {path} && echo '{path} exists ({why}): move it away before restoring' >&2 && exit 1")
+    };
+    let script = [
+        refuse(format!("{dir}-restored"), "left by an earlier restore"),
+        refuse(format!("{dir}.before-restore"), "the data directory an earlier restore replaced"),
+        "exit 0".to_string(),
+    ]
+    .join("; ");
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// The restore of one member into `DATADIR-restored`, with its identity. etcdutl refuses
+/// an existing data dir, so the restored directory existing means done (`creates`).
+fn etcd_restore_member(
+    p: &EtcdRestore,
+    name: Option<&str>,
+    peer_url: Option<&str>,
+    initial_cluster: Option<&str>,
+) -> ExecParams {
+    let restored_dir = format!("{}-restored", p.data_dir);
+    let mut restore: Vec<String> = ["etcdutl", "snapshot", "restore", &p.snapshot_path, "--data-dir", &restored_dir]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    // Without its name and peers the member restores as "default" and cannot rejoin.
+    for (flag, value) in
+        [("--name", name), ("--initial-cluster", initial_cluster), ("--initial-advertise-peer-urls", peer_url)]
+    {
+        if let Some(value) = value {
+            restore.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    ExecParams {
+        command: restore,
+        creates: Some(restored_dir.clone()),
+        undo: Some(vec!["rm".into(), "-rf".into(), restored_dir]),
+        ..ExecParams::default()
+    }
+}
+
+/// The default swap (None when the plan gives its own `swapCommand`): the old directory
+/// stays beside the restored one, as `DATADIR.before-restore`, until the run is committed.
+fn etcd_swap(p: &EtcdRestore) -> Option<ExecParams> {
+    if p.swap_command.is_some() {
+        return None;
+    }
+    let (dir, restored, kept) =
+        (&p.data_dir, format!("{}-restored", p.data_dir), format!("{}.before-restore", p.data_dir));
+    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    Some(ExecParams {
+        command: sh(format!("mv {dir} {kept} && mv {restored} {dir}")),
+        // Done when the old directory is kept and the restored one moved in.
+        unless: Some(sh(format!("test -e {kept} && test ! -e {restored}"))),
+        undo: Some(sh(format!("mv {dir} {restored} && mv {kept} {dir}"))),
+        ..ExecParams::default()
+    })
 }
 
 fn set_aside(scope: &Scope<'_>, p: &SetAside) -> Fragment {

@@ -6,6 +6,7 @@
 
 mod build;
 mod checks;
+mod exec_checks;
 mod expand;
 mod missing;
 pub mod render;

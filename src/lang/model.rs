@@ -296,6 +296,12 @@ pub struct EtcdRestore {
     /// `--initial-advertise-peer-urls` for the restored member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_advertise_peer_urls: Option<String>,
+    /// A cluster of several members (HA): each is restored from the one snapshot in its
+    /// own pod with its own `--name` and peer URL, and `--initial-cluster` lists them all
+    /// (unless `initialCluster` is given). `snapshotPath` must then be on a volume every
+    /// member mounts (ReadWriteMany). Without it, `etcdPod` is the only member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<EtcdMember>,
     /// Command that swaps the restored directory in place of `dataDir`. The default
     /// runs `sh -c 'mv ...'` and so needs a shell in the container; images without
     /// one (distroless etcd) need a command of their own, e.g. in a debug container.
@@ -303,6 +309,17 @@ pub struct EtcdRestore {
     pub swap_command: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Spanned<Duration>>,
+}
+
+/// One member of an etcd cluster: its pod and its identity.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EtcdMember {
+    pub pod: String,
+    /// The member's `--name`.
+    pub name: String,
+    /// The member's `--initial-advertise-peer-urls`.
+    pub peer_url: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -43,7 +43,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watc
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(shared.clone(), stopped.clone(), req));
             // Connection errors (client went away) concern only that connection.
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
         });
     }
 }
@@ -129,7 +132,7 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -224,6 +227,9 @@ async fn handle(
             None => error_response(&ApiError::not_found("", "openapi", &path)),
         },
         Route::ClaimData { namespace, claim } => claim_data(&shared, req, &namespace, &claim).await,
+        Route::Resource(path) if path.plural == "pods" && path.subresource.as_deref() == Some("exec") => {
+            exec_request(&shared, req, path).await
+        }
         Route::Resource(path) => resource_request(&shared, stopped, req, path, params).await,
         Route::NotFound => error_response(&ApiError::no_route()),
     };
@@ -350,6 +356,28 @@ async fn resource_request(
     };
     audit(shared, &path, intent.verb, response.status().as_u16());
     if !faults.response_latency.is_zero() && !intent.watch {
+        tokio::time::sleep(faults.response_latency).await;
+    }
+    response
+}
+
+/// `pods/NAME/exec`: audited as `create` (as the API server does); faults delay or fail it,
+/// and a response latency holds the answer back after the command ran.
+async fn exec_request(shared: &Arc<Shared>, req: Request<Incoming>, path: ResourcePath) -> Response<ResponseBody> {
+    let faults = decide_faults(&mut shared.lock(), "create", &path.plural);
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    let (ns, name) = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
+    let response = match faults.error.clone() {
+        Some(error) => error_response(&error),
+        None => match super::exec::serve(shared, req, &ns, &name).await {
+            Ok(upgrade) => upgrade.map(|()| Full::new(Bytes::new()).boxed()),
+            Err(e) => error_response(&e),
+        },
+    };
+    audit(shared, &path, "create", response.status().as_u16());
+    if !faults.response_latency.is_zero() {
         tokio::time::sleep(faults.response_latency).await;
     }
     response

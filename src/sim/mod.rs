@@ -9,6 +9,8 @@
 //! - [`controllers`]: StatefulSet, Deployment, scheduler, kubelet, PV binder and provider,
 //!   snapshot controller, garbage collector.
 //! - [`clock`]: the virtual clock; [`config`]: settings and fault rules.
+//! - [`exec`]: `pods/exec` over WebSocket, a command interpreter per container and simulated
+//!   etcd members; [`files`]: the directories and files volumes and snapshots hold.
 //! - [`manifests`]: loading YAML manifests; [`cli`]: the `dr sim` subcommands.
 //! - [`table`]: server-side printing for `kubectl get`.
 
@@ -21,6 +23,8 @@ pub mod config;
 pub mod controllers;
 pub mod data;
 pub mod error;
+pub mod exec;
+pub mod files;
 pub mod http;
 pub mod manifests;
 pub mod patch;

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 
 use super::clock::{SimClock, format_time};
 use super::config::{SimConfig, XorShift};
+use super::exec::ExecState;
+use super::files::FileTree;
 use super::registry::{Registry, ResourceKey, keys};
 use super::store::{Store, identity};
 
@@ -19,6 +21,8 @@ pub struct BackingVolume {
     pub zone: String,
     pub size: u128,
     pub payload: Vec<u8>,
+    /// Directories and files, as commands run in pods see the volume.
+    pub files: FileTree,
     /// Sim times of accepted modifications (expansions), for the rate limit.
     pub modifications: Vec<Timestamp>,
 }
@@ -27,6 +31,7 @@ pub struct BackingVolume {
 #[derive(Clone, Debug)]
 pub struct SnapshotData {
     pub payload: Vec<u8>,
+    pub files: FileTree,
     pub size: u128,
 }
 
@@ -59,6 +64,8 @@ pub struct State {
     pub next_wakeup: Option<Timestamp>,
     /// Set by deletions so garbage collection only scans when something went away.
     pub gc_pending: bool,
+    /// Container filesystems and etcd members for `pods/exec`.
+    pub exec: ExecState,
     ids: u64,
 }
 
@@ -76,6 +83,7 @@ impl State {
             rng: XorShift::new(seed),
             next_wakeup: None,
             gc_pending: false,
+            exec: ExecState::default(),
             ids: 0,
         }
     }

@@ -435,7 +435,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         Action::Wait(_) if step.cluster.is_empty() => {
             StepState::Blocked("cloud waits are not executable by this build yet".into())
         }
-        Action::Wait(_) | Action::RestartPod(_) => StepState::ToDo,
+        Action::Wait(_) | Action::RestartPod(_) | Action::Exec(_) => StepState::ToDo,
         other => StepState::Blocked(format!("`{}` steps are not executable by this build yet", other.kind_name())),
     }
 }

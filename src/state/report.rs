@@ -110,7 +110,7 @@ impl PlanReport<'_> {
             gib if gib > 0.0 => format!(" + {gib:.1} GiB if fallbacks run"),
             _ => String::new(),
         };
-        format!(
+        let summary = format!(
             "Plan: {} to create, {} to change, {} to replace, {} to delete{}. {} to run{conditional} ({} destructive, {:.1} GiB of claims deleted{at_risk_if_fallback}), {} satisfied, {} blocked; critical path {}, about {}.",
             self.count(ChangeKind::Create),
             self.count(ChangeKind::Update),
@@ -124,7 +124,25 @@ impl PlanReport<'_> {
             self.blocked().len(),
             plural(path.len(), "step"),
             humantime::format_duration(total),
-        )
+        );
+        summary + &self.exec_note()
+    }
+
+    /// Commands run in pods change what the plan cannot see: say so.
+    fn exec_note(&self) -> String {
+        let execs = self
+            .graph
+            .steps()
+            .filter(|(_, s)| s.kind_name() == "exec")
+            .filter(|(_, s)| self.states.iter().any(|(id, st)| id == &s.id && will_or_may_run(st)))
+            .count();
+        match execs {
+            0 => String::new(),
+            n => format!(
+                " {} run commands in pods: their effect cannot be predicted and is not shown above.",
+                plural(n, "exec step")
+            ),
+        }
     }
 
     /// The critical path through the steps still to run (satisfied steps take no time

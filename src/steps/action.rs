@@ -295,20 +295,65 @@ pub struct SetWorkloadClaimParams {
     pub claim: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The pod, by name. Or choose it with `workload` (+ `ordinal`) or `selector`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pod: String,
+    /// The pod of this workload with this `ordinal` (StatefulSet: pod `NAME-ORDINAL`;
+    /// Deployment: the ORDINAL-th of its Ready pods by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<u32>,
+    /// The first Ready pod (by name) whose labels match all of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<std::collections::BTreeMap<String, String>>,
+    /// Defaults to the pod's only container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// The command and its arguments (no shell is involved).
+    /// The command and its arguments (no shell is involved; use `[sh, -c, SCRIPT]`).
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Spanned<Duration>>,
+    /// Idempotency guard: skip the command when this path exists in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    /// Idempotency guard: skip the command when this command exits 0 in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<Vec<String>>,
+    /// The command is safe to run again (it only reads, or converges): resume may re-run it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// The command that compensates this one on rollback; without it rollback cannot
+    /// undo the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Vec<String>>,
+}
+
+impl ExecParams {
+    /// Whether running the command again after a crash is safe: a guard decides, or the
+    /// plan says the command is idempotent.
+    pub fn is_rerun_safe(&self) -> bool {
+        self.idempotent || self.creates.is_some() || self.unless.is_some()
+    }
+
+    /// The pod as the plan chooses it, for descriptions.
+    pub fn target(&self) -> String {
+        match (&self.workload, &self.selector) {
+            (Some(w), _) => format!("pod {} of {w}", self.ordinal.unwrap_or(0)),
+            (None, Some(labels)) => {
+                let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("the first Ready pod with {}", labels.join(","))
+            }
+            (None, None) => format!("pod {}", self.pod),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -538,7 +583,9 @@ impl Action {
             Action::DeleteObject(p) => format!("delete {}", p.object),
             Action::RestoreObject(p) => format!("restore {}", p.object),
             Action::SetWorkloadClaim(p) => format!("point volume {} of {} at claim {}", p.volume, p.workload, p.claim),
-            Action::Exec(p) => format!("exec in pod {}: {}", p.pod, p.command.join(" ")),
+            Action::Exec(p) => {
+                format!("exec in {}: {}", p.target(), crate::steps::redact::redact_command(&p.command))
+            }
             Action::RestartPod(p) => format!("restart pod {} and wait until it is Ready", p.pod),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
             Action::EbsCopySnapshot(p) => {

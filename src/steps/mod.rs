@@ -9,6 +9,7 @@
 mod action;
 pub mod kube;
 pub mod manifests;
+pub mod redact;
 mod refs;
 
 pub use action::*;

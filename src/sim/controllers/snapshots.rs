@@ -92,7 +92,10 @@ fn create_content(state: &mut State, snapshot: &Value) -> bool {
         return false;
     };
     let handle = format!("snap-{}", state.new_hex(17));
-    state.snapshot_data.insert(handle.clone(), SnapshotData { payload: volume.payload.clone(), size: volume.size });
+    state.snapshot_data.insert(
+        handle.clone(),
+        SnapshotData { payload: volume.payload.clone(), files: volume.files.clone(), size: volume.size },
+    );
     let now = state.now();
     let content = json!({
         "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
@@ -155,7 +158,11 @@ fn bind_existing(state: &mut State, snapshot: &Value, content_name: &str) -> boo
     };
     let handle = content["spec"]["source"]["snapshotHandle"].as_str().unwrap_or_default().to_string();
     let size = state.snapshot_data.get(&handle).map_or(0, |d| d.size);
-    state.snapshot_data.entry(handle.clone()).or_insert(SnapshotData { payload: Vec::new(), size });
+    state.snapshot_data.entry(handle.clone()).or_insert(SnapshotData {
+        payload: Vec::new(),
+        files: Default::default(),
+        size,
+    });
     let now = state.now();
     let mut ready_content = (*content).clone();
     ready_content["status"] = json!({

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::workloads::{SELECTED_NODE, node_zone, pod_claims, pv_zone};
 use crate::sim::admission::{PV_PROTECTION, PVC_PROTECTION, requested_bytes};
 use crate::sim::clock::after;
+use crate::sim::files::FileTree;
 use crate::sim::quantity::{self, format_bytes};
 use crate::sim::registry::keys;
 use crate::sim::state::{BackingVolume, State, is_deleting, name_of, namespace_of, uid_of};
@@ -190,8 +191,8 @@ fn provision(state: &mut State, claim: &Value) -> bool {
         );
         return false;
     }
-    let payload = match source_payload(state, claim, &class) {
-        Ok(payload) => payload,
+    let (payload, files) = match source_payload(state, claim, &class) {
+        Ok(contents) => contents,
         Err(message) => {
             state.record_event(claim, true, "ProvisioningFailed", &message, &provisioner);
             return false;
@@ -202,7 +203,7 @@ fn provision(state: &mut State, claim: &Value) -> bool {
     let volume_id = format!("vol-{}", state.new_hex(17));
     state.volumes.insert(
         volume_id.clone(),
-        BackingVolume { id: volume_id.clone(), zone: zone.clone(), size, payload, modifications: Vec::new() },
+        BackingVolume { id: volume_id.clone(), zone: zone.clone(), size, payload, files, modifications: Vec::new() },
     );
     let pv = provisioned_pv(claim, &class, &volume_id, &zone);
     let Some(rt) = state.registry.get(&keys::pvs()).cloned() else {
@@ -270,10 +271,10 @@ fn provisioned_pv(claim: &Value, class: &Value, volume_id: &str, zone: &str) -> 
 
 /// The initial contents of a new volume: empty, a snapshot's data, or a cloned claim's data.
 /// Errors are the provisioner's event messages.
-fn source_payload(state: &State, claim: &Value, class: &Value) -> Result<Vec<u8>, String> {
+fn source_payload(state: &State, claim: &Value, class: &Value) -> Result<(Vec<u8>, FileTree), String> {
     let source = [&claim["spec"]["dataSourceRef"], &claim["spec"]["dataSource"]].into_iter().find(|s| s.is_object());
     let Some(source) = source else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     let ns = namespace_of(claim);
     let source_name = source["name"].as_str().unwrap_or_default();
@@ -289,11 +290,11 @@ fn source_payload(state: &State, claim: &Value, class: &Value) -> Result<Vec<u8>
                     snapshot.size
                 ));
             }
-            Ok(snapshot.payload)
+            Ok((snapshot.payload, snapshot.files))
         }
         Some("PersistentVolumeClaim") => {
             let volume = state.claim_volume_id(ns, source_name).map_err(|e| format!("{prefix}: {}", e.message))?;
-            Ok(state.volumes.get(&volume).map(|v| v.payload.clone()).unwrap_or_default())
+            Ok(state.volumes.get(&volume).map(|v| (v.payload.clone(), v.files.clone())).unwrap_or_default())
         }
         other => Err(format!("{prefix}: unsupported data source kind {other:?}")),
     }
@@ -337,6 +338,7 @@ fn adopt_backing_volume(state: &mut State, pv: &Value) {
         zone: pv_zone(pv).unwrap_or_default(),
         size,
         payload: Vec::new(),
+        files: FileTree::default(),
         modifications: Vec::new(),
     };
     state.volumes.insert(handle.to_string(), volume);

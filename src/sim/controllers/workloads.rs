@@ -548,6 +548,8 @@ pub fn run_pods(state: &mut State) -> bool {
             continue;
         }
         let running = running_pod(state, &pod, &format_time(ready_at));
+        // etcd reads its data directory when it starts.
+        crate::sim::exec::etcd::start(state, &running);
         state.save(&keys::pods(), running);
         changed = true;
     }

@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod commit;
+pub(crate) mod exec;
 mod objects;
 pub(crate) mod outcome;
 pub mod undo;
@@ -22,6 +23,7 @@ use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::Action;
 
+pub use exec::output_lines as exec_output_lines;
 pub use workloads::original_replicas_key;
 
 pub use crate::steps::manifests::{MANAGED_BY, RUN_LABEL, STEP_ANNOTATION};
@@ -93,6 +95,7 @@ impl StepRunner for KubeRunner {
                 let timeout = self.timeout_of(&p.timeout);
                 within(timeout, &step.id, workloads::restart_pod(&k, &p.pod)).await
             }
+            Action::Exec(p) => exec::run(&k, p, self.timeout_of(&p.timeout)).await,
             other => Err(StepError::new(
                 ErrorKind::Unsupported,
                 format!("`{}` steps cannot be executed by this build yet", other.kind_name()),

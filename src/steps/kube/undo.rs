@@ -39,7 +39,18 @@ fn has_compensation(action: &Action) -> bool {
             | Action::BindStaticPv(_)
             | Action::SetWorkloadClaim(_)
             | Action::DeleteObject(_)
-    )
+    ) || matches!(action, Action::Exec(p) if p.undo.is_some())
+}
+
+/// Steps the run touched that rollback cannot undo: commands run in pods without an
+/// `undo:` command. Rollback names them, so nobody assumes they were reversed.
+pub fn not_undoable(applied: &StepGraph, record: &RunRecord) -> Vec<String> {
+    applied
+        .steps()
+        .filter(|(_, s)| matches!(s.action(), Some(Action::Exec(p)) if p.undo.is_none()))
+        .filter(|(_, s)| record.steps.get(&s.id).is_some_and(|r| touched(r.status)))
+        .map(|(_, s)| s.id.clone())
+        .collect()
 }
 
 /// The graph of compensations: one `undo:` step per step the run touched, each after
@@ -170,6 +181,22 @@ impl StepRunner for UndoRunner {
             Action::DeleteObject(p) => match self.saved_manifest(id, &p.object) {
                 Some(manifest) => super::objects::create_from_manifest(&k, &p.object, manifest).await,
                 None => Ok(()),
+            },
+            // The compensating command, if the command was issued (it may have run).
+            Action::Exec(p) => match (&p.undo, self.captured(id, "execIssued")) {
+                (Some(undo), Some(_)) => {
+                    let params = crate::steps::ExecParams {
+                        command: undo.clone(),
+                        creates: None,
+                        unless: None,
+                        idempotent: true,
+                        undo: None,
+                        ..p.clone()
+                    };
+                    let timeout = p.timeout.as_ref().map_or(std::time::Duration::from_secs(300), |t| t.value.0);
+                    super::exec::run(&k, &params, timeout).await
+                }
+                _ => Ok(()),
             },
             _ => Ok(()),
         }
