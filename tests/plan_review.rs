@@ -288,3 +288,40 @@ fn assert_no_snake_case_keys(value: &Value) {
         _ => {}
     }
 }
+
+#[test]
+fn the_github_workflow_example_comments_once_per_plan_and_labels_the_pull_request() {
+    use drplan::lang::yaml::{Limits, read_file};
+    let path = root().join("examples/github/drplan-review.yml");
+    let workflow = read_file(&path, Limits::PLAN).expect("the workflow is YAML").documents.remove(0).to_json();
+    assert_eq!(workflow["permissions"]["pull-requests"], "write", "{workflow}");
+    let steps = workflow["jobs"]["review"]["steps"].as_array().expect("steps");
+    let scripts: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    let all = scripts.concat();
+    for needed in [
+        "dr validate",
+        "--sim",
+        "--format markdown",
+        "--format json",
+        "head -n 1",
+        "--method PATCH",
+        "dr:destructive",
+        "dr:no-changes",
+        "dr:blocked",
+    ] {
+        assert!(all.contains(needed), "the workflow does not use {needed:?}");
+    }
+    // Every script is valid bash once the ${{ }} expressions are substituted.
+    for script in scripts {
+        let mut plain = String::new();
+        let mut rest = script;
+        while let Some(start) = rest.find("${{") {
+            plain.push_str(&rest[..start]);
+            plain.push_str("EXPRESSION");
+            rest = rest[start..].find("}}").map_or("", |end| &rest[start + end + 2..]);
+        }
+        plain.push_str(rest);
+        let checked = Command::new("bash").args(["-n", "-c", &plain]).output().expect("bash runs");
+        assert!(checked.status.success(), "{}:\n{plain}", String::from_utf8_lossy(&checked.stderr));
+    }
+}
