@@ -568,4 +568,78 @@ mod tests {
         let (kept, cut) = truncate_lines("aaaa\nbbbb\ncccc\n", 10);
         assert_eq!((kept.as_str(), cut), ("aaaa\nbbbb\n", 1));
     }
+
+    const ONE_WAIT: &str = "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: hostile}\nclusters: [{name: c, namespace: db}]\nsteps:\n  - id: gone\n    wait: {for: {podsGone: {workload: {kind: StatefulSet, name: pg}}}}\n";
+
+    fn hostile_change(name: &str, before: serde_json::Value) -> Change {
+        Change {
+            key: super::super::ObjectKey::new("c", "v1", "ConfigMap", Some("db"), name),
+            kind: ChangeKind::Delete,
+            before: Some(before),
+            after: None,
+            steps: vec!["gone".into()],
+            deleted_on_the_way: true,
+            deleted_if_fallback: false,
+            only_if_fallback: false,
+        }
+    }
+
+    /// Renders a review of hostile input: names, reasons and contents that Markdown,
+    /// HTML or a terminal would interpret.
+    fn hostile_review(changes: &[Change]) -> String {
+        let (loaded, _) = crate::lang::load_plan_str("hostile.yaml", ONE_WAIT);
+        let (graph, diags) =
+            crate::graph::build(&loaded.unwrap(), crate::graph::BuildOptions { facts: None, intents_only: false });
+        assert!(!diags.has_errors(), "{diags:?}");
+        let graph = graph.unwrap();
+        let states =
+            vec![("gone".to_string(), StepState::Blocked("pod `a|b` said <img src=x> @admins\u{1b}[2J".into()))];
+        let report = PlanReport { graph: &graph, states: &states, changes, requests: 1 };
+        let output = PlanOutput::new(&report, None);
+        let context =
+            ReviewContext { plan_path: "plans/x.yaml", state: StateSource::Live(vec![]), now: SystemTime::now() };
+        render(&report, &output, &context)
+    }
+
+    #[test]
+    fn hostile_input_cannot_escape_its_place_in_the_review() {
+        let contents = serde_json::json!({"data": {"k": "```\n</details><script>x</script>\n\u{7}"}});
+        let review = hostile_review(&[hostile_change("a</summary><b>@x", contents)]);
+        assert!(!review.contains('\u{1b}') && !review.contains('\u{7}'), "control characters are shown escaped");
+        let mut fenced = 0;
+        let mut in_code = false;
+        let (mut html, mut prose) = (String::new(), String::new());
+        for event in pulldown_cmark::Parser::new(&review) {
+            match event {
+                pulldown_cmark::Event::Start(pulldown_cmark::Tag::CodeBlock(_)) => {
+                    (fenced, in_code) = (fenced + 1, true)
+                }
+                pulldown_cmark::Event::End(pulldown_cmark::TagEnd::CodeBlock) => in_code = false,
+                pulldown_cmark::Event::Html(h) | pulldown_cmark::Event::InlineHtml(h) => html.push_str(&h),
+                pulldown_cmark::Event::Text(t) if !in_code => prose.push_str(&t),
+                _ => {}
+            }
+        }
+        assert_eq!(fenced, 2, "the chart and the diff, each one code block:\n{review}");
+        assert_eq!(html.matches("<details>").count(), html.matches("</details>").count(), "{html}");
+        for bad in ["<img", "<script", "<b>", "</summary><"] {
+            assert!(!html.contains(bad), "{bad:?} is HTML:\n{html}");
+        }
+        for mention in ["@admins", "@x"] {
+            assert!(!prose.contains(mention) && !html.contains(mention), "{mention} would notify:\n{review}");
+        }
+        assert!(prose.contains("a|b") && prose.contains("<img src=x>"), "shown as text:\n{prose}");
+    }
+
+    #[test]
+    fn a_long_diff_is_cut_with_a_note_and_the_document_stays_under_the_limit() {
+        let big: serde_json::Map<String, serde_json::Value> =
+            (0..2_000).map(|i| (format!("key-{i}"), serde_json::Value::from("x".repeat(40)))).collect();
+        let changes: Vec<Change> =
+            (0..40).map(|i| hostile_change(&format!("cm-{i}"), serde_json::json!({"data": big}))).collect();
+        let review = hostile_review(&changes);
+        assert!(review.contains("*Diff truncated: "), "{review}");
+        assert!(review.contains("more not shown"), "{review}");
+        assert!(review.len() <= MAX_DOCUMENT_BYTES, "{} bytes", review.len());
+    }
 }
