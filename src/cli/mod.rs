@@ -52,8 +52,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Print the JSON Schema of the plan format.
-    Schema,
+    /// Print a JSON Schema: of the plan format (default) or of `dr plan --format json`.
+    Schema {
+        #[arg(value_enum, default_value = "plan")]
+        of: SchemaOf,
+    },
     /// Show what a plan would change in the live clusters (exit 0: nothing, 2: changes, 1: error).
     Plan {
         /// Plan file to compare with the live clusters.
@@ -165,6 +168,15 @@ fn invoked_as() -> &'static str {
     if file.starts_with("kubectl-dr") { "kubectl dr" } else { "dr" }
 }
 
+/// The documents `dr schema` describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// A plan file (schemas/drplan.schema.json).
+    Plan,
+    /// What `dr plan --format json` prints (schemas/plan-output.schema.json).
+    PlanOutput,
+}
+
 /// Commands that only read: when their output pipe closes (`dr schema | head -1`), they
 /// end at once like other Unix tools. Commands that change clusters keep going (their
 /// checkpoints must be written) and report the failed write instead.
@@ -173,7 +185,7 @@ fn quiet_on_closed_pipe(command: &Command) -> bool {
         command,
         Command::Validate { .. }
             | Command::Graph { .. }
-            | Command::Schema
+            | Command::Schema { .. }
             | Command::Plan { .. }
             | Command::Runs { .. }
             | Command::Completions { .. }
@@ -198,8 +210,11 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { plans, cluster_from } => validate(&plans, &cluster_from),
         Command::Graph { plan, cluster_from, format } => graph_command(&plan, &cluster_from, format),
-        Command::Schema => {
-            print!("{}", lang::schema::plan_schema_json());
+        Command::Schema { of } => {
+            match of {
+                SchemaOf::Plan => print!("{}", lang::schema::plan_schema_json()),
+                SchemaOf::PlanOutput => print!("{}", crate::state::output::plan_output_schema_json()),
+            }
             0
         }
         Command::Plan { plan, namespace, out, format, target, state: _ } => {

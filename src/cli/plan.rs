@@ -11,12 +11,17 @@ use serde_json::Value;
 use super::apply::{self, TargetArgs};
 use crate::checkpoint;
 use crate::lang;
+use crate::state::markdown;
+use crate::state::output::PlanOutput;
 use crate::state::{self, Fingerprint};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
     Text,
+    /// The versioned document of `schemas/plan-output.schema.json`.
     Json,
+    /// One pull-request comment for review (under GitHub's 65,536-character limit).
+    Markdown,
 }
 
 /// A reviewed plan, saved with `dr plan --out`.
@@ -39,6 +44,8 @@ pub struct SavedPlan {
 pub const SAVED_PLAN_KIND: &str = "DrplanSavedPlan";
 
 /// Exit codes like `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
+/// With `--format markdown`, a plan that cannot be computed still prints a review that
+/// says so, for the pull request.
 pub async fn plan(
     plan_path: &Path,
     target_args: &TargetArgs,
@@ -46,9 +53,30 @@ pub async fn plan(
     out: Option<&Path>,
     format: PlanFormat,
 ) -> Result<i32, String> {
+    let result = plan_or_diagnostics(plan_path, target_args, namespace, out, format).await;
+    if format == PlanFormat::Markdown {
+        let message = match &result {
+            Err(message) => Some(message.clone()),
+            Ok(Err(diags)) => Some(diags.iter().map(|d| d.render(false)).collect::<Vec<_>>().join("\n")),
+            Ok(Ok(_)) => None,
+        };
+        if let Some(message) = message {
+            print!("{}", markdown::render_error(&plan_path.display().to_string(), &message));
+        }
+    }
+    result.map(|r| r.unwrap_or(1))
+}
+
+async fn plan_or_diagnostics(
+    plan_path: &Path,
+    target_args: &TargetArgs,
+    namespace: Option<&str>,
+    out: Option<&Path>,
+    format: PlanFormat,
+) -> Result<Result<i32, crate::diag::Diagnostics>, String> {
     let (loaded, diags) = lang::load_plan(plan_path);
     super::print_diagnostics(&diags);
-    let Some(mut loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(1) };
+    let Some(mut loaded) = loaded.filter(|_| !diags.has_errors()) else { return Ok(Err(diags)) };
     if let Some(ns) = namespace {
         let [only] = loaded.plan.clusters.as_mut_slice() else {
             return Err("-n/--namespace applies to one-cluster plans; name namespaces in the plan instead".into());
@@ -62,7 +90,19 @@ pub async fn plan(
     let report = prepared.report();
     match format {
         PlanFormat::Text => print_text(&report)?,
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default()),
+        PlanFormat::Json => {
+            let output = PlanOutput::new(&report, loaded.plan.objectives.as_ref());
+            println!("{}", serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?);
+        }
+        PlanFormat::Markdown => {
+            let output = PlanOutput::new(&report, loaded.plan.objectives.as_ref());
+            let context = markdown::ReviewContext {
+                plan_path: &plan_path.display().to_string(),
+                state: state_source(plan_path, &clusters, &targets, target_args),
+                now: std::time::SystemTime::now(),
+            };
+            print!("{}", markdown::render(&report, &output, &context));
+        }
     }
     if let Some(out) = out {
         let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
@@ -92,7 +132,28 @@ pub async fn plan(
     // The process ends right after this: freeing every object read (a tenth of the run
     // time for a thousand StatefulSets) would only delay the exit.
     std::mem::forget(prepared);
-    Ok(code)
+    Ok(Ok(code))
+}
+
+/// Which state the plan was computed against, for the review: the dumps `--sim` loaded
+/// (the directories [`apply::connect`] reads) or the live contexts.
+fn state_source(
+    plan_path: &Path,
+    clusters: &BTreeMap<String, Option<String>>,
+    targets: &apply::Targets,
+    args: &TargetArgs,
+) -> markdown::StateSource {
+    if args.sim {
+        let dir = plan_path.with_extension("");
+        let mut dirs: Vec<PathBuf> = clusters
+            .keys()
+            .map(|name| dir.join(name))
+            .map(|sub| if sub.is_dir() { sub } else { dir.clone() })
+            .collect();
+        dirs.dedup();
+        return markdown::StateSource::dump(dirs);
+    }
+    markdown::StateSource::Live(targets.contexts.iter().map(|(c, ctx)| (c.clone(), ctx.clone())).collect())
 }
 
 /// Streams the review text to standard output (megabytes for a large plan).

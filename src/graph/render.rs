@@ -116,13 +116,25 @@ pub fn dot(graph: &StepGraph) -> String {
     out
 }
 
+/// Mermaid label text: quotes and angle brackets as entities, backticks too (a backtick
+/// starts a Markdown string in a label), control characters as visible escapes.
 fn mermaid_escape(s: &str) -> String {
-    crate::diag::escape(s).replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    // Control characters become visible escapes first (a line break would end the statement).
+    crate::diag::escape(s).replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;").replace('`', "#96;")
 }
 
 /// Mermaid flowchart (renders in GitHub pull requests): critical path styled.
 pub fn mermaid(graph: &StepGraph) -> String {
     let (critical, _, _) = critical_set(graph);
+    mermaid_marked(graph, &critical, &[])
+}
+
+/// Extra node styles of [`mermaid_marked`]: class name, Mermaid style, the steps it marks.
+pub type MermaidClass<'a> = (&'a str, &'a str, HashSet<NodeIndex>);
+
+/// [`mermaid`] with the critical path given (`dr plan` marks the path through the steps
+/// left to run) and more classes of steps styled.
+pub fn mermaid_marked(graph: &StepGraph, critical: &HashSet<NodeIndex>, classes: &[MermaidClass<'_>]) -> String {
     let mut out = String::from("flowchart TD\n");
     for (n, step) in graph.steps() {
         let _ = writeln!(
@@ -137,9 +149,19 @@ pub fn mermaid(graph: &StepGraph) -> String {
         let _ = writeln!(out, "  n{} --> n{}", edge.source().index(), edge.target().index());
     }
     out.push_str("  classDef critical stroke:#d00,stroke-width:3px\n  classDef destructive fill:#fde2e2\n");
+    for (name, style, _) in classes {
+        let _ = writeln!(out, "  classDef {name} {style}");
+    }
     let list = |pred: &dyn Fn(NodeIndex) -> bool| {
         graph.graph.node_indices().filter(|&n| pred(n)).map(|n| format!("n{}", n.index())).collect::<Vec<_>>().join(",")
     };
+    // Later class statements win where styles overlap: the destructive fill last.
+    for (name, _, members) in classes {
+        let members = list(&|n| members.contains(&n));
+        if !members.is_empty() {
+            let _ = writeln!(out, "  class {members} {name}");
+        }
+    }
     let on_path = list(&|n| critical.contains(&n));
     if !on_path.is_empty() {
         let _ = writeln!(out, "  class {on_path} critical");

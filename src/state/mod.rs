@@ -6,6 +6,8 @@
 //! the same object builders `dr apply` uses, so the diff shows what apply will send.
 
 mod live;
+pub mod markdown;
+pub mod output;
 mod predict;
 pub mod report;
 mod satisfied;

@@ -3,7 +3,6 @@
 use std::fmt::Write;
 use std::io;
 
-use serde_json::{Value, json};
 use similar::TextDiff;
 
 use super::yaml_out::write_yaml;
@@ -91,7 +90,7 @@ impl PlanReport<'_> {
             .fold(0.0, |total, q| total + q.gib())
     }
 
-    fn destructive_steps(&self) -> usize {
+    pub(crate) fn destructive_steps(&self) -> usize {
         let to_do: std::collections::HashSet<&str> =
             self.states.iter().filter(|(_, st)| will_or_may_run(st)).map(|(id, _)| id.as_str()).collect();
         self.graph.steps().filter(|(_, s)| s.is_destructive() && to_do.contains(s.id.as_str())).count()
@@ -147,7 +146,7 @@ impl PlanReport<'_> {
 
     /// The critical path through the steps still to run (satisfied steps take no time
     /// and are not counted).
-    fn critical_path_left(&self) -> (Vec<petgraph::graph::NodeIndex>, std::time::Duration) {
+    pub(crate) fn critical_path_left(&self) -> (Vec<petgraph::graph::NodeIndex>, std::time::Duration) {
         let satisfied: std::collections::HashSet<&str> = self
             .states
             .iter()
@@ -202,29 +201,6 @@ impl PlanReport<'_> {
         }
         let _ = writeln!(out, "\n{}", self.summary_line());
         out
-    }
-
-    /// The same content for machines.
-    pub fn json(&self) -> Value {
-        json!({
-            "summary": self.summary_line(),
-            "toDo": self.to_do(),
-            "dataAtRiskGiB": self.data_at_risk_gib(),
-            "dataAtRiskIfFallbackGiB": self.data_at_risk_if_fallback_gib(),
-            "listRequests": self.requests,
-            "steps": self.states.iter().map(|(id, s)| match s {
-                StepState::Satisfied(why) => json!({"id": id, "state": "satisfied", "reason": why}),
-                StepState::ToDo => json!({"id": id, "state": "toDo"}),
-                StepState::Conditional(of) => json!({"id": id, "state": "conditional", "fallbackFor": of}),
-                StepState::Blocked(why) => json!({"id": id, "state": "blocked", "reason": why}),
-            }).collect::<Vec<_>>(),
-            "changes": self.changes.iter().map(|c| json!({
-                "object": c.key, "change": format!("{:?}", c.kind).to_lowercase(), "steps": c.steps,
-                "destructive": c.deleted_on_the_way, "destructiveIfFallback": c.deleted_if_fallback,
-                "onlyIfFallback": c.only_if_fallback, "before": c.before, "after": c.after,
-            })).collect::<Vec<_>>(),
-            "criticalPath": self.critical_path_left().0.iter().map(|&n| self.graph.step(n).id.clone()).collect::<Vec<_>>(),
-        })
     }
 }
 
