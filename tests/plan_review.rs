@@ -266,7 +266,7 @@ fn plan_json_conforms_to_its_schema_with_counts_as_numbers() {
     assert_eq!(document["outcome"], "changes");
     let counts = &document["counts"];
     for (key, expected) in
-        [("create", 3), ("change", 3), ("replace", 3), ("delete", 0), ("destructiveSteps", 3), ("stepsToRun", 19)]
+        [("create", 3), ("change", 3), ("replace", 3), ("delete", 0), ("destructiveSteps", 3), ("stepsToRun", 20)]
     {
         assert_eq!(counts[key].as_u64(), Some(expected), "counts.{key} in {counts}");
     }
