@@ -35,6 +35,9 @@ pub struct TargetArgs {
     /// Simulated seconds per real second with --sim.
     #[arg(long, default_value_t = 10.0)]
     pub sim_speed: f64,
+    /// Send AWS requests to this endpoint (a test endpoint such as `dr sim serve --aws`).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -57,6 +60,9 @@ pub struct Targets {
     pub clients: BTreeMap<String, Client>,
     pub contexts: BTreeMap<String, String>,
     pub sims: Vec<SimHandle>,
+    /// AWS clients for cloud steps; with --sim, the simulated AWS they talk to.
+    pub cloud: Arc<crate::cloud::CloudAccess>,
+    pub aws_sim: Option<crate::sim::aws::AwsHandle>,
 }
 
 impl Targets {
@@ -75,7 +81,14 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
-    let mut targets = Targets { clients: BTreeMap::new(), contexts: BTreeMap::new(), sims: Vec::new() };
+    let cloud = crate::cloud::CloudOptions { endpoint_url: args.aws_endpoint_url.clone(), dummy_credentials: false };
+    let mut targets = Targets {
+        clients: BTreeMap::new(),
+        contexts: BTreeMap::new(),
+        sims: Vec::new(),
+        cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
+        aws_sim: None,
+    };
     if args.sim {
         let dir = plan_path.with_extension("");
         for name in clusters.keys() {
@@ -88,6 +101,13 @@ pub async fn connect(
             targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
             targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
             targets.sims.push(sim);
+        }
+        let clock = crate::sim::SimClock::new(jiff::Timestamp::now(), false, args.sim_speed);
+        let sims: Vec<&SimHandle> = targets.sims.iter().collect();
+        targets.aws_sim = crate::sim::aws::start_beside(&dir, &sims, clock, Default::default()).await?;
+        if let Some(aws) = &targets.aws_sim {
+            let options = crate::cloud::CloudOptions { endpoint_url: Some(aws.url()), dummy_credentials: true };
+            targets.cloud = Arc::new(crate::cloud::CloudAccess::new(options));
         }
         return Ok(targets);
     }
@@ -357,11 +377,12 @@ async fn execute(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let runner = Arc::new(KubeRunner {
+    let kube = KubeRunner {
         clients: targets.clients.clone(),
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: run_args.step_timeout,
-    });
+    };
+    let runner = Arc::new(crate::cloud::runner::PlanRunner { kube, cloud: targets.cloud.clone() });
     execute_with(graph, record, store, runner, run_args).await.map(|(code, _)| code)
 }
 

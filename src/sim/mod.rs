@@ -11,9 +11,11 @@
 //! - [`clock`]: the virtual clock; [`config`]: settings and fault rules.
 //! - [`manifests`]: loading YAML manifests; [`cli`]: the `dr sim` subcommands.
 //! - [`table`]: server-side printing for `kubectl get`.
+//! - [`aws`]: the simulated AWS (EFS) a cluster's EFS claims read and write through.
 
 pub mod admission;
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

@@ -59,6 +59,9 @@ pub struct State {
     pub next_wakeup: Option<Timestamp>,
     /// Set by deletions so garbage collection only scans when something went away.
     pub gc_pending: bool,
+    /// The simulated AWS account, when one is attached: claims on its EFS file systems
+    /// read and write its data.
+    pub aws: Option<Arc<super::aws::AwsWorld>>,
     ids: u64,
 }
 
@@ -76,6 +79,7 @@ impl State {
             rng: XorShift::new(seed),
             next_wakeup: None,
             gc_pending: false,
+            aws: None,
             ids: 0,
         }
     }

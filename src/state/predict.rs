@@ -459,6 +459,8 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 }
             }
         }
+        // Cloud steps this build executes; their cloud state is checked when they run.
+        cloud if crate::cloud::runner::executes(cloud) => StepState::ToDo,
         Action::Wait(p) if p.cluster.is_none() => {
             StepState::Blocked("cloud waits are not executable by this build yet".into())
         }
