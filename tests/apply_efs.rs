@@ -259,3 +259,93 @@ async fn a_destination_with_protection_enabled_is_refused_and_reported() {
     assert!(env.replications().is_empty(), "nothing was changed");
     assert!(env.read(&env.primary).contains("before the disaster"), "the original's data is untouched");
 }
+
+/// `dr apply` of the failback is SIGKILLed right after each checkpointed transition in
+/// turn, then `dr resume` finishes the run: every boundary ends in the uninterrupted
+/// run's state, with exactly one replication created each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failback_crashed_at_every_transition_resumes_without_a_second_replication() {
+    let mut boundaries = 0;
+    for k in 1.. {
+        assert!(k < 200, "the run never completed without reaching the failpoint");
+        let env = efs_env("efs-failback", &format!("crash-{k}"), Faults::default()).await;
+        let dr_writes = format!("DR writes, crash at transition {k}");
+        env.dr.write_claim_data(NS, CLAIM, dr_writes.as_str()).unwrap();
+        let failpoint = format!("kill-after-transition={k}");
+        let crashed = env.apply(&[("DRPLAN_FAILPOINT", &failpoint)]).await;
+        if crashed.code == Some(0) {
+            assert_failed_back(&env, &dr_writes);
+            break;
+        }
+        assert_eq!(crashed.signal, Some(9), "k={k}: expected a SIGKILL\n{}", crashed.stderr);
+        boundaries += 1;
+        let run_id = crashed.run_id().expect("run id on stderr");
+        let resumed = env.dr(&["resume", &run_id], &[]).await;
+        assert_eq!(resumed.code, Some(0), "k={k}: dr resume failed\n{}\n{}", resumed.stdout, resumed.stderr);
+        assert_failed_back(&env, &dr_writes);
+        assert_eq!(env.calls("CreateReplicationConfiguration"), 2, "k={k}: one replication each way");
+        assert_eq!(env.calls("DeleteReplicationConfiguration"), 1, "k={k}: one delete");
+    }
+    // 12 steps: a start and a finish each, plus captures and the final run status.
+    assert!(boundaries >= 25, "only {boundaries} transitions were crashed at");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_a_failover_says_the_deleted_replication_cannot_be_undone() {
+    let env = efs_env("efs-failover", "rollback", Faults::default()).await;
+    let applied = env.apply(&[]).await;
+    applied.assert_success("dr apply efs-failover");
+    let run_id = applied.run_id().expect("run id");
+    let rolled_back = env.dr(&["rollback", &run_id], &[]).await;
+    assert!(
+        rolled_back.stderr.contains("efs-failover/delete-replication")
+            && rolled_back.stderr.contains("cannot be undone"),
+        "{}",
+        rolled_back.stderr
+    );
+    assert!(env.replications().is_empty(), "rollback did not invent a replication");
+}
+
+/// The AWS calls of the failback that change something.
+const AWS_WRITES: [&str; 3] =
+    ["UpdateFileSystemProtection", "CreateReplicationConfiguration", "DeleteReplicationConfiguration"];
+
+/// The other crash window: EFS made the change but `dr` dies before it hears back. For
+/// each of the failback's five AWS writes in turn, `dr apply` is SIGKILLed while that
+/// write's answer is on its way; `dr resume` must adopt what the write did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failback_crashed_between_an_aws_write_and_its_answer_resumes_to_the_same_end_state() {
+    let late: Vec<serde_json::Value> =
+        AWS_WRITES.iter().map(|verb| json!({ "verb": verb, "responseLatency": "2s" })).collect();
+    let faults: Faults = serde_json::from_value(json!({ "rules": late })).unwrap();
+    for n in 1..=5 {
+        let env = efs_env("efs-failback", &format!("write-crash-{n}"), faults.clone()).await;
+        let dr_writes = format!("DR writes, crash at AWS write {n}");
+        env.dr.write_claim_data(NS, CLAIM, dr_writes.as_str()).unwrap();
+        let writes = || {
+            let state = env.world().lock();
+            state.requests.iter().filter(|r| AWS_WRITES.contains(&r.operation.as_str()) && r.status < 300).count()
+        };
+        let plan = env.plan.to_string_lossy().into_owned();
+        let mut child = KillOnDrop(Some(env.command(&["apply", &plan, "--auto-approve"], &[]).spawn().unwrap()));
+        env.eventually(&format!("AWS write {n}"), || writes() >= n).await;
+        drop(child.0.take().map(|mut c| {
+            let _ = c.kill();
+            c.wait()
+        }));
+        let runs: Vec<_> = std::fs::read_dir(env.state_dir.join("runs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        assert_eq!(runs.len(), 1, "n={n}: {runs:?}");
+        env.world().lock().faults = Faults::default();
+        let resumed = env.dr(&["resume", &runs[0]], &[]).await;
+        assert_eq!(resumed.code, Some(0), "n={n}: dr resume failed\n{}", resumed.stderr);
+        assert_failed_back(&env, &dr_writes);
+        assert_eq!(env.calls("CreateReplicationConfiguration"), 2, "n={n}: one replication each way");
+        assert_eq!(env.calls("DeleteReplicationConfiguration"), 1, "n={n}: one delete");
+    }
+}

@@ -466,6 +466,9 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
+    for warning in crate::cloud::runner::not_undone(&applied, &original) {
+        eprintln!("warning: {warning}");
+    }
     let record = match existing {
         Some(record) => record,
         None => {

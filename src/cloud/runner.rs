@@ -98,3 +98,37 @@ async fn within<F: std::future::Future<Output = Result<(), StepError>>>(
         Err(StepError::failed(format!("step `{id}` timed out after {}", humantime::format_duration(limit))))
     })
 }
+
+/// What a rollback leaves as it is: the cloud steps of `record` that changed something.
+/// Deleting a replication cannot be undone (EFS keeps no configuration to restore; going
+/// back is the failback plan), and a replication or protection change is left for the
+/// operator to review rather than reverted behind their back.
+pub fn not_undone(applied: &crate::graph::StepGraph, record: &crate::checkpoint::RunRecord) -> Vec<String> {
+    use crate::checkpoint::StepStatus;
+    let mut notes = Vec::new();
+    for (_, step) in applied.steps() {
+        let status = record.steps.get(&step.id).map(|s| s.status).unwrap_or_default();
+        if !matches!(status, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Running) {
+            continue;
+        }
+        let note = match step.action() {
+            Some(Action::EfsDeleteReplication(p)) => format!(
+                "step `{}` deleted the EFS replication from {} ({}): this cannot be undone; replicate again with a failback plan",
+                step.id, p.source_file_system_id, p.region
+            ),
+            Some(Action::EfsCreateReplication(p)) => format!(
+                "step `{}` created the EFS replication {} → {}: rollback leaves it in place (deleting it would make the destination writable); delete it by hand if it must go",
+                step.id,
+                p.source_file_system_id,
+                p.destination_file_system_id.as_deref().unwrap_or("a new file system")
+            ),
+            Some(Action::EfsSetOverwriteProtection(p)) => format!(
+                "step `{}` changed the replication overwrite protection of {}: rollback leaves it as it is",
+                step.id, p.file_system_id
+            ),
+            _ => continue,
+        };
+        notes.push(note);
+    }
+    notes
+}
