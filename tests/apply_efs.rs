@@ -349,3 +349,46 @@ async fn a_failback_crashed_between_an_aws_write_and_its_answer_resumes_to_the_s
         assert_eq!(env.calls("DeleteReplicationConfiguration"), 1, "n={n}: one delete");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_plan_reports_the_rpo_a_failover_would_have_now() {
+    let env = efs_env("efs-failover", "rpo", Faults::default()).await;
+    let plan = env.plan.to_string_lossy().into_owned();
+    let fresh = env.dr(&["plan", &plan], &[]).await;
+    assert!(fresh.stderr.contains("EFS replication fs-0123456789abcdef0 → fs-0fedcba9876543210 (us-west-2): ENABLED"));
+    assert!(!fresh.stderr.contains("objectives.rpo"), "{}", fresh.stderr);
+    // A replication paused an hour ago: a failover now loses that hour, beyond the 15m RPO.
+    {
+        let mut state = env.world().lock();
+        let replication = &mut state.replications[0];
+        replication.status = drplan::sim::aws::ReplicationStatus::Paused;
+        replication.last_replicated = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1));
+    }
+    let stale = env.dr(&["plan", &plan], &[]).await;
+    assert!(
+        stale.stderr.contains("PAUSED") && stale.stderr.contains("more than objectives.rpo (15m)"),
+        "{}",
+        stale.stderr
+    );
+    let describes = env.calls("DescribeReplicationConfigurations");
+    assert_eq!(describes, 2, "one Describe call per region and plan");
+    assert_eq!(env.calls("DeleteReplicationConfiguration"), 0, "dr plan changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_aws_credentials_stop_the_cloud_step_with_a_clear_error() {
+    let env = efs_env("efs-failover", "no-credentials", Faults::default()).await;
+    let plan = env.plan.to_string_lossy().into_owned();
+    let mut command = env.command(&["apply", &plan, "--auto-approve"], &[]);
+    command.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let result = wait_child(KillOnDrop(Some(command.spawn().unwrap()))).await;
+    assert_eq!(result.code, Some(1), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("efs-failover/delete-replication") && result.stderr.contains("credentials"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("DispatchFailure {"), "no debug dump: {}", result.stderr);
+    assert_eq!(env.calls("DeleteReplicationConfiguration"), 0);
+    assert_eq!(env.replications().len(), 1, "nothing changed in AWS");
+}

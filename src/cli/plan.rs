@@ -63,8 +63,13 @@ pub async fn plan(
         std::sync::Arc::new(checkpoint::LocalDirStore::new(&run_args.state_dir));
     let prepared = apply::prepare(&loaded, &targets, store.as_ref()).await?;
     let report = prepared.report();
+    let rpo = loaded.plan.objectives.as_ref().and_then(|o| o.rpo.as_ref()).map(|r| r.value.0);
+    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &targets.cloud).await;
     match format {
-        PlanFormat::Text => print_text(&report),
+        PlanFormat::Text => {
+            print_text(&report);
+            cloud.notes.iter().for_each(|n| eprintln!("{n}"));
+        }
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default()),
     }
     if let Some(out) = out {
@@ -85,6 +90,7 @@ pub async fn plan(
         std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
         eprintln!("Saved the plan to {}; apply exactly this with `dr apply {}`.", out.display(), out.display());
     }
+    cloud.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     let code = if !report.blocked().is_empty() {
         1
     } else if report.to_do() == 0 {

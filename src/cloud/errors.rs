@@ -4,7 +4,7 @@
 //! provider's code and message, never a Rust debug dump.
 
 use aws_sdk_efs::config::http::HttpResponse;
-use aws_sdk_efs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_efs::error::{ProvideErrorMetadata, SdkError};
 
 use crate::exec::StepError;
 
@@ -65,11 +65,31 @@ where
             }
         }
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            StepError::transient(format!("{}: {}", call.prefix(), DisplayErrorContext(&error)))
+            StepError::transient(format!("{}: {}", call.prefix(), causes(&error)))
         }
         SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-            StepError::transient(format!("{}: {}", call.prefix(), DisplayErrorContext(&error)))
+            StepError::transient(format!("{}: {}", call.prefix(), causes(&error)))
         }
-        _ => StepError::failed(format!("{}: {}", call.prefix(), DisplayErrorContext(&error))),
+        _ if causes(&error).contains("credential") => StepError::failed(format!(
+            "{}: no AWS credentials ({}); provide them through the environment, a profile or IRSA web identity",
+            call.prefix(),
+            causes(&error)
+        )),
+        _ => StepError::failed(format!("{}: {}", call.prefix(), causes(&error))),
     }
+}
+
+/// The error and its sources, each as displayed (the SDK's own context rendering
+/// appends a debug dump), without empty or repeated parts.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }

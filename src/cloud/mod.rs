@@ -5,6 +5,7 @@
 //! - [`errors`]: AWS errors → step errors (throttling and 5xx retried; the rest reported
 //!   with the step, the API call and the provider's message).
 //! - [`efs`]: EFS replication steps and waits.
+//! - [`report`]: cloud state and the RPO a failover would have now, for `dr plan`.
 //! - [`runner`]: the step runner that sends cloud steps here and the rest to Kubernetes.
 //!
 //! The SDK runs on the same TLS stack as kube (hyper 1 + rustls with ring): its default
@@ -12,6 +13,7 @@
 
 pub mod efs;
 pub mod errors;
+pub mod report;
 pub mod runner;
 
 use std::collections::BTreeMap;
