@@ -4,6 +4,7 @@
 //! - [`lang`]: plan files → typed plans, with source spans (Terraform's `configs`).
 //! - [`steps`]: the typed step kinds a run is made of.
 //! - [`cluster`]: facts about clusters, from manifests or the live API.
+//! - [`cloud`]: AWS clients (one per service and region) and the cloud steps (EFS).
 //! - [`graph`]: intents expanded into a DAG of steps, checked for safety, rendered.
 //! - [`state`]: live state read for a plan, predicted changes, diffs (`dr plan`).
 //! - [`exec`]: the executor: bounded parallelism, retries, a checkpoint per transition.
@@ -14,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cloud;
 pub mod cluster;
 pub mod diag;
 pub mod exec;

@@ -41,6 +41,9 @@ fn serve_refuses_non_loopback_addresses() {
         faults: None,
         speed: 1.0,
         snapshot_ready_after: None,
+        aws: None,
+        aws_listen: "127.0.0.1:0".parse().unwrap(),
+        aws_endpoint_out: None,
     };
     let err = run(SimCommand::Serve(args)).unwrap_err();
     assert!(err.contains("non-loopback"), "{err}");

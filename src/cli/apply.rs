@@ -35,6 +35,9 @@ pub struct TargetArgs {
     /// Simulated seconds per real second with --sim.
     #[arg(long, default_value_t = 10.0)]
     pub sim_speed: f64,
+    /// Send AWS requests to this endpoint (a test endpoint such as `dr sim serve --aws`).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -61,6 +64,9 @@ pub struct Targets {
     /// How each cluster was reached, recorded in the run.
     pub reached: BTreeMap<String, crate::cluster::ClusterTarget>,
     pub sims: Vec<SimHandle>,
+    /// AWS clients for cloud steps; with --sim, the simulated AWS they talk to.
+    pub cloud: Arc<crate::cloud::CloudAccess>,
+    pub aws_sim: Option<crate::sim::aws::AwsHandle>,
 }
 
 impl Targets {
@@ -88,12 +94,15 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
+    let cloud = crate::cloud::CloudOptions { endpoint_url: args.aws_endpoint_url.clone(), dummy_credentials: false };
     let mut targets = Targets {
         clients: BTreeMap::new(),
         contexts: BTreeMap::new(),
         servers: BTreeMap::new(),
         reached: BTreeMap::new(),
         sims: Vec::new(),
+        cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
+        aws_sim: None,
     };
     if args.sim {
         let dir = plan_path.with_extension("");
@@ -110,6 +119,13 @@ pub async fn connect(
             let reached = crate::cluster::ClusterTarget { server: Some(sim.url()), ..Default::default() };
             targets.reached.insert(name.clone(), reached);
             targets.sims.push(sim);
+        }
+        let clock = crate::sim::SimClock::new(jiff::Timestamp::now(), false, args.sim_speed);
+        let sims: Vec<&SimHandle> = targets.sims.iter().collect();
+        targets.aws_sim = crate::sim::aws::start_beside(&dir, &sims, clock, Default::default()).await?;
+        if let Some(aws) = &targets.aws_sim {
+            let options = crate::cloud::CloudOptions { endpoint_url: Some(aws.url()), dummy_credentials: true };
+            targets.cloud = Arc::new(crate::cloud::CloudAccess::new(options));
         }
         return Ok(targets);
     }
@@ -397,11 +413,12 @@ async fn execute(
     targets: &Targets,
     run_args: &RunArgs,
 ) -> Result<i32, String> {
-    let runner = Arc::new(KubeRunner {
+    let kube = KubeRunner {
         clients: targets.clients.clone(),
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: run_args.step_timeout,
-    });
+    };
+    let runner = Arc::new(crate::cloud::runner::PlanRunner { kube, cloud: targets.cloud.clone() });
     execute_with(graph, record, store, runner, run_args).await.map(|(code, _)| code)
 }
 
@@ -491,6 +508,9 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
     for id in crate::steps::kube::undo::not_undoable(&applied, &original) {
         eprintln!("Rollback cannot undo step {id}: it ran a command in a pod and names no `undo:` command");
     }
+    for warning in crate::cloud::runner::not_undone(&applied, &original) {
+        eprintln!("warning: {warning}");
+    }
     let record = match existing {
         Some(record) => record,
         None => {
@@ -542,12 +562,16 @@ pub(super) async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> R
         return connect(Path::new("."), &saved_clusters(record), target_args).await;
     }
     let single = record.clusters.len() == 1;
+    let cloud =
+        crate::cloud::CloudOptions { endpoint_url: target_args.aws_endpoint_url.clone(), dummy_credentials: false };
     let mut targets = Targets {
         clients: BTreeMap::new(),
         contexts: BTreeMap::new(),
         servers: BTreeMap::new(),
         reached: BTreeMap::new(),
         sims: Vec::new(),
+        cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
+        aws_sim: None,
     };
     for (name, recorded) in &record.clusters {
         let context = target_args.context.as_deref().filter(|_| single);

@@ -88,8 +88,13 @@ async fn plan_or_diagnostics(
     let targets = apply::connect(plan_path, &clusters, target_args).await?;
     let prepared = apply::prepare(&loaded, &targets).await?;
     let report = prepared.report();
+    let rpo = loaded.plan.objectives.as_ref().and_then(|o| o.rpo.as_ref()).map(|r| r.value.0);
+    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &targets.cloud).await;
     match format {
-        PlanFormat::Text => print_text(&report)?,
+        PlanFormat::Text => {
+            print_text(&report)?;
+            cloud.notes.iter().for_each(|n| eprintln!("{}", crate::diag::escape(n)));
+        }
         PlanFormat::Json => {
             let output = PlanOutput::new(&report, loaded.plan.objectives.as_ref());
             println!("{}", serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?);
@@ -122,6 +127,7 @@ async fn plan_or_diagnostics(
         std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
         eprintln!("Saved the plan to {}; apply exactly this with `dr apply {}`.", out.display(), out.display());
     }
+    cloud.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     let code = if !report.blocked().is_empty() {
         1
     } else if report.to_do() == 0 {

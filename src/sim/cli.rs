@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// Default delay before snapshots become ready (e.g. 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub snapshot_ready_after: Option<Duration>,
+    /// Also serve a simulated AWS (EFS) from this state file (`aws.yaml`) on a second
+    /// loopback port; claims on its file systems read and write its data.
+    #[arg(long, value_name = "FILE")]
+    pub aws: Option<PathBuf>,
+    /// Address of the simulated AWS endpoint (port 0: any free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:0", requires = "aws")]
+    pub aws_listen: SocketAddr,
+    /// Write the simulated AWS endpoint URL to this file (for --aws-endpoint-url).
+    #[arg(long, value_name = "FILE", requires = "aws")]
+    pub aws_endpoint_out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -146,6 +156,10 @@ async fn serve(args: ServeArgs) -> Result<i32, String> {
         handle.write_kubeconfig(path, &args.context).map_err(|e| e.to_string())?;
         eprintln!("wrote kubeconfig {} (context {})", path.display(), args.context);
     }
+    let _aws = match &args.aws {
+        Some(file) => Some(super::aws::serve_file(file, &args, &handle).await?),
+        None => None,
+    };
     eprintln!("serving the simulated cluster at {} (Ctrl-C to stop)", handle.url());
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     handle.shutdown();

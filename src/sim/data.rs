@@ -30,11 +30,18 @@ impl State {
 
     pub fn read_claim_data(&self, ns: &str, claim: &str) -> ApiResult<Vec<u8>> {
         let id = self.claim_volume_id(ns, claim)?;
+        if let Some(bytes) = self.aws.as_ref().and_then(|aws| aws.read_file_system(&id)) {
+            return Ok(bytes);
+        }
         Ok(self.volumes.get(&id).map(|v| v.payload.clone()).unwrap_or_default())
     }
 
     pub fn write_claim_data(&mut self, ns: &str, claim: &str, bytes: Vec<u8>) -> ApiResult<()> {
         let id = self.claim_volume_id(ns, claim)?;
+        if let Some(written) = self.aws.as_ref().and_then(|aws| aws.write_file_system(&id, bytes.clone())) {
+            return written
+                .map_err(|message| ApiError { message, ..ApiError::conflict("", "persistentvolumeclaims", claim) });
+        }
         let volume = self.volumes.get_mut(&id).ok_or_else(|| ApiError::internal("backing volume vanished"))?;
         volume.payload = bytes;
         Ok(())

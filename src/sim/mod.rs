@@ -13,9 +13,11 @@
 //!   etcd members; [`files`]: the directories and files volumes and snapshots hold.
 //! - [`manifests`]: loading YAML manifests; [`cli`]: the `dr sim` subcommands.
 //! - [`table`]: server-side printing for `kubectl get`.
+//! - [`aws`]: the simulated AWS (EFS) a cluster's EFS claims read and write through.
 
 pub mod admission;
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

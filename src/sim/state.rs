@@ -66,6 +66,9 @@ pub struct State {
     pub gc_pending: bool,
     /// Container filesystems and etcd members for `pods/exec`.
     pub exec: ExecState,
+    /// The simulated AWS account, when one is attached: claims on its EFS file systems
+    /// read and write its data.
+    pub aws: Option<Arc<super::aws::AwsWorld>>,
     ids: u64,
 }
 
@@ -84,6 +87,7 @@ impl State {
             next_wakeup: None,
             gc_pending: false,
             exec: ExecState::default(),
+            aws: None,
             ids: 0,
         }
     }

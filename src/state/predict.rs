@@ -430,6 +430,8 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 }
             }
         }
+        // Cloud steps this build executes; their cloud state is checked when they run.
+        cloud if crate::cloud::runner::executes(cloud) => StepState::ToDo,
         // Expansion placed kube waits in a cluster (the only one, when none is written);
         // only cloud waits have none.
         Action::Wait(_) if step.cluster.is_empty() => {

@@ -68,7 +68,7 @@ impl StepRunner for KubeRunner {
             Action::Wait(
                 p @ crate::steps::WaitParams { condition: crate::steps::WaitCondition::PodsReady { workload }, .. },
             ) => {
-                let replicas = workloads::recorded_replicas(&k, workload);
+                let replicas = workloads::expected_replicas(&k, workload);
                 outcome::verify_ready(&k, workload, replicas, self.timeout_of(&p.timeout)).await
             }
             Action::Wait(p) => {

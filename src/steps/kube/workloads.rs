@@ -68,6 +68,30 @@ pub(super) fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
     })
 }
 
+/// The replicas `w` should have once the steps before this one are done: what a
+/// `scaleBack` among them brings back, else what a `scale` among them set (a workload
+/// started from 0 by the plan waits for the replicas it was started at, not for the 0 it
+/// had), else unknown.
+pub(super) fn expected_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
+    let graph = &k.ctx.graph;
+    let ancestors = k.ctx.ancestors();
+    let targets_w = |a: &petgraph::graph::NodeIndex| {
+        let step = graph.step(*a);
+        step.cluster == k.step.cluster && step.namespace == k.step.namespace
+    };
+    let scaled_back = ancestors
+        .iter()
+        .filter(|a| targets_w(a))
+        .any(|a| matches!(graph.step(*a).action(), Some(Action::ScaleBack(p)) if &p.workload == w));
+    if scaled_back {
+        return recorded_replicas(k, w);
+    }
+    ancestors.iter().filter(|a| targets_w(a)).find_map(|a| match graph.step(*a).action() {
+        Some(Action::Scale(p)) if &p.workload == w => i32::try_from(p.replicas).ok(),
+        _ => None,
+    })
+}
+
 pub async fn scale_back(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
     let original = recorded_replicas(k, w).ok_or_else(|| {
         StepError::failed(format!("no recorded replicas for {w}: the scale step before this one captured none"))
