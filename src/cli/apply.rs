@@ -70,6 +70,21 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// No cluster reached yet; AWS through the standard chain (or `--aws-endpoint-url`).
+    fn none(args: &TargetArgs) -> Targets {
+        let cloud =
+            crate::cloud::CloudOptions { endpoint_url: args.aws_endpoint_url.clone(), dummy_credentials: false };
+        Targets {
+            clients: BTreeMap::new(),
+            contexts: BTreeMap::new(),
+            servers: BTreeMap::new(),
+            reached: BTreeMap::new(),
+            sims: Vec::new(),
+            cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
+            aws_sim: None,
+        }
+    }
+
     /// " (server URL, context NAME)" for messages about a cluster.
     pub fn where_is(&self, cluster: &str) -> String {
         match (self.servers.get(cluster), self.contexts.get(cluster)) {
@@ -94,16 +109,7 @@ pub async fn connect(
     clusters: &BTreeMap<String, Option<String>>,
     args: &TargetArgs,
 ) -> Result<Targets, String> {
-    let cloud = crate::cloud::CloudOptions { endpoint_url: args.aws_endpoint_url.clone(), dummy_credentials: false };
-    let mut targets = Targets {
-        clients: BTreeMap::new(),
-        contexts: BTreeMap::new(),
-        servers: BTreeMap::new(),
-        reached: BTreeMap::new(),
-        sims: Vec::new(),
-        cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
-        aws_sim: None,
-    };
+    let mut targets = Targets::none(args);
     if args.sim {
         let dir = plan_path.with_extension("");
         for name in clusters.keys() {
@@ -562,17 +568,7 @@ pub(super) async fn reconnect(record: &RunRecord, target_args: &TargetArgs) -> R
         return connect(Path::new("."), &saved_clusters(record), target_args).await;
     }
     let single = record.clusters.len() == 1;
-    let cloud =
-        crate::cloud::CloudOptions { endpoint_url: target_args.aws_endpoint_url.clone(), dummy_credentials: false };
-    let mut targets = Targets {
-        clients: BTreeMap::new(),
-        contexts: BTreeMap::new(),
-        servers: BTreeMap::new(),
-        reached: BTreeMap::new(),
-        sims: Vec::new(),
-        cloud: Arc::new(crate::cloud::CloudAccess::new(cloud)),
-        aws_sim: None,
-    };
+    let mut targets = Targets::none(target_args);
     for (name, recorded) in &record.clusters {
         let context = target_args.context.as_deref().filter(|_| single);
         let now = crate::cluster::reach_again(name, recorded, target_args.kubeconfig.as_deref(), context)?;

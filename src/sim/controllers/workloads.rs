@@ -52,18 +52,7 @@ pub fn complete_container_statuses(pod: &mut Value) {
         return;
     }
     let since = pod["status"]["startTime"].clone();
-    let statuses: Vec<Value> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            json!({
-                "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
-                "state": { "running": { "startedAt": since } },
-            })
-        })
-        .collect();
-    pod["status"]["containerStatuses"] = json!(statuses);
+    pod["status"]["containerStatuses"] = json!(ready_container_statuses(pod, &since));
 }
 
 fn replicas_of(workload: &Value) -> usize {
@@ -562,19 +551,24 @@ fn claims_bound(state: &State, pod: &Value) -> bool {
     })
 }
 
-fn running_pod(state: &mut State, pod: &Value, at: &str) -> Value {
-    let mut running = pod.clone();
-    let statuses: Vec<Value> = pod["spec"]["containers"]
+/// A running, ready status for each container of `pod`, started at `since`.
+fn ready_container_statuses(pod: &Value, since: &Value) -> Vec<Value> {
+    pod["spec"]["containers"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| {
             json!({
                 "name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0,
-                "state": { "running": { "startedAt": at } },
+                "state": { "running": { "startedAt": since } },
             })
         })
-        .collect();
+        .collect()
+}
+
+fn running_pod(state: &mut State, pod: &Value, at: &str) -> Value {
+    let mut running = pod.clone();
+    let statuses = ready_container_statuses(pod, &json!(at));
     let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": at });
     let octet = state.rng.next_u64() % 250 + 2;
     running["status"] = json!({
