@@ -115,7 +115,7 @@ fn graph_dot_is_accepted_by_graphviz() {
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("graphviz `dot` must be installed (`.ci/run` installs it: apt-get install graphviz)");
+        .expect("graphviz `dot` must be installed (`scripts/test` and `.ci/run` install it: apt-get install graphviz)");
     dot.stdin.take().unwrap().write_all(&out.stdout).unwrap();
     let result = dot.wait_with_output().unwrap();
     assert!(result.status.success(), "dot rejected the graph: {}", String::from_utf8_lossy(&result.stderr));
