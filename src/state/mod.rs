@@ -57,6 +57,11 @@ impl ObjectKey {
             name: name.to_string(),
         }
     }
+
+    /// The key of an object a step names (`saveObject`, `deleteObject`, `restoreObject`).
+    pub fn of_ref(cluster: &str, object: &crate::steps::ObjectRef) -> ObjectKey {
+        ObjectKey::new(cluster, &object.api_version, &object.kind, object.namespace.as_deref(), &object.name)
+    }
 }
 
 /// What a plan read: the objects, by key, as the API returned them.

@@ -203,15 +203,15 @@ impl Replay<'_> {
     }
 }
 
-fn workload_key(step: &Step, w: &WorkloadRef) -> ObjectKey {
+pub(super) fn workload_key(step: &Step, w: &WorkloadRef) -> ObjectKey {
     ObjectKey::new(&step.cluster, "apps/v1", &w.kind.to_string(), Some(&step.namespace), &w.name)
 }
 
-fn claim_key(step: &Step, claim: &str) -> ObjectKey {
+pub(super) fn claim_key(step: &Step, claim: &str) -> ObjectKey {
     ObjectKey::new(&step.cluster, "v1", "PersistentVolumeClaim", Some(&step.namespace), claim)
 }
 
-fn pv_key(step: &Step, name: &str) -> ObjectKey {
+pub(super) fn pv_key(step: &Step, name: &str) -> ObjectKey {
     ObjectKey::new(&step.cluster, "v1", "PersistentVolume", None, name)
 }
 
@@ -406,13 +406,7 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             StepState::ToDo
         }
         Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p) => {
-            let key = ObjectKey::new(
-                &step.cluster,
-                &p.object.api_version,
-                &p.object.kind,
-                p.object.namespace.as_deref(),
-                &p.object.name,
-            );
+            let key = ObjectKey::of_ref(&step.cluster, &p.object);
             match action {
                 Action::SaveObject(_) if p.object.kind == "Secret" => {
                     StepState::Blocked("Secrets are never saved into checkpoints".into())

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
+use super::predict::{claim_key, pv_key, workload_key};
 use super::{LiveState, ObjectKey};
 use crate::graph::{Step, StepGraph};
 use crate::lang::Quantity;
@@ -66,15 +67,10 @@ fn outcome_holds(steps: &[&Step], live: &LiveState) -> Option<String> {
 /// A workload the entry brings back is as planned only when it serves: every replica it
 /// asks for is ready.
 fn workload_ready(step: &Step, w: &WorkloadRef, live: &LiveState) -> Option<()> {
-    let key = ObjectKey::new(&step.cluster, "apps/v1", &w.kind.to_string(), Some(&step.namespace), &w.name);
-    let object = live.get(&key)?;
+    let object = live.get(&workload_key(step, w))?;
     let wanted = object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
     let ready = object.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
     (ready >= wanted).then_some(())
-}
-
-fn claim_key(step: &Step, claim: &str) -> ObjectKey {
-    ObjectKey::new(&step.cluster, "v1", "PersistentVolumeClaim", Some(&step.namespace), claim)
 }
 
 fn text<'v>(object: &'v Value, pointer: &str) -> Option<&'v str> {
@@ -126,7 +122,7 @@ fn matches_template(name: &str, template: &str) -> bool {
 /// A static PV is as planned when it exists for the planned disk and the claim is bound
 /// to it.
 fn bound_as_planned(step: &Step, p: &StaticPvParams, live: &LiveState) -> Option<String> {
-    let pv = live.get(&ObjectKey::new(&step.cluster, "v1", "PersistentVolume", None, &p.pv_name))?;
+    let pv = live.get(&pv_key(step, &p.pv_name))?;
     if text(&pv, "/spec/csi/volumeHandle") != Some(p.volume.value.volume_handle.as_str()) {
         return None;
     }
@@ -155,13 +151,7 @@ fn set_aside_holds(
         return None;
     }
     let step = graph.step(delete);
-    let key = ObjectKey::new(
-        &step.cluster,
-        &p.object.api_version,
-        &p.object.kind,
-        p.object.namespace.as_deref(),
-        &p.object.name,
-    );
+    let key = ObjectKey::of_ref(&step.cluster, &p.object);
     live.get(&key)?;
     Some(format!("{ALREADY_AS_PLANNED}: {} is in place and nothing it is set aside for needs to run", p.object))
 }
