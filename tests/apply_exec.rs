@@ -193,3 +193,19 @@ async fn rollback_runs_undo_commands_and_names_the_execs_it_cannot_undo() {
         env.dump_logs(&rolled_back)
     );
 }
+
+/// A command's output (and the command itself) comes from the cluster and the plan: its
+/// control characters must not reach the terminal of whoever runs `dr apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_a_command_never_reach_the_terminal() {
+    let step = "  - id: noisy\n    exec:\n      pod: etcd-0\n      command: [echo, \"\\e[2J\\e]0;pwned\\a\"]\n      idempotent: true\n";
+    let (env, result) = apply_one("exec-escape", step).await;
+    assert_eq!(record(&env)["steps"]["noisy"]["status"], "succeeded", "{}", env.dump_logs(&result));
+    let output =
+        record(&env)["steps"]["noisy"]["captured"]["output"]["stdout"].as_str().unwrap_or_default().to_string();
+    assert!(output.contains('\u{1b}'), "the command printed the escape sequence: {output:?}");
+    for (stream, text) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "raw control characters on {stream}: {text:?}");
+    }
+    assert!(result.stdout.contains("pwned") || result.stderr.contains("pwned"), "{}", env.dump_logs(&result));
+}

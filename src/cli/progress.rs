@@ -37,7 +37,7 @@ pub async fn render(mut events: mpsc::UnboundedReceiver<Event>, output: Output, 
         Output::Auto => live(&mut events).await,
         Output::Plain => {
             while let Some(event) = events.recv().await {
-                eprintln!("{} {}", crate::checkpoint::now_rfc3339(), line(&event));
+                eprintln!("{} {}", crate::checkpoint::now_rfc3339(), crate::diag::escape(&line(&event)));
             }
         }
         Output::Json => {
@@ -60,20 +60,20 @@ async fn live(events: &mut mpsc::UnboundedReceiver<Event>) {
         match &event {
             Event::Started { id, description } => {
                 let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
-                bar.set_message(format!("{id}: {description}"));
+                bar.set_message(crate::diag::escape(&format!("{id}: {description}")).into_owned());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bars.insert(id.clone(), bar);
             }
             Event::Retrying { id, .. } => {
                 if let Some(bar) = bars.get(id) {
-                    bar.set_message(line(&event));
+                    bar.set_message(crate::diag::escape(&line(&event)).into_owned());
                 }
             }
             Event::Finished { id, .. } => {
                 if let Some(bar) = bars.remove(id) {
                     bar.finish_and_clear();
                 }
-                let _ = multi.println(line(&event));
+                let _ = multi.println(crate::diag::escape(&line(&event)).into_owned());
             }
         }
     }
@@ -134,7 +134,7 @@ pub fn summary(out: &mut dyn Write, outcome: &crate::exec::Outcome, total: Durat
         let _ = writeln!(out, "  {} {id:<width$}  {:>8}", mark(status), format_secs(*elapsed));
         let captured = outcome.record.steps.get(id).map(|s| &s.captured);
         for line in captured.map(|c| crate::steps::kube::exec_output_lines(c, 8)).unwrap_or_default() {
-            let _ = writeln!(out, "      │ {line}");
+            let _ = writeln!(out, "      │ {}", crate::diag::escape(&line));
         }
     }
     let _ = writeln!(out, "\nRun {}: {} in {}", outcome.record.run_id, outcome.status, format_secs(total));

@@ -138,8 +138,9 @@ impl PlanReport<'_> {
         match execs {
             0 => String::new(),
             n => format!(
-                " {} run commands in pods: their effect cannot be predicted and is not shown above.",
-                plural(n, "exec step")
+                " {} {} commands in pods: their effect cannot be predicted and is not shown above.",
+                plural(n, "exec step"),
+                if n == 1 { "runs" } else { "run" }
             ),
         }
     }
