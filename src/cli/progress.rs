@@ -73,7 +73,7 @@ async fn live(events: &mut mpsc::UnboundedReceiver<Event>) {
                 if let Some(bar) = bars.remove(id) {
                     bar.finish_and_clear();
                 }
-                let _ = multi.println(&crate::diag::escape(&line(&event)));
+                let _ = multi.println(crate::diag::escape(&line(&event)));
             }
         }
     }
