@@ -6,7 +6,8 @@
 //! (100,000-step chains, 10,000-step cycles) are written to the target directory. Long
 //! chains run through the `dr` binary, so a stack overflow (an abort) fails the test.
 
-use std::collections::BTreeSet;
+mod marked_fixtures;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,23 +16,7 @@ use std::process::{Command, Output};
 const STEP_LIMIT: usize = 25_000;
 
 fn hostile_fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-}
-
-fn expected(path: &Path) -> BTreeSet<(usize, String)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| line.split_once("# <- ").map(|(_, code)| (i + 1, code.trim().to_string())))
-        .collect()
-}
-
-fn reported(path: &Path) -> BTreeSet<(usize, String)> {
-    let (_, diags) = drplan::cli::load_and_build(path, None, false);
-    diags.iter().filter(|d| d.is_error()).map(|d| (d.line().unwrap_or(0), d.code.to_string())).collect()
+    marked_fixtures::fixtures_in("hostile")
 }
 
 fn dr(args: &[&str]) -> Output {
@@ -78,16 +63,7 @@ fn chain(n: usize, cycle: bool) -> String {
 fn every_hostile_fixture_reports_exactly_its_marked_problems() {
     let files = hostile_fixtures();
     assert!(files.len() >= 6, "fixtures missing: {files:?}");
-    let mut failures = Vec::new();
-    for file in &files {
-        let want = expected(file);
-        assert!(!want.is_empty(), "{} marks no expected problem", file.display());
-        let got = reported(file);
-        if want != got {
-            failures.push(format!("{}:\n  expected {want:?}\n  reported {got:?}", file.display()));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    marked_fixtures::assert_each_reports_its_marks(&files, None);
 }
 
 #[test]
