@@ -19,15 +19,17 @@ use serde_json::json;
 async fn apply_completes_through_injected_conflicts_throttling_and_server_errors() {
     // About 10% of all requests fail: a third each with 409, 429 and 500. The faults are
     // switched on only while `dr apply` runs, so the test's own reads are exact.
-    // The creates of snapshots and claims fail half the time on top, so that the retry
-    // of a create is exercised in every run.
+    // On top, the first two creates of snapshots (500) and of claims (409) fail, so that the
+    // retry of a create is exercised in every run. A script rather than a 50% rate: a step
+    // retries 8 times, and a coin flipped on every attempt lost all 8 often enough to make
+    // this test fail about one run in ten.
     let mut rules: Vec<FaultRule> = [409, 429, 500]
         .into_iter()
         .map(|status| FaultRule { status: Some(status), rate: Some(0.034), ..FaultRule::default() })
         .collect();
     for (resource, status) in [("volumesnapshots", 500), ("persistentvolumeclaims", 409)] {
         let (verb, resource) = (Some("create".to_string()), Some(resource.to_string()));
-        rules.push(FaultRule { verb, resource, status: Some(status), rate: Some(0.5), ..FaultRule::default() });
+        rules.push(FaultRule { verb, resource, status: Some(status), times: Some(2), ..FaultRule::default() });
     }
     let config = SimConfig { faults: Faults { seed: 42, rules: Vec::new() }, ..fast_config() };
     let env = env("ebs-cassandra-restore", "faults", config).await;
@@ -36,8 +38,14 @@ async fn apply_completes_through_injected_conflicts_throttling_and_server_errors
     let result = env.apply(&[]).await;
     env.sim.with_state(|s| s.config.faults.rules.clear());
     result.assert_success("dr apply with faults");
-    let failed = env.sim.requests().iter().filter(|r| matches!(r.code, 409 | 429 | 500)).count();
+    let requests = env.sim.requests();
+    let failed = requests.iter().filter(|r| matches!(r.code, 409 | 429 | 500)).count();
     assert!(failed > 0, "faults were injected");
+    for (resource, status) in [("volumesnapshots", 500), ("persistentvolumeclaims", 409)] {
+        let failed_creates =
+            requests.iter().filter(|r| r.verb == "create" && r.resource == resource && r.code == status).count();
+        assert!(failed_creates >= 2, "the scripted create failures of {resource} happened: {failed_creates}");
+    }
     assert_cassandra_restored(&env, &originals).await;
     let lp = ListParams::default();
     assert_eq!(env.snapshots(CASSANDRA_NS).list(&lp).await.unwrap().items.len(), 3);

@@ -67,6 +67,26 @@ async fn conflicts_only_hit_the_matching_verb_and_resource() {
 }
 
 #[tokio::test]
+async fn a_rule_with_times_fails_only_that_many_requests() {
+    // A fault script, not a dice roll: the first two creates fail, every later one passes.
+    let rule = FaultRule { status: Some(409), times: Some(2), ..rule("create", "configmaps") };
+    let (sim, client) = start(Faults { seed: 1, rules: vec![rule] }).await;
+    let api = Api::<ConfigMap>::namespaced(client, "default");
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        let cm: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": format!("cm-{n}") } })).unwrap();
+        codes.push(match api.create(&PostParams::default(), &cm).await {
+            Ok(_) => 201,
+            Err(kube::Error::Api(status)) => status.code,
+            Err(other) => panic!("unexpected error {other}"),
+        });
+    }
+    assert_eq!(codes, [409, 409, 201, 201]);
+    let audited: Vec<u16> = sim.requests().iter().filter(|r| r.verb == "create").map(|r| r.code).collect();
+    assert_eq!(audited, [409, 409, 201, 201]);
+}
+
+#[tokio::test]
 async fn latency_is_added_and_watches_are_cut_after_n_events() {
     let faults = Faults {
         seed: 1,

@@ -77,6 +77,9 @@ pub struct FaultRule {
     pub status: Option<u16>,
     /// Fraction of matching requests that fail, 0.0..=1.0 (default 1.0).
     pub rate: Option<f64>,
+    /// Fail only this many matching requests, then let them through: a fault script
+    /// ("the first two creates conflict") rather than a dice roll. Counted down as it fires.
+    pub times: Option<u32>,
     /// Added latency before the request is handled.
     #[serde(default, with = "humantime_serde_opt")]
     pub latency: Option<Duration>,
@@ -106,6 +109,19 @@ mod humantime_serde_opt {
 impl FaultRule {
     pub fn matches(&self, verb: &str, resource: &str) -> bool {
         self.verb.as_deref().is_none_or(|v| v == verb) && self.resource.as_deref().is_none_or(|r| r == resource)
+    }
+
+    /// Whether this rule fails the request it matched: its status, a rate draw, and what
+    /// is left of `times` (spent here when it fires).
+    pub fn fires(&mut self, rng: &mut XorShift) -> Option<u16> {
+        let status = self.status?;
+        if self.times == Some(0) || rng.next_f64() >= self.rate.unwrap_or(1.0) {
+            return None;
+        }
+        if let Some(left) = self.times.as_mut() {
+            *left -= 1;
+        }
+        Some(status)
     }
 }
 

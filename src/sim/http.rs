@@ -305,15 +305,14 @@ struct FaultDecision {
 
 fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision {
     let mut decision = FaultDecision::default();
-    let rules: Vec<_> = state.config.faults.rules.iter().filter(|r| r.matches(verb, resource)).cloned().collect();
-    for rule in rules {
+    let State { config, rng, .. } = state;
+    for rule in config.faults.rules.iter_mut().filter(|r| r.matches(verb, resource)) {
         decision.latency += rule.latency.unwrap_or_default();
         decision.response_latency += rule.response_latency.unwrap_or_default();
         decision.cut_after_events = decision.cut_after_events.or(rule.watch_cut_after_events);
         decision.cut_after = decision.cut_after.or(rule.watch_cut_after);
-        if let Some(code) = rule.status
-            && decision.error.is_none()
-            && state.rng.next_f64() < rule.rate.unwrap_or(1.0)
+        if decision.error.is_none()
+            && let Some(code) = rule.fires(rng)
         {
             decision.error = Some(ApiError::injected(code));
         }

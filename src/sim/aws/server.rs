@@ -123,13 +123,12 @@ struct Faults {
 
 fn decide_faults(state: &mut AwsState, operation: &str, service: &str) -> Faults {
     let mut faults = Faults { latency: Duration::ZERO, response_latency: Duration::ZERO, error: None };
-    let rules: Vec<_> = state.faults.rules.iter().filter(|r| r.matches(operation, service)).cloned().collect();
-    for rule in rules {
+    let AwsState { faults: rules, rng, .. } = state;
+    for rule in rules.rules.iter_mut().filter(|r| r.matches(operation, service)) {
         faults.latency += rule.latency.unwrap_or_default();
         faults.response_latency += rule.response_latency.unwrap_or_default();
-        if let Some(status) = rule.status
-            && faults.error.is_none()
-            && state.rng.next_f64() < rule.rate.unwrap_or(1.0)
+        if faults.error.is_none()
+            && let Some(status) = rule.fires(rng)
         {
             faults.error = Some(injected(status));
         }
