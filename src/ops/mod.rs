@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod commit;
+pub mod drill;
 pub mod plan;
 pub mod resume;
 pub mod rollback;
@@ -25,7 +26,7 @@ use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
 
 pub use run::{Ended, RunEnd, RunOptions};
-pub use target::{TargetOptions, Targets};
+pub use target::{Reach, TargetOptions, Targets};
 
 /// Something an operation tells the person running it, besides step progress.
 #[derive(Debug, Clone, Copy)]
