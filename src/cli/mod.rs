@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Print a JSON Schema: of the plan format (default) or of `dr plan --format json`.
+    /// Print a JSON Schema: of the plan format (default), of `dr plan --format json` or of the drill report.
     Schema {
         #[arg(value_enum, default_value = "plan")]
         of: SchemaOf,
@@ -299,6 +299,8 @@ pub enum SchemaOf {
     Plan,
     /// What `dr plan --format json` prints (schemas/plan-output.schema.json).
     PlanOutput,
+    /// The JSON report of `dr drill --report-dir` (schemas/drill-report.schema.json).
+    DrillReport,
 }
 
 /// Commands that only read: when their output pipe closes (`dr schema | head -1`), they
@@ -339,6 +341,7 @@ pub fn main() -> i32 {
             match of {
                 SchemaOf::Plan => print!("{}", lang::schema::plan_schema_json()),
                 SchemaOf::PlanOutput => print!("{}", crate::state::output::plan_output_schema_json()),
+                SchemaOf::DrillReport => print!("{}", crate::ops::drill::report::drill_report_schema_json()),
             }
             0
         }

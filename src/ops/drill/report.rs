@@ -183,8 +183,11 @@ fn step_failed(step: &StepResult) -> bool {
     !matches!(step.status.as_str(), "succeeded" | "skipped")
 }
 
-/// "12.3s" (or "4m 5.0s" past a minute).
+/// "250ms", "12.3s" or "4m 5.0s".
 pub fn seconds(value: f64) -> String {
+    if value.abs() < 1.0 && value != 0.0 {
+        return format!("{:.0}ms", value * 1000.0);
+    }
     if value.abs() < 60.0 {
         return format!("{value:.1}s");
     }
