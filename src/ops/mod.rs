@@ -1,4 +1,4 @@
-//! Operations: `plan`, `apply`, `resume`, `rollback`, `commit` as a library that the CLI,
+//! Operations: `plan`, `apply`, `resume`, `rollback`, `commit`, `drill` as a library that the CLI,
 //! the drill runner and the tests call alike (Terraform's `backend/local` below `command`).
 //!
 //! An operation takes plain option structs, reports what a person should see through a
