@@ -276,3 +276,110 @@ fn drill_manifests_refuse_a_schedule_that_is_not_cron() {
     assert!(text(&out).contains("is not a cron schedule"), "{}", text(&out));
     assert!(out.stdout.is_empty());
 }
+
+/// The drill as a library, as the CLI calls it, against a simulated cluster that outlives
+/// the drill, so what it leaves behind can be read.
+mod library {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use drplan::checkpoint::LocalDirStore;
+    use drplan::diag::Diagnostics;
+    use drplan::exec::Outcome;
+    use drplan::ops::drill::{DrillOptions, Then, drill};
+    use drplan::ops::{Frontend, Notice, RunOptions, RunView, TargetOptions};
+    use drplan::sim::{SimCluster, SimConfig};
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::Api;
+
+    use super::{root, scratch};
+
+    /// Keeps notes and drains step events; refuses to ask anything.
+    #[derive(Default)]
+    struct Recorder {
+        notes: Mutex<Vec<String>>,
+        /// Kept open: a closed cancel channel would wake the executor again and again.
+        cancels: Mutex<Vec<tokio::sync::watch::Sender<bool>>>,
+    }
+
+    impl Frontend for Recorder {
+        fn notice(&self, notice: Notice<'_>) {
+            let text = match notice {
+                Notice::Note(t) | Notice::Warning(t) | Notice::Review(t) => t.to_string(),
+            };
+            self.notes.lock().unwrap().push(text);
+        }
+        fn diagnostics(&self, diags: &Diagnostics) {
+            assert!(!diags.has_errors(), "unexpected diagnostics");
+        }
+        fn confirm(&self, question: &str) -> Result<bool, String> {
+            Err(format!("a drill must not ask: {question}"))
+        }
+        fn show_run(&self, _run_id: &str) -> RunView {
+            let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let shown = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+            self.cancels.lock().unwrap().push(cancel_tx);
+            RunView { events, shown, cancel }
+        }
+        fn run_ended(&self, _outcome: &Outcome, _elapsed: Duration) {}
+    }
+
+    async fn claim_sizes(client: &kube::Client) -> Vec<String> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "cassandra");
+        let mut sizes = Vec::new();
+        for i in 0..3 {
+            let pvc = api.get(&format!("cassandra-data-cassandra-{i}")).await.unwrap();
+            let status = pvc.status.unwrap_or_default();
+            let size = status.capacity.and_then(|c| c.get("storage").cloned()).map(|q| q.0).unwrap_or_default();
+            sizes.push(format!("{} {size}", status.phase.unwrap_or_default()));
+        }
+        sizes
+    }
+
+    async fn drill_then(then: Then, name: &str) -> (Vec<String>, Vec<String>, drplan::ops::drill::Drilled) {
+        let dir = scratch(name);
+        let config = SimConfig { speed: 20.0, ..SimConfig::default() };
+        let sim = SimCluster::start(&[root().join("plans/ebs-cassandra-restore")], config).await.unwrap();
+        sim.settle();
+        let kubeconfig = dir.join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+        let client = sim.client().unwrap();
+        let before = claim_sizes(&client).await;
+        let targets = TargetOptions { kubeconfig: Some(kubeconfig), context: Some("sim".into()), ..Default::default() };
+        let store = Arc::new(LocalDirStore::new(&dir.join("state")));
+        let runs = RunOptions {
+            parallelism: 4,
+            step_timeout: Duration::from_secs(120),
+            store,
+            store_location: dir.join("state").display().to_string(),
+        };
+        let options = DrillOptions { then, report_dir: Some(dir.join("out")) };
+        let ui = Recorder::default();
+        let plan = root().join("plans/ebs-cassandra-restore.yaml");
+        let drilled = drill(&plan, &targets, &runs, &options, &ui).await.expect("the drill runs");
+        let notes = ui.notes.lock().unwrap().join("\n");
+        assert!(notes.contains("Verifying the restored service"), "{notes}");
+        let after = claim_sizes(&client).await;
+        (before, after, drilled)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drill_rolls_back_to_the_claims_it_found() {
+        let (before, after, drilled) = drill_then(Then::Rollback, "library-rollback").await;
+        assert_eq!(before, ["Bound 2Gi", "Bound 2Gi", "Bound 2Gi"]);
+        assert!(drilled.report.passed, "{:?}", drilled.report.failures());
+        assert_eq!(drilled.report.then_status, "succeeded");
+        assert!(drilled.report.rollback_run_id.is_some());
+        assert_eq!(after, before, "the drill left the claims as it found them");
+        assert!(drilled.paths.expect("reports written").junit.is_file());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drill_that_commits_keeps_the_restored_claims() {
+        let (_, after, drilled) = drill_then(Then::Commit, "library-commit").await;
+        assert!(drilled.report.passed, "{:?}", drilled.report.failures());
+        assert_eq!(drilled.report.then_status, "committed");
+        assert_eq!(after, ["Bound 4Gi", "Bound 4Gi", "Bound 4Gi"]);
+    }
+}

@@ -441,3 +441,79 @@ pub fn markdown(report: &DrillReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> DrillReport {
+        DrillReport {
+            version: DRILL_REPORT_VERSION,
+            plan: "p".into(),
+            plan_path: "p.yaml".into(),
+            run_id: "r1".into(),
+            rollback_run_id: Some("r2".into()),
+            then: "rollback".into(),
+            target: "ctx".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            finished_at: "2026-01-01T00:01:00Z".into(),
+            run_status: "succeeded".into(),
+            then_status: "succeeded".into(),
+            passed: true,
+            rto: Measurement::judge(Some(30.0), Some(60.0), "timed".into()),
+            rpo: Measurement::judge(None, None, "no snapshot".into()),
+            steps: vec![StepResult {
+                id: "a<b>&\"c\"".into(),
+                kind: "scale".into(),
+                description: String::new(),
+                status: "succeeded".into(),
+                seconds: 1.5,
+                started_at: None,
+                error: None,
+            }],
+            verification: vec![CheckResult { name: "claim x Bound".into(), passed: true, failure: None }],
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn objectives_are_judged_and_a_miss_says_by_how_much() {
+        assert_eq!(Measurement::judge(Some(30.0), Some(60.0), String::new()).verdict, Verdict::Met);
+        assert_eq!(Measurement::judge(Some(60.0), Some(60.0), String::new()).verdict, Verdict::Met);
+        assert_eq!(Measurement::judge(None, Some(60.0), String::new()).verdict, Verdict::NotMeasured);
+        assert_eq!(Measurement::judge(Some(5.0), None, String::new()).verdict, Verdict::NoObjective);
+        let missed = Measurement::judge(Some(150.0), Some(60.0), String::new());
+        assert_eq!(
+            missed.failure("RTO").as_deref(),
+            Some("RTO missed by 1m 30.0s: achieved 2m 30.0s, objective 1m 0.0s")
+        );
+        assert_eq!(Measurement::judge(Some(30.0), Some(60.0), String::new()).failure("RTO"), None);
+    }
+
+    #[test]
+    fn a_failed_verification_fails_the_drill_and_its_junit_case() {
+        let mut report = report();
+        assert!(report.failures().is_empty());
+        report.verification[0] =
+            CheckResult { name: "claim x Bound".into(), passed: false, failure: Some("the claim is Lost".into()) };
+        assert_eq!(report.failures(), ["claim x Bound: the claim is Lost"]);
+        let xml = junit(&report);
+        assert!(xml.contains("failures=\"1\""), "{xml}");
+        assert!(xml.contains("<failure message=\"the claim is Lost\" type=\"verification\">"), "{xml}");
+    }
+
+    #[test]
+    fn junit_escapes_names_and_marks_objectives_without_a_target_skipped() {
+        let xml = junit(&report());
+        assert!(xml.contains("name=\"a&lt;b&gt;&amp;&quot;c&quot;\""), "{xml}");
+        assert!(xml.contains("name=\"RPO\" time=\"0.000\">\n      <skipped/>"), "{xml}");
+        assert!(xml.contains("skipped=\"1\""), "{xml}");
+    }
+
+    #[test]
+    fn a_rollback_that_did_not_succeed_fails_the_drill() {
+        let mut report = report();
+        report.then_status = "failed".into();
+        assert_eq!(report.failures(), ["rollback failed"]);
+    }
+}
