@@ -347,7 +347,7 @@ mod library {
         let client = sim.client().unwrap();
         let before = claim_sizes(&client).await;
         let targets = TargetOptions { kubeconfig: Some(kubeconfig), context: Some("sim".into()), ..Default::default() };
-        let store = Arc::new(LocalDirStore::new(&dir.join("state")));
+        let store = Arc::new(LocalDirStore::new(dir.join("state")));
         let runs = RunOptions {
             parallelism: 4,
             step_timeout: Duration::from_secs(120),
