@@ -174,6 +174,22 @@ fn a_drill_that_misses_its_rto_fails_and_says_by_how_much() {
 }
 
 #[test]
+fn an_efs_failover_drill_measures_the_rpo_from_the_replicas_last_replication() {
+    let dir = scratch("efs");
+    let plan = root().join("plans/efs-failover.yaml");
+    let out = dr(&["drill", plan.to_str().unwrap(), "--sim", "--report-dir", "out", "--output", "plain"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/drill-report.json")).unwrap()).unwrap();
+    let rpo = &report["rpo"];
+    let detail = rpo["detail"].as_str().unwrap();
+    assert!(detail.contains("restored from replica") && detail.contains("(last replicated)"), "{rpo}");
+    assert!(rpo["achievedSeconds"].as_f64().is_some_and(|s| s >= 0.0), "{rpo}");
+    assert_eq!(rpo["verdict"], "met", "{rpo}");
+    assert_eq!(report["thenStatus"], "succeeded");
+}
+
+#[test]
 fn an_invalid_plan_is_not_drilled() {
     let dir = scratch("invalid");
     let plan = dir.join("bad.yaml");

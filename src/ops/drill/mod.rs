@@ -84,6 +84,9 @@ pub async fn drill(
     if review.to_do() == 0 {
         return Err("nothing to drill: the clusters are already as the plan leaves them".into());
     }
+    // Read before the disruption: deleting the replication ends what it could tell.
+    let (efs_points, efs_problems) = verify::efs_recovery_points(&prepared.graph, &targets.cloud).await;
+    efs_problems.iter().for_each(|p| ui.notice(Notice::Warning(p)));
     let bytes = std::fs::read(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
     let mut record = run::new_record(&prepared, loaded.plan.name(), loaded.plan.accept_data_loss, &bytes, &targets);
     record.run_id = lock.run_id;
@@ -92,7 +95,8 @@ pub async fn drill(
     let graph = graph::saved::from_json(&end.record.plan)?;
     let timings = measure::step_timings(&graph, &end.record);
     ui.notice(Notice::Note("\nVerifying the restored service"));
-    let verified = verify::verify(&graph, &timings, &targets.clients).await;
+    let mut verified = verify::verify(&graph, &timings, &targets.clients).await;
+    verified.recovery_points.extend(efs_points);
     let outage = measure::outage(&graph, &timings);
     let (rto, rpo) = measure_objectives(&end, outage, &verified, loaded.plan.objectives.as_ref());
 
@@ -164,14 +168,16 @@ fn measure_objectives(
         (Some(outage), Some(oldest)) => {
             let age = measure::seconds_between(oldest.created_at, outage.disrupted_at).max(0.0);
             let detail = format!(
-                "claim {} restored from snapshot {} created {}, disruption at {}",
-                oldest.claim, oldest.snapshot, oldest.created_at, outage.disrupted_at
+                "{} restored from {}, captured {}; disruption at {}",
+                oldest.restored, oldest.from, oldest.created_at, outage.disrupted_at
             );
             Measurement::judge(Some(age), rpo_objective, detail)
         }
-        _ => {
-            Measurement::judge(None, rpo_objective, "no claim was restored from a snapshot the drill could read".into())
-        }
+        _ => Measurement::judge(
+            None,
+            rpo_objective,
+            "nothing was restored from a snapshot or replica the drill could read".into(),
+        ),
     };
     (rto, rpo)
 }

@@ -26,11 +26,14 @@ pub struct Check {
     pub failure: Option<String>,
 }
 
-/// The point in time a restored claim's data comes from.
+/// The point in time restored data comes from.
 #[derive(Debug, Clone)]
 pub struct RecoveryPoint {
-    pub claim: String,
-    pub snapshot: String,
+    /// What was restored ("claim NAME", "EFS file system ID").
+    pub restored: String,
+    /// Where from ("snapshot NAME", "replica ID").
+    pub from: String,
+    /// When the data was captured: the snapshot's creation, the last replication.
     pub created_at: Timestamp,
 }
 
@@ -119,7 +122,7 @@ async fn recovery_point(client: &Client, namespace: &str, claim: &str, pvc: &Val
     let snapshot = source["name"].as_str()?.to_string();
     let object = get(client, namespace, "snapshot.storage.k8s.io/v1", "VolumeSnapshot", &snapshot).await.ok()?;
     let created_at = object["status"]["creationTime"].as_str()?.parse::<Timestamp>().ok()?;
-    Some(RecoveryPoint { claim: claim.to_string(), snapshot, created_at })
+    Some(RecoveryPoint { restored: format!("claim {claim}"), from: format!("snapshot {snapshot}"), created_at })
 }
 
 /// Every replica of the workload is Ready.
@@ -135,4 +138,36 @@ async fn workload_check(client: &Client, namespace: &str, workload: &WorkloadRef
         }
     };
     Check { name, failure }
+}
+
+/// The recovery points of the plan's EFS failovers, read before the run: each replica's
+/// `LastReplicatedTimestamp`, the last write a failover to it keeps. Unreadable state
+/// gives no point (the RPO is then not measured), with the reason.
+pub async fn efs_recovery_points(
+    graph: &StepGraph,
+    cloud: &crate::cloud::CloudAccess,
+) -> (Vec<RecoveryPoint>, Vec<String>) {
+    let (mut points, mut problems) = (Vec::new(), Vec::new());
+    for (_, step) in graph.steps() {
+        let Some(Action::EfsDeleteReplication(p)) = step.action() else { continue };
+        let client = cloud.efs(&p.region).await;
+        let listed = match client.describe_replication_configurations().send().await {
+            Ok(out) => out.replications().to_vec(),
+            Err(e) => {
+                problems.push(format!("reading the EFS replications in {}: {e}", p.region));
+                continue;
+            }
+        };
+        let found = listed.iter().find(|r| r.source_file_system_id() == p.source_file_system_id);
+        let Some(destination) = found.and_then(|r| r.destinations().first()) else { continue };
+        match destination.last_replicated_timestamp().and_then(|t| Timestamp::from_second(t.secs()).ok()) {
+            Some(created_at) => points.push(RecoveryPoint {
+                restored: format!("EFS file system {}", p.source_file_system_id),
+                from: format!("replica {} (last replicated)", destination.file_system_id()),
+                created_at,
+            }),
+            None => problems.push(format!("the replica {} was never synced", destination.file_system_id())),
+        }
+    }
+    (points, problems)
 }
