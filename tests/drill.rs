@@ -162,8 +162,17 @@ fn a_drill_that_misses_its_rto_fails_and_says_by_how_much() {
     assert!(cases_of(&junit, "steps").iter().all(|c| c["failure"].is_null()));
 
     // A second drill into the same directory: the history shows both.
-    let second = dr(&args, &dir);
+    let mut json_args = args.to_vec();
+    *json_args.last_mut().unwrap() = "json";
+    let second = dr(&json_args, &dir);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    // For machines, the drill ends with one event: status, RTO, RPO and report paths.
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON event");
+    assert_eq!((last["event"].as_str(), last["status"].as_str()), (Some("drill"), Some("failed")), "{last}");
+    assert!(last["run"].as_str().is_some_and(|r| r.contains("ebs-cassandra-restore")), "{last}");
+    assert!(last["rtoSeconds"].as_f64().is_some(), "{last}");
+    assert!(last["reports"]["junit"].as_str().is_some_and(|p| p.ends_with("drill-junit.xml")), "{last}");
     let history = std::fs::read_to_string(dir.join("out/history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 2, "{history}");
     let markdown = std::fs::read_to_string(dir.join("out/drill-report.md")).unwrap();
