@@ -11,7 +11,7 @@
 //! - [`sim`]: the simulated cluster (`dr sim`).
 //! - [`checkpoint`]: durable, locked run records for resume and rollback (Terraform's `states`).
 //! - [`diag`]: diagnostics shared by every stage (Terraform's `tfdiags`).
-//! - [`ops`]: the operations (plan, apply, resume, rollback, commit) as a library
+//! - [`ops`]: the operations (plan, apply, resume, rollback, commit, drill) as a library
 //!   (Terraform's `backend/local`).
 //! - [`cli`]: the `dr` command: parses arguments, calls [`ops`], renders (Terraform's `command`).
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::StateStore;
 use crate::ops::commit::{self, CommitOptions, Pending, Review};
-use crate::ops::{Frontend, TargetOptions};
+use crate::ops::{Frontend, Reach, TargetOptions};
 use crate::steps::kube::cleanup::RunSnapshot;
 use crate::steps::kube::commit::RetainedVolume;
 
@@ -17,7 +17,7 @@ pub async fn commit(
     auto_approve: bool,
     ui: &dyn Frontend,
 ) -> Result<i32, String> {
-    match commit::review(run_id, targets, store, options).await? {
+    match commit::review(run_id, Reach::Again(targets), store, options).await? {
         Review::AlreadyCommitted => {
             eprintln!("Run {run_id} is already committed.");
             Ok(0)

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod commit;
+pub mod drill;
 pub mod plan;
 pub mod progress;
 pub mod runs;
@@ -20,7 +21,7 @@ use crate::checkpoint::{LocalDirStore, StateStore};
 use crate::diag::plural;
 use crate::graph::{self, render::Format};
 use crate::lang;
-use crate::ops::{RunOptions, TargetOptions};
+use crate::ops::{Reach, RunOptions, TargetOptions};
 pub use crate::ops::{load_and_build, load_and_build_from};
 use progress::{Console, Output, print_diagnostics};
 
@@ -58,7 +59,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Print a JSON Schema: of the plan format (default) or of `dr plan --format json`.
+    /// Print a JSON Schema: of the plan format (default), of `dr plan --format json` or of the drill report.
     Schema {
         #[arg(value_enum, default_value = "plan")]
         of: SchemaOf,
@@ -134,6 +135,16 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Rehearse a failover: apply the plan, verify the restored service, measure the
+    /// achieved RTO and RPO against the plan's objectives, then roll back (or commit).
+    /// Exit 1 when a step, a check or an objective fails.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Drill {
+        #[command(subcommand)]
+        command: Option<DrillCommand>,
+        #[command(flatten)]
+        drill: DrillArgs,
+    },
     /// List runs kept in the state directory.
     Runs {
         #[arg(long, value_enum, default_value = "text")]
@@ -150,6 +161,49 @@ pub enum Command {
     Completions {
         /// Shell to complete for.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `dr drill PLAN`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DrillArgs {
+    /// Plan file to drill.
+    #[arg(required = true)]
+    pub plan: Option<PathBuf>,
+    /// What to do once the restored service is verified.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub then: drill::ThenArg,
+    /// Write JUnit XML, JSON and Markdown reports here, and append to history.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrillCommand {
+    /// Print a CronJob that runs the drill on a schedule, with the plan in a ConfigMap,
+    /// a ServiceAccount and its binding to the drill's ClusterRole (for `kubectl apply`).
+    Manifests {
+        /// Plan file to schedule.
+        plan: PathBuf,
+        /// Cron schedule, e.g. "0 3 * * 1" (Mondays at 03:00).
+        #[arg(long)]
+        schedule: String,
+        /// Image that runs `dr`.
+        #[arg(long, default_value = crate::ops::drill::manifests::DEFAULT_IMAGE)]
+        image: String,
+        /// Namespace of the CronJob, its ConfigMap and ServiceAccount.
+        #[arg(short = 'n', long, default_value = "drplan")]
+        namespace: String,
+        /// ClusterRole to bind the drill's ServiceAccount to.
+        #[arg(long, default_value = crate::ops::drill::manifests::DEFAULT_ROLE)]
+        role: String,
+        /// PersistentVolumeClaim to keep reports and history in (default: an emptyDir).
+        #[arg(long, value_name = "CLAIM")]
+        reports_claim: Option<String>,
     },
 }
 
@@ -245,6 +299,8 @@ pub enum SchemaOf {
     Plan,
     /// What `dr plan --format json` prints (schemas/plan-output.schema.json).
     PlanOutput,
+    /// The JSON report of `dr drill --report-dir` (schemas/drill-report.schema.json).
+    DrillReport,
 }
 
 /// Commands that only read: when their output pipe closes (`dr schema | head -1`), they
@@ -258,6 +314,7 @@ fn quiet_on_closed_pipe(command: &Command) -> bool {
             | Command::Schema { .. }
             | Command::Plan { .. }
             | Command::Runs { .. }
+            | Command::Drill { command: Some(_), .. }
             | Command::Completions { .. }
     )
 }
@@ -284,6 +341,7 @@ pub fn main() -> i32 {
             match of {
                 SchemaOf::Plan => print!("{}", lang::schema::plan_schema_json()),
                 SchemaOf::PlanOutput => print!("{}", crate::state::output::plan_output_schema_json()),
+                SchemaOf::DrillReport => print!("{}", crate::ops::drill::report::drill_report_schema_json()),
             }
             0
         }
@@ -302,14 +360,30 @@ pub fn main() -> i32 {
             Ok(apply::exit_code(&ended))
         }),
         Command::Rollback { run_id, target, run } => block_on(async move {
-            let ended =
-                crate::ops::rollback::rollback(&run_id, &target.options(), &run.options(), &run.console()).await?;
+            let ended = crate::ops::rollback::rollback(
+                &run_id,
+                Reach::Again(&target.options()),
+                &run.options(),
+                &run.console(),
+            )
+            .await?;
             Ok(apply::exit_code(&ended))
         }),
         Command::Commit { run_id, auto_approve, delete_snapshots, target, state } => block_on(async move {
             let options = crate::ops::commit::CommitOptions { delete_snapshots };
             let ui = Console { output: Output::Auto };
             commit::commit(&run_id, &target.options(), state.store(), options, auto_approve, &ui).await
+        }),
+        Command::Drill { command: Some(command), .. } => drill_manifests(command),
+        Command::Drill { command: None, drill } => block_on(async move {
+            let plan = drill.plan.clone().ok_or("a plan file is required")?;
+            let options =
+                crate::ops::drill::DrillOptions { then: drill.then.into(), report_dir: drill.report_dir.clone() };
+            let console = drill.run.console();
+            let drilled =
+                crate::ops::drill::drill(&plan, &drill.target.options(), &drill.run.options(), &options, &console)
+                    .await?;
+            Ok(drill::show(&drilled, drill.run.output == Output::Json))
         }),
         Command::Runs { output, state } => {
             runs::runs(state.store().as_ref(), &state.state_dir, output).unwrap_or_else(|message| {
@@ -339,6 +413,22 @@ fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32
         }
     };
     runtime.block_on(work).unwrap_or_else(|message| {
+        eprintln!("error: {}", crate::diag::escape(&message));
+        1
+    })
+}
+
+fn drill_manifests(command: DrillCommand) -> i32 {
+    let DrillCommand::Manifests { plan, schedule, image, namespace, role, reports_claim } = command;
+    let (loaded, diags) = lang::load_plan(&plan);
+    print_diagnostics(&diags);
+    let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return 1 };
+    let mut options = crate::ops::drill::manifests::DrillManifestOptions::new(&schedule);
+    options.image = image;
+    options.namespace = namespace;
+    options.role = role;
+    options.reports_claim = reports_claim;
+    drill::print_manifests(&plan, loaded.plan.name(), &options).unwrap_or_else(|message| {
         eprintln!("error: {}", crate::diag::escape(&message));
         1
     })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kube::Client;
 
-use super::target::{self, TargetOptions};
+use super::target::Reach;
 use crate::checkpoint::{LockGuard, LockInfo, RunMode, RunRecord, RunStatus, StateStore};
 use crate::graph;
 use crate::steps::kube::cleanup::{self, RunSnapshot};
@@ -77,7 +77,7 @@ impl Pending {
 /// Finds what committing run `run_id` would change, holding its lock.
 pub async fn review(
     run_id: &str,
-    targets: &TargetOptions,
+    reach: Reach<'_>,
     store: Arc<dyn StateStore>,
     options: CommitOptions,
 ) -> Result<Review, String> {
@@ -97,27 +97,19 @@ pub async fn review(
     };
     let lock = store.lock(&record.lock_key(), &LockInfo::current(run_id, "commit")).map_err(|e| e.to_string())?;
     let mut volumes = Vec::new();
-    let targets = if cleanup_only {
-        target::reconnect(&record, targets).await?
+    let clients = if cleanup_only {
+        reach.clients(&record).await?
     } else {
         let applied = graph::saved::from_json(&record.plan)?;
         volumes = commit::retained_by(&applied, &record);
-        let targets = target::reconnect(&record, targets).await?;
-        commit::inspect(&targets.clients, &mut volumes).await?;
-        targets
+        let clients = reach.clients(&record).await?;
+        commit::inspect(&clients, &mut volumes).await?;
+        clients
     };
     let snapshots = match options.delete_snapshots {
-        true => cleanup::snapshots_of(&targets.clients, run_id).await?,
+        true => cleanup::snapshots_of(&clients, run_id).await?,
         false => Vec::new(),
     };
-    let pending = Pending {
-        run_id: run_id.to_string(),
-        volumes,
-        snapshots,
-        record,
-        store,
-        clients: targets.clients,
-        _lock: lock,
-    };
+    let pending = Pending { run_id: run_id.to_string(), volumes, snapshots, record, store, clients, _lock: lock };
     Ok(if cleanup_only { Review::Cleanup(pending) } else { Review::Commit(pending) })
 }

@@ -1,4 +1,4 @@
-//! Operations: `plan`, `apply`, `resume`, `rollback`, `commit` as a library that the CLI,
+//! Operations: `plan`, `apply`, `resume`, `rollback`, `commit`, `drill` as a library that the CLI,
 //! the drill runner and the tests call alike (Terraform's `backend/local` below `command`).
 //!
 //! An operation takes plain option structs, reports what a person should see through a
@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod commit;
+pub mod drill;
 pub mod plan;
 pub mod resume;
 pub mod rollback;
@@ -25,7 +26,7 @@ use crate::graph::{self, BuildOptions, StepGraph};
 use crate::lang::{self, LoadedPlan};
 
 pub use run::{Ended, RunEnd, RunOptions};
-pub use target::{TargetOptions, Targets};
+pub use target::{Reach, TargetOptions, Targets};
 
 /// Something an operation tells the person running it, besides step progress.
 #[derive(Debug, Clone, Copy)]

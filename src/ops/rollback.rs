@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use super::run::{self, Ended, RunOptions};
-use super::target::{self, TargetOptions};
+use super::target::Reach;
 use super::{Frontend, Notice};
 use crate::checkpoint::{self, LockInfo, RunMode, RunRecord, StepRecord};
 use crate::graph;
 
 pub async fn rollback(
     run_id: &str,
-    targets: &TargetOptions,
+    reach: Reach<'_>,
     run_options: &RunOptions,
     ui: &dyn Frontend,
 ) -> Result<Ended, String> {
@@ -40,7 +40,7 @@ pub async fn rollback(
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
     // Reached first: a rollback refused for pointing at another cluster records nothing.
-    let targets = target::reconnect(&original, targets).await?;
+    let clients = reach.clients(&original).await?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
     for id in crate::steps::kube::undo::not_undoable(&applied, &original) {
         let message = format!("Rollback cannot undo step {id}: it ran a command in a pod and names no `undo:` command");
@@ -73,7 +73,7 @@ pub async fn rollback(
         undo.len()
     )));
     let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
-        clients: targets.clients.clone(),
+        clients,
         original: original.clone(),
         applied,
         ready_timeout: run_options.step_timeout,

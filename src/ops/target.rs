@@ -185,3 +185,22 @@ fn saved_clusters(record: &RunRecord) -> BTreeMap<String, Option<String>> {
         })
         .collect()
 }
+
+/// How an operation on a recorded run reaches its clusters: again, from the run's record
+/// (a later `dr rollback`), or through connections already open (a drill rolling back the
+/// run it just made, on clusters that may be simulated and live only in this process).
+#[derive(Clone, Copy)]
+pub enum Reach<'a> {
+    Again(&'a TargetOptions),
+    Connected(&'a Targets),
+}
+
+impl Reach<'_> {
+    /// Clients of the clusters `record` ran against.
+    pub async fn clients(self, record: &RunRecord) -> Result<BTreeMap<String, Client>, String> {
+        match self {
+            Reach::Again(options) => Ok(reconnect(record, options).await?.clients),
+            Reach::Connected(targets) => Ok(targets.clients.clone()),
+        }
+    }
+}
