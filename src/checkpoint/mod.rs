@@ -19,6 +19,7 @@ mod integrity;
 mod journal;
 pub mod kube;
 mod local;
+mod location;
 mod record;
 mod redact;
 mod store;
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 pub use kube::{KubeStore, KubeStoreUrl};
 pub use local::LocalDirStore;
+pub use location::StoreLocation;
 pub use record::{
     FORMAT_VERSION, RunKind, RunMode, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, SummaryStatus,
 };
