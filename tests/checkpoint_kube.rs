@@ -556,10 +556,229 @@ fn the_sim_refuses_a_config_map_over_one_mebibyte_like_the_api_server() {
     cluster
         .block_on(cluster.config_maps().create(&PostParams::default(), &config_map("fits", CONFIG_MAP_LIMIT - 1)))
         .unwrap();
-    let err = cluster
-        .block_on(cluster.config_maps().create(&PostParams::default(), &config_map("big", CONFIG_MAP_LIMIT)))
-        .unwrap_err();
-    let kube::Error::Api(status) = &err else { panic!("{err:?}") };
+    let created =
+        cluster.block_on(cluster.config_maps().create(&PostParams::default(), &config_map("big", CONFIG_MAP_LIMIT)));
+    // Not printed on failure: a megabyte of x.
+    let Err(kube::Error::Api(status)) = &created else { panic!("a ConfigMap over the limit was not refused") };
     assert_eq!(status.code, 422, "{status:?}");
     assert_eq!(status.message, "ConfigMap \"big\" is invalid: []: Too long: must have at most 1048576 bytes");
+}
+
+/// kubectl (a client nobody here wrote) sees the store's objects as the store wrote them,
+/// and gets the API server's conflict for a stale replace of the Lease.
+#[test]
+fn kubectl_reads_the_records_and_the_lease_and_gets_409_for_a_stale_lease() {
+    let cluster = cluster();
+    let dir = scratch("kubectl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    cluster.sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", &dir)
+            .args(args)
+            .output()
+            .expect("kubectl is installed (Debian package kubernetes-client)");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let store = cluster.store(Duration::from_secs(30));
+    let run = record("db-failover");
+    store.create_run(&run).unwrap();
+    let info = LockInfo::current(&run.run_id, "apply");
+    let guard = store.lock(&run.lock_key(), &info).unwrap();
+
+    let (ok, listed) = kubectl(&["get", "configmaps", "-n", NS, "-l", "drplan.io/record=run", "-o", "name"]);
+    assert!(ok, "{listed}");
+    assert_eq!(listed.trim(), format!("configmap/{}", KubeStore::config_map_name(&run.run_id).unwrap()));
+    let lease = KubeStore::lease_name(&run.lock_key());
+    let (ok, holder) = kubectl(&[
+        "get",
+        "lease",
+        &lease,
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds}",
+    ]);
+    assert!(ok, "{holder}");
+    assert!(holder.contains(&run.run_id) && holder.ends_with(" 30"), "{holder}");
+
+    // A Lease read before the holder's release, replaced after it: stale.
+    let (ok, yaml) = kubectl(&["get", "lease", &lease, "-n", NS, "-o", "yaml"]);
+    assert!(ok, "{yaml}");
+    let stale = dir.join("stale-lease.yaml");
+    std::fs::write(&stale, yaml).unwrap();
+    guard.unlock().unwrap();
+    let (ok, replaced) = kubectl(&["replace", "-f", &stale.to_string_lossy()]);
+    assert!(!ok, "a stale replace succeeded: {replaced}");
+    assert!(replaced.contains("the object has been modified"), "{replaced}");
+}
+
+// ---------------------------------------------------------------------------
+// `dr apply` / `dr resume` with `--state-store kubernetes://NAMESPACE`
+
+mod apply_common;
+
+use apply_common::{
+    CASSANDRA_NS, ClaimState, Env, KillOnDrop, assert_cassandra_restored, env, fast_config, path_str, seed_cassandra,
+    wait_child,
+};
+
+/// The Kubernetes store of an env's sim, with a 1 s lease so a killed holder's lock expires quickly.
+const KUBE_STORE: &str = "kubernetes://drplan-state?lease-duration=1s";
+
+async fn create_state_namespace(env: &Env) {
+    let namespace =
+        Namespace { metadata: ObjectMeta { name: Some(NS.into()), ..Default::default() }, ..Default::default() };
+    Api::<Namespace>::all(env.client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+}
+
+/// `dr <args>` with the Kubernetes state store (and `extra_env`).
+async fn dr_kube(env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> apply_common::DrResult {
+    let mut vars = vec![("DRPLAN_STATE_STORE", KUBE_STORE)];
+    vars.extend_from_slice(extra_env);
+    env.dr(args, &vars).await
+}
+
+async fn apply_kube(env: &Env, extra_env: &[(&str, &str)]) -> apply_common::DrResult {
+    let plan = path_str(&env.plan);
+    dr_kube(env, &["apply", &plan, "--auto-approve"], extra_env).await
+}
+
+fn comparable(
+    claims: &std::collections::BTreeMap<String, ClaimState>,
+) -> Vec<(String, String, String, Option<String>)> {
+    claims.iter().map(|(n, c)| (n.clone(), c.phase.clone(), c.capacity.clone(), c.data.clone())).collect()
+}
+
+/// Runs as the state store reads them back from the sim, through a store of its own.
+async fn kube_runs(env: &Env) -> Vec<RunRecord> {
+    let url = env.sim.url();
+    tokio::task::spawn_blocking(move || {
+        let config = kube::Config::new(url.parse().unwrap());
+        let store =
+            KubeStore::new(config, &KubeStoreUrl { namespace: NS.into(), lease_duration: Duration::from_secs(1) })
+                .unwrap();
+        store.list_runs().unwrap().iter().map(|s| store.load_run(&s.run_id).unwrap()).collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// `dr apply` SIGKILLed after transition k, for several k across the run, with runs kept
+/// in the cluster: right after the kill `dr resume` is refused (the dead holder's Lease
+/// has not expired, and it is named); once it expires, `dr resume` takes it over, says
+/// so, and ends in the uninterrupted run's state with nothing made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_several_transitions_resumes_from_the_kubernetes_store() {
+    let reference = env("ebs-cassandra-restore", "kube-crash-ref", fast_config()).await;
+    create_state_namespace(&reference).await;
+    let originals = seed_cassandra(&reference).await;
+    apply_kube(&reference, &[]).await.assert_success("uninterrupted dr apply with the Kubernetes store");
+    let expected = comparable(&assert_cassandra_restored(&reference, &originals).await);
+    assert!(reference.run_ids().is_empty(), "nothing in the local state dir");
+    let runs = kube_runs(&reference).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Succeeded);
+    drop(reference);
+
+    let mut crashed_at = 0;
+    for k in [1, 6, 13, 20, 27, 34] {
+        let env = env("ebs-cassandra-restore", &format!("kube-crash-{k}"), fast_config()).await;
+        create_state_namespace(&env).await;
+        let originals = seed_cassandra(&env).await;
+        let failpoint = format!("kill-after-transition={k}");
+        let crashed = apply_kube(&env, &[("DRPLAN_FAILPOINT", &failpoint)]).await;
+        assert_eq!(crashed.signal, Some(9), "k={k}: expected a SIGKILL\n{}", env.dump_logs(&crashed));
+        crashed_at += 1;
+        let run_id = crashed.run_id().expect("run id on stderr");
+        let runs = kube_runs(&env).await;
+        assert_eq!(runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [run_id.as_str()], "k={k}");
+        assert_eq!(runs[0].status, RunStatus::Running, "k={k}: the record as the kill left it");
+
+        let refused = dr_kube(&env, &["resume", &run_id], &[]).await;
+        assert_eq!(refused.code, Some(1), "k={k}: resume while the Lease is live\n{}", env.dump_logs(&refused));
+        assert!(
+            refused.stderr.contains("is locked by") && refused.stderr.contains(&run_id),
+            "k={k}: {}",
+            refused.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await; // past the 1 s lease
+        let resumed = dr_kube(&env, &["resume", &run_id], &[]).await;
+        assert_eq!(resumed.code, Some(0), "k={k}: dr resume failed\n{}", env.dump_logs(&resumed));
+        assert!(resumed.stderr.contains("took over the lock"), "k={k}: takeover reported\n{}", resumed.stderr);
+        let claims = assert_cassandra_restored(&env, &originals).await;
+        assert_eq!(comparable(&claims), expected, "k={k}: end state differs from the uninterrupted run");
+        let lp = ListParams::default();
+        let counts = (
+            env.snapshots(CASSANDRA_NS).list(&lp).await.unwrap().items.len(),
+            env.pvcs(CASSANDRA_NS).list(&lp).await.unwrap().items.len(),
+        );
+        assert_eq!(counts, (3, 3), "k={k}: duplicate or missing snapshots/claims");
+        let runs = kube_runs(&env).await;
+        assert_eq!((runs.len(), runs[0].status), (1, RunStatus::Succeeded), "k={k}: resume made no new run");
+    }
+    assert_eq!(crashed_at, 6);
+}
+
+/// Two `dr apply` of one plan at once, runs kept in the cluster: exactly one proceeds;
+/// the other is refused naming the holder and starts no run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applies_at_once_with_the_kubernetes_store_exactly_one_proceeds() {
+    let env = env("ebs-cassandra-restore", "kube-concurrent", SimConfig { paused: true, ..fast_config() }).await;
+    create_state_namespace(&env).await;
+    let originals = seed_cassandra(&env).await;
+    let plan = path_str(&env.plan);
+    let args = ["apply", plan.as_str(), "--auto-approve"];
+    let store = [("DRPLAN_STATE_STORE", KUBE_STORE)];
+    let mut children = [KillOnDrop(Some(env.spawn(&args, &store))), KillOnDrop(Some(env.spawn(&args, &store)))];
+    let pids = children.each_ref().map(|c| c.0.as_ref().unwrap().id());
+    let loser = env
+        .eventually("one apply exits", Duration::from_secs(60), || {
+            let exited = children.iter_mut().position(|c| c.0.as_mut().unwrap().try_wait().unwrap().is_some());
+            async move { exited.ok_or_else(|| "both still running".to_string()) }
+        })
+        .await;
+    let winner = 1 - loser;
+    let [first, second] = children;
+    let (loser_child, mut winner_child) = if loser == 0 { (first, second) } else { (second, first) };
+    let lost = wait_child(loser_child).await;
+    assert_eq!(lost.code, Some(1), "{}", env.dump_logs(&lost));
+    assert!(lost.stderr.contains("is locked by"), "{}", env.dump_logs(&lost));
+    assert!(lost.stderr.contains(&format!("(pid {} on ", pids[winner])), "names the holder: {}", lost.stderr);
+    assert!(lost.stderr.contains(&format!("Lease {NS}/drplan-lock-")), "names the Lease: {}", lost.stderr);
+    assert!(lost.run_id().is_none(), "the loser started no run: {}", lost.stderr);
+    assert!(winner_child.0.as_mut().unwrap().try_wait().unwrap().is_none(), "the winner is still running");
+
+    env.sim.resume();
+    let won = wait_child(winner_child).await;
+    won.assert_success("the winning dr apply");
+    assert_cassandra_restored(&env, &originals).await;
+    let runs = kube_runs(&env).await;
+    assert_eq!((runs.len(), runs[0].status), (1, RunStatus::Succeeded));
+    let listed = dr_kube(&env, &["runs"], &[("KUBECONFIG", &path_str(&env.kubeconfig))]).await;
+    listed.assert_success("dr runs with the Kubernetes store");
+    assert!(listed.stdout.contains(&runs[0].run_id), "{}", listed.stdout);
+}
+
+#[test]
+fn a_state_store_that_is_not_a_directory_or_a_namespace_is_a_clear_error() {
+    for (spec, expected) in [
+        ("s3://bucket/runs", "unknown scheme"),
+        ("kubernetes://Not_A_Namespace", "is not a namespace name"),
+        ("kubernetes://dr?lease=5", "unknown option"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+            .args(["runs", "--state-store", spec])
+            .env_remove("DRPLAN_STATE_STORE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {stderr}");
+        assert!(stderr.contains(spec) && stderr.contains(expected), "{spec}: {stderr}");
+    }
 }

@@ -22,9 +22,9 @@ impl StoreLocation {
             None => Ok(StoreLocation::Local(state_dir.to_path_buf())),
             Some(spec) => match KubeStoreUrl::parse(spec) {
                 Some(url) => url.map(StoreLocation::Kubernetes),
-                None if spec.contains("://") => Err(format!(
-                    "--state-store {spec}: unknown scheme; use a directory or kubernetes://NAMESPACE"
-                )),
+                None if spec.contains("://") => {
+                    Err(format!("--state-store {spec}: unknown scheme; use a directory or kubernetes://NAMESPACE"))
+                }
                 None => Ok(StoreLocation::Local(PathBuf::from(spec))),
             },
         }
