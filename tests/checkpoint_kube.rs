@@ -782,3 +782,48 @@ fn a_state_store_that_is_not_a_directory_or_a_namespace_is_a_clear_error() {
         assert!(stderr.contains(spec) && stderr.contains(expected), "{spec}: {stderr}");
     }
 }
+
+/// The Kubernetes analogue of a torn journal line: `dr apply` is SIGKILLed while the API
+/// server has stored a checkpoint (a ConfigMap update) but before `dr` hears back. The
+/// record is whole (the old one or the new one, never a mix), and after the dead
+/// holder's Lease expires `dr resume` finishes the run to the uninterrupted end state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_a_checkpoint_is_being_saved_resumes_from_a_whole_record() {
+    let checkpoint_writes = |env: &Env| {
+        env.sim.requests().iter().filter(|r| r.resource == "configmaps" && r.verb == "update" && r.code < 300).count()
+    };
+    for n in [1, 9, 21] {
+        let mut config = fast_config();
+        config.faults.rules.push(drplan::sim::config::FaultRule {
+            verb: Some("update".into()),
+            resource: Some("configmaps".into()),
+            response_latency: Some(Duration::from_millis(300)),
+            ..Default::default()
+        });
+        let env = env("ebs-cassandra-restore", &format!("kube-save-crash-{n}"), config).await;
+        create_state_namespace(&env).await;
+        let originals = seed_cassandra(&env).await;
+        let plan = path_str(&env.plan);
+        let mut child =
+            KillOnDrop(Some(env.spawn(&["apply", &plan, "--auto-approve"], &[("DRPLAN_STATE_STORE", KUBE_STORE)])));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while checkpoint_writes(&env) < n {
+            assert!(Instant::now() < deadline, "checkpoint {n} never came");
+            assert!(child.0.as_mut().unwrap().try_wait().unwrap().is_none(), "dr apply ended before checkpoint {n}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.0.as_mut().unwrap().kill().expect("SIGKILL dr apply");
+        let _ = child.0.take().unwrap().wait();
+        env.sim.with_state(|state| state.config.faults.rules.clear());
+
+        let runs = kube_runs(&env).await; // loads and verifies the checksum
+        assert_eq!(runs.len(), 1, "n={n}");
+        assert_eq!(runs[0].status, RunStatus::Running, "n={n}");
+        tokio::time::sleep(Duration::from_millis(1500)).await; // past the 1 s lease
+        let resumed = dr_kube(&env, &["resume", &runs[0].run_id], &[]).await;
+        assert_eq!(resumed.code, Some(0), "n={n}: dr resume failed\n{}", env.dump_logs(&resumed));
+        assert_cassandra_restored(&env, &originals).await;
+        let runs = kube_runs(&env).await;
+        assert_eq!((runs.len(), runs[0].status), (1, RunStatus::Succeeded), "n={n}");
+    }
+}
