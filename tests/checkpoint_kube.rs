@@ -827,3 +827,38 @@ async fn a_crash_while_a_checkpoint_is_being_saved_resumes_from_a_whole_record()
         assert_eq!((runs.len(), runs[0].status), (1, RunStatus::Succeeded), "n={n}");
     }
 }
+
+/// Rollback and commit read and write runs in the cluster too: an apply that fails past
+/// the deletions is rolled back from the Kubernetes store (original claims and data
+/// back, the original run marked rolled back, the rollback a run of its own), and a
+/// later commit of it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_commit_use_the_kubernetes_store() {
+    let env = env("ebs-cassandra-restore", "kube-rollback", fast_config()).await;
+    create_state_namespace(&env).await;
+    let originals = seed_cassandra(&env).await;
+    let failing = "restore-cassandra/restore-cassandra-data-cassandra-0";
+    let failed = apply_kube(&env, &[("DRPLAN_FAILPOINT", &format!("fail-step={failing}"))]).await;
+    assert_eq!(failed.code, Some(1), "{}", env.dump_logs(&failed));
+    let run_id = failed.run_id().expect("run id");
+
+    let rolled_back = dr_kube(&env, &["rollback", &run_id], &[]).await;
+    rolled_back.assert_success("dr rollback with the Kubernetes store");
+    let claims = env.claims(CASSANDRA_NS).await;
+    for (name, volume) in &originals {
+        assert_eq!(claims.get(name).map(|c| &c.volume), Some(volume), "{name} is bound to its original volume");
+    }
+    let runs = kube_runs(&env).await;
+    assert_eq!(runs.len(), 2, "the apply and its rollback");
+    let original = runs.iter().find(|r| r.run_id == run_id).expect("the original run");
+    assert_eq!(original.status, RunStatus::RolledBack);
+    assert!(env.run_ids().is_empty(), "nothing in the local state dir");
+
+    let committed = dr_kube(&env, &["commit", &run_id, "--auto-approve"], &[]).await;
+    assert_eq!(committed.code, Some(1), "a rolled-back run cannot be committed\n{}", env.dump_logs(&committed));
+    assert!(
+        committed.stderr.contains("is rolled_back; only a succeeded run"),
+        "read from the cluster: {}",
+        committed.stderr
+    );
+}
