@@ -349,23 +349,23 @@ fn a_missing_namespace_is_named_in_the_error() {
 #[test]
 fn a_held_lock_is_a_lease_naming_its_holder_and_renewed_while_held() {
     let cluster = cluster();
-    let store = cluster.store(Duration::from_secs(1));
+    let store = cluster.store(Duration::from_secs(2));
     let info = LockInfo::current("r-renewed", "apply");
     let guard = store.lock("k", &info).unwrap();
     let lease = cluster.lease("k");
     let spec = lease.spec.clone().unwrap();
     assert!(spec.holder_identity.as_deref().unwrap().contains("r-renewed"), "{spec:?}");
-    assert_eq!(spec.lease_duration_seconds, Some(1));
+    assert_eq!(spec.lease_duration_seconds, Some(2));
     let first_renewal = spec.renew_time.clone().unwrap().0;
     let annotations = lease.metadata.annotations.unwrap();
     let recorded: LockInfo = serde_json::from_str(&annotations["drplan.io/lock-holder"]).unwrap();
     assert_eq!(recorded, info);
 
-    // Three lease durations later it is still held: renewals kept it alive.
-    std::thread::sleep(Duration::from_secs(3));
+    // Two lease durations later it is still held: renewals kept it alive.
+    std::thread::sleep(Duration::from_secs(4));
     let renewed = cluster.lease("k").spec.unwrap().renew_time.unwrap().0;
     assert!(renewed > first_renewal, "renewTime did not move: {first_renewal} -> {renewed}");
-    let err = cluster.store(Duration::from_secs(1)).lock("k", &LockInfo::current("r2", "resume")).unwrap_err();
+    let err = cluster.store(Duration::from_secs(2)).lock("k", &LockInfo::current("r2", "resume")).unwrap_err();
     assert!(matches!(&err, StoreError::Locked { holder, .. } if **holder == info), "{err:?}");
 
     drop(guard);
@@ -628,8 +628,12 @@ use apply_common::{
     wait_child,
 };
 
-/// The Kubernetes store of an env's sim, with a 1 s lease so a killed holder's lock expires quickly.
-const KUBE_STORE: &str = "kubernetes://drplan-state?lease-duration=1s";
+/// The Kubernetes store of an env's sim, with a short lease so a killed holder's lock
+/// expires quickly (but long enough that a loaded machine still renews in time).
+const KUBE_STORE: &str = "kubernetes://drplan-state?lease-duration=2s";
+
+/// Longer than the lease of [`KUBE_STORE`].
+const PAST_THE_LEASE: Duration = Duration::from_millis(2500);
 
 async fn create_state_namespace(env: &Env) {
     let namespace =
@@ -707,7 +711,7 @@ async fn a_crash_at_several_transitions_resumes_from_the_kubernetes_store() {
             "k={k}: {}",
             refused.stderr
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await; // past the 1 s lease
+        tokio::time::sleep(PAST_THE_LEASE).await;
         let resumed = dr_kube(&env, &["resume", &run_id], &[]).await;
         assert_eq!(resumed.code, Some(0), "k={k}: dr resume failed\n{}", env.dump_logs(&resumed));
         assert!(resumed.stderr.contains("took over the lock"), "k={k}: takeover reported\n{}", resumed.stderr);
@@ -819,7 +823,7 @@ async fn a_crash_while_a_checkpoint_is_being_saved_resumes_from_a_whole_record()
         let runs = kube_runs(&env).await; // loads and verifies the checksum
         assert_eq!(runs.len(), 1, "n={n}");
         assert_eq!(runs[0].status, RunStatus::Running, "n={n}");
-        tokio::time::sleep(Duration::from_millis(1500)).await; // past the 1 s lease
+        tokio::time::sleep(PAST_THE_LEASE).await;
         let resumed = dr_kube(&env, &["resume", &runs[0].run_id], &[]).await;
         assert_eq!(resumed.code, Some(0), "n={n}: dr resume failed\n{}", env.dump_logs(&resumed));
         assert_cassandra_restored(&env, &originals).await;
