@@ -9,6 +9,7 @@ fn dr(args: &[&str]) -> Output {
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("DRPLAN_STATE_DIR")
+        .env_remove("DRPLAN_STATE_STORE")
         .output()
         .expect("dr runs")
 }

@@ -19,6 +19,13 @@ const OLDEST_READABLE_FORMAT: u32 = 1;
 /// The bytes of `run.json` for `record`, which contains journal lines up to `journal_seq`:
 /// pretty JSON with an embedded checksum.
 pub(super) fn seal(record: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = serde_json::to_vec_pretty(&sealed_value(record, journal_seq)?)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// `record` as JSON with `journalSeq` and the checksum added; [`seal`] without the layout.
+pub(super) fn sealed_value(record: &RunRecord, journal_seq: u64) -> Result<Value, serde_json::Error> {
     let mut value = serde_json::to_value(record)?;
     if let Value::Object(object) = &mut value {
         object.insert(JOURNAL_SEQ_FIELD.to_string(), Value::from(journal_seq));
@@ -27,9 +34,7 @@ pub(super) fn seal(record: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, serd
     if let Value::Object(object) = &mut value {
         object.insert(CHECKSUM_FIELD.to_string(), Value::String(checksum));
     }
-    let mut bytes = serde_json::to_vec_pretty(&value)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    Ok(value)
 }
 
 /// The record in `bytes` read from `path`, if the file is a whole, unaltered drplan run,

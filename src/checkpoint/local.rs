@@ -32,7 +32,7 @@ use std::time::Duration;
 use super::integrity::{seal, unseal};
 use super::journal::{JOURNAL_FILE, Replayed, encode_entry, replay};
 use super::record::{RunRecord, RunSummary, StepRecord};
-use super::redact::redact_secrets;
+use super::redact::without_secrets;
 use super::store::{LockGuard, LockInfo, StateStore, StoreError, this_host};
 
 const RUN_FILE: &str = "run.json";
@@ -116,6 +116,10 @@ impl StateStore for LocalDirStore {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_error("create", run_dir, e)),
         }
+        // An existing run keeps its journal: checked before the journal is touched.
+        if path.exists() {
+            return Err(StoreError::RunExists { run_id: run.run_id.clone(), path: path.clone() });
+        }
         // A journal left by an earlier run of the same id cannot exist (ids are fresh),
         // but one left by a crashed creation must not be replayed onto this record.
         remove_if_exists(&path.with_file_name(JOURNAL_FILE))?;
@@ -184,12 +188,7 @@ impl LocalDirStore {
 /// The bytes to store for `run`: a copy with Secret data removed from the plan and from
 /// everything steps captured, sealed with its checksum and the journal line it reaches.
 fn sealed_without_secrets(run: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, StoreError> {
-    let mut copy = run.clone();
-    redact_secrets(&mut copy.plan);
-    for step in copy.steps.values_mut() {
-        step.captured.values_mut().for_each(redact_secrets);
-    }
-    seal(&copy, journal_seq).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
+    seal(&without_secrets(run), journal_seq).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
 }
 
 // ---------------------------------------------------------------------------
@@ -373,7 +372,7 @@ impl JournalFailpoint {
 }
 
 /// Run ids name directories: no separators, no `..`, nothing hidden.
-fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
+pub(super) fn validate_run_id(run_id: &str) -> Result<(), StoreError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     let valid = !run_id.is_empty() && run_id.len() <= 200 && !run_id.starts_with('.') && run_id.chars().all(allowed);
     if valid { Ok(()) } else { Err(StoreError::InvalidRunId { run_id: run_id.to_string() }) }
@@ -434,7 +433,13 @@ fn try_lock_file(path: &Path, info: &LockInfo) -> Result<Option<LocalLockGuard>,
 }
 
 fn locked(path: &Path, holder: LockInfo) -> StoreError {
-    StoreError::Locked { location: path.display().to_string(), holder: Box::new(holder) }
+    let if_gone = format!(
+        "If that process is gone for good (for example its machine died), remove {} and continue with \
+         `dr resume {}`.",
+        path.display(),
+        holder.run_id
+    );
+    StoreError::Locked { location: path.display().to_string(), holder: Box::new(holder), if_gone }
 }
 
 /// The holder recorded in a lock file; `None` when empty or unreadable (a holder that

@@ -3,19 +3,23 @@
 //!
 //! This module owns:
 //! - the on-disk shape of a run ([`RunRecord`], [`StepRecord`]) and its listing ([`RunSummary`]);
-//! - the [`StateStore`] trait (runs plus an exclusive lock per target), so a
-//!   Kubernetes-backed store can replace the local one later;
+//! - the [`StateStore`] trait (runs plus an exclusive lock per target);
 //! - [`LocalDirStore`], the store under `.drplan/`: a checksummed `run.json` base plus an
 //!   append-only, checksummed journal of transitions (compacted into the base now and
 //!   then), and `flock`-backed lock files that a dead holder on the same host cannot wedge;
-//! - [`redact_secrets`], applied on every write so Secret data never reaches the disk.
+//! - [`KubeStore`], the store in a Kubernetes namespace (`--state-store kubernetes://NS`):
+//!   a ConfigMap per run, replaced atomically under resourceVersion preconditions, and
+//!   Leases as locks, so in-cluster runs survive their pod;
+//! - [`redact_secrets`], applied on every write so Secret data never reaches a store.
 //!
 //! It does not decide what a step does or when to save: the executor mutates a
 //! [`RunRecord`] and calls [`StateStore::save_run`] on every step transition.
 
 mod integrity;
 mod journal;
+pub mod kube;
 mod local;
+mod location;
 mod record;
 mod redact;
 mod store;
@@ -25,7 +29,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+pub use kube::{KubeStore, KubeStoreUrl};
 pub use local::LocalDirStore;
+pub use location::StoreLocation;
 pub use record::{
     FORMAT_VERSION, RunKind, RunMode, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, SummaryStatus,
 };

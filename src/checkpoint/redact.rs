@@ -3,8 +3,21 @@
 
 use serde_json::{Map, Value};
 
+use super::record::RunRecord;
+
 /// The annotation `kubectl apply` leaves on objects: a full copy of the object, data included.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A copy of `run` with Secret data removed from the plan and from everything steps
+/// captured: what every store writes.
+pub(super) fn without_secrets(run: &RunRecord) -> RunRecord {
+    let mut copy = run.clone();
+    redact_secrets(&mut copy.plan);
+    for step in copy.steps.values_mut() {
+        step.captured.values_mut().for_each(redact_secrets);
+    }
+    copy
+}
 
 /// Removes the values of every Secret embedded anywhere in `value`: `data` and
 /// `stringData` of any object with `kind: Secret`, the items of a `SecretList` (whose

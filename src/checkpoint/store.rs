@@ -110,18 +110,44 @@ fn state_dir_of(record: &std::path::Path) -> &std::path::Path {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "{location} is locked by {holder}.\n\
-         Wait for that run to finish. If that process is gone for good (for example its machine \
-         died), remove {location} and continue with `dr resume {run_id}`.",
-        run_id = holder.run_id
-    )]
+    #[error("{location} is locked by {holder}.\nWait for that run to finish. {if_gone}")]
     Locked {
         /// Where the lock lives, e.g. the lock file's path.
         location: String,
         /// Boxed to keep `Result<_, StoreError>` small.
         holder: Box<LockInfo>,
+        /// What to do if the holder is gone for good (this depends on the store).
+        if_gone: String,
     },
+
+    #[error(
+        "the lock {location} was taken over by {holder} after this process failed to renew it; \
+         this process stopped writing run {run_id} so the new holder's record is not overwritten"
+    )]
+    LockLost { location: String, holder: String, run_id: String },
+
+    #[error(
+        "no run {run_id} in {location}: the Kubernetes state store keeps each run in a ConfigMap of \
+         its namespace; `dr runs` with the same --state-store lists them"
+    )]
+    RunNotInCluster { run_id: String, location: String },
+
+    #[error(
+        "run {run_id} in {location} was changed by another writer since this process read it \
+         (resourceVersion {expected} is stale); not overwritten. Another `dr` may have taken the run's \
+         lock over; check `dr runs` and resume from the stored record"
+    )]
+    Conflict { run_id: String, location: String, expected: String },
+
+    #[error(
+        "run {run_id} needs {bytes} bytes, more than the {limit} bytes a ConfigMap can hold, so it \
+         was not written to {location}. Keep runs of this plan in a local --state-store, or split the \
+         plan so each run captures less"
+    )]
+    TooLarge { run_id: String, location: String, bytes: usize, limit: usize },
+
+    #[error("cannot {action} {location} through the Kubernetes API: {reason}")]
+    Kubernetes { action: &'static str, location: String, reason: String },
 
     #[error("run {run_id} already exists at {}", path.display())]
     RunExists { run_id: String, path: PathBuf },

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::checkpoint::{LocalDirStore, StateStore};
+use crate::checkpoint::{StateStore, StoreLocation};
 use crate::diag::plural;
 use crate::graph::{self, render::Format};
 use crate::lang;
@@ -213,12 +213,30 @@ pub struct StateArgs {
     /// Where runs and locks are kept.
     #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
     pub state_dir: PathBuf,
+    /// Keep runs and locks here instead of --state-dir: a directory, or
+    /// `kubernetes://NAMESPACE` (ConfigMaps and Leases in the cluster of --kubeconfig/--context).
+    #[arg(long, value_name = "DIR|kubernetes://NAMESPACE", env = "DRPLAN_STATE_STORE")]
+    pub state_store: Option<String>,
 }
 
 impl StateArgs {
-    pub fn store(&self) -> Arc<dyn StateStore> {
-        Arc::new(LocalDirStore::new(&self.state_dir))
+    /// The store, and where it is (for messages).
+    pub async fn store(&self, target: Option<&TargetArgs>) -> Result<(Arc<dyn StateStore>, String), String> {
+        open_store(self.state_store.as_deref(), &self.state_dir, target).await
     }
+}
+
+/// The store `--state-store` (else `--state-dir`) names; a Kubernetes one reaches the
+/// cluster of the command's `--kubeconfig`/`--context` (without them, the defaults).
+async fn open_store(
+    state_store: Option<&str>,
+    state_dir: &Path,
+    target: Option<&TargetArgs>,
+) -> Result<(Arc<dyn StateStore>, String), String> {
+    let location = StoreLocation::choose(state_store, state_dir)?;
+    let kubeconfig = target.and_then(|t| t.kubeconfig.as_deref());
+    let context = target.and_then(|t| t.context.as_deref());
+    Ok((location.open(kubeconfig, context).await?, location.to_string()))
 }
 
 /// How to reach the plan's clusters.
@@ -263,6 +281,10 @@ pub struct RunArgs {
     /// Where runs and locks are kept.
     #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
     pub state_dir: PathBuf,
+    /// Keep runs and locks here instead of --state-dir: a directory, or
+    /// `kubernetes://NAMESPACE` (ConfigMaps and Leases in the cluster of --kubeconfig/--context).
+    #[arg(long, value_name = "DIR|kubernetes://NAMESPACE", env = "DRPLAN_STATE_STORE")]
+    pub state_store: Option<String>,
     #[arg(long, value_enum, default_value = "auto")]
     pub output: Output,
     /// Timeout of steps that name none.
@@ -271,13 +293,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn options(&self) -> RunOptions {
-        RunOptions {
-            parallelism: self.parallelism,
-            step_timeout: self.step_timeout,
-            store: Arc::new(LocalDirStore::new(&self.state_dir)),
-            store_location: self.state_dir.display().to_string(),
-        }
+    pub async fn options(&self, target: &TargetArgs) -> Result<RunOptions, String> {
+        let (store, store_location) = open_store(self.state_store.as_deref(), &self.state_dir, Some(target)).await?;
+        Ok(RunOptions { parallelism: self.parallelism, step_timeout: self.step_timeout, store, store_location })
     }
 
     fn console(&self) -> Console {
@@ -351,28 +369,32 @@ pub fn main() -> i32 {
         }),
         Command::Apply { plan, auto_approve, target, run } => block_on(async move {
             let options = crate::ops::apply::ApplyOptions { auto_approve };
+            let run_options = run.options(&target).await?;
             let ended =
-                crate::ops::apply::apply(&plan, &target.options(), &run.options(), options, &run.console()).await?;
+                crate::ops::apply::apply(&plan, &target.options(), &run_options, options, &run.console()).await?;
             Ok(apply::exit_code(&ended))
         }),
         Command::Resume { run_id, target, run } => block_on(async move {
-            let ended = crate::ops::resume::resume(&run_id, &target.options(), &run.options(), &run.console()).await?;
+            let run_options = run.options(&target).await?;
+            let ended = crate::ops::resume::resume(&run_id, &target.options(), &run_options, &run.console()).await?;
             Ok(apply::exit_code(&ended))
         }),
         Command::Rollback { run_id, target, run } => block_on(async move {
-            let ended = crate::ops::rollback::rollback(
-                &run_id,
-                Reach::Again(&target.options()),
-                &run.options(),
-                &run.console(),
-            )
-            .await?;
+            let run_options = run.options(&target).await?;
+            let ended =
+                crate::ops::rollback::rollback(&run_id, Reach::Again(&target.options()), &run_options, &run.console())
+                    .await?;
             Ok(apply::exit_code(&ended))
         }),
         Command::Commit { run_id, auto_approve, delete_snapshots, target, state } => block_on(async move {
             let options = crate::ops::commit::CommitOptions { delete_snapshots };
             let ui = Console { output: Output::Auto };
-            commit::commit(&run_id, &target.options(), state.store(), options, auto_approve, &ui).await
+            let (store, _) = state.store(Some(&target)).await?;
+            commit::commit(&run_id, &target.options(), store, options, auto_approve, &ui).await
+        }),
+        Command::Runs { output, state } => block_on(async move {
+            let (store, location) = state.store(None).await?;
+            runs::runs(store.as_ref(), &location, output)
         }),
         Command::Drill { command: Some(command), .. } => drill_manifests(command),
         Command::Drill { command: None, drill } => block_on(async move {
@@ -380,17 +402,11 @@ pub fn main() -> i32 {
             let options =
                 crate::ops::drill::DrillOptions { then: drill.then.into(), report_dir: drill.report_dir.clone() };
             let console = drill.run.console();
+            let run_options = drill.run.options(&drill.target).await?;
             let drilled =
-                crate::ops::drill::drill(&plan, &drill.target.options(), &drill.run.options(), &options, &console)
-                    .await?;
+                crate::ops::drill::drill(&plan, &drill.target.options(), &run_options, &options, &console).await?;
             Ok(drill::show(&drilled, drill.run.output == Output::Json))
         }),
-        Command::Runs { output, state } => {
-            runs::runs(state.store().as_ref(), &state.state_dir, output).unwrap_or_else(|message| {
-                eprintln!("error: {}", crate::diag::escape(&message));
-                1
-            })
-        }
         Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
             eprintln!("error: {}", crate::diag::escape(&message));
             1

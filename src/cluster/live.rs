@@ -21,6 +21,15 @@ pub async fn connect_named(
     context: Option<&str>,
     origin: &str,
 ) -> Result<(Client, String), String> {
+    let config = load_config(kubeconfig, context, origin).await?;
+    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+    let client = Client::try_from(config).map_err(|e| format!("creating a Kubernetes client: {e}"))?;
+    Ok((client, server))
+}
+
+/// The client configuration [`connect_named`] uses, for callers that build their client
+/// elsewhere (the Kubernetes state store builds it on its own runtime).
+pub async fn load_config(kubeconfig: Option<&Path>, context: Option<&str>, origin: &str) -> Result<Config, String> {
     let options = KubeConfigOptions { context: context.map(String::from), ..KubeConfigOptions::default() };
     let which = context.map(|c| format!(" for context {c}")).unwrap_or_default();
     let file = match (kubeconfig, context) {
@@ -43,9 +52,7 @@ pub async fn connect_named(
         }
         None => Config::infer().await.map_err(|e| format!("loading kube config: {e}"))?,
     };
-    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
-    let client = Client::try_from(config).map_err(|e| format!("creating a Kubernetes client: {e}"))?;
-    Ok((client, server))
+    Ok(config)
 }
 
 /// Refuses a context the kubeconfig does not define, listing the ones it does.

@@ -73,6 +73,7 @@ pub fn validate(state: &State, rt: &ResourceType, object: &Value, old: Option<&V
             causes.push(Cause::required("spec.containers"));
         }
         "StatefulSet" | "Deployment" | "ReplicaSet" => causes.extend(validate_workload(object)),
+        "ConfigMap" => causes.extend(validate_config_map_size(object)),
         _ => {}
     }
     if let (Some(old), "PersistentVolumeClaim") = (old, rt.kind.as_str()) {
@@ -82,6 +83,29 @@ pub fn validate(state: &State, rt: &ResourceType, object: &Value, old: Option<&V
         causes.extend(validate_statefulset_update(object, old));
     }
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.group, &rt.kind, name_of(object), causes)) }
+}
+
+/// The API server's limit on a ConfigMap's data (keys included), as for Secrets.
+const MAX_CONFIG_MAP_BYTES: usize = 1024 * 1024;
+
+fn validate_config_map_size(object: &Value) -> Vec<Cause> {
+    let size_of = |field: &str| -> usize {
+        object[field].as_object().map_or(0, |entries| {
+            entries.iter().map(|(key, value)| key.len() + value.as_str().map_or(0, str::len)).sum()
+        })
+    };
+    // binaryData is sent base64-encoded; the limit counts the decoded bytes.
+    let binary: usize = object["binaryData"].as_object().map_or(0, |entries| {
+        entries.iter().map(|(key, value)| key.len() + value.as_str().map_or(0, |v| v.len() / 4 * 3)).sum()
+    });
+    if size_of("data") + binary > MAX_CONFIG_MAP_BYTES {
+        return vec![Cause::new(
+            "FieldValueTooLong",
+            "[]",
+            format!("Too long: must have at most {MAX_CONFIG_MAP_BYTES} bytes"),
+        )];
+    }
+    Vec::new()
 }
 
 fn validate_name(object: &Value) -> Vec<Cause> {

@@ -123,6 +123,7 @@ impl Env {
             .env("NO_COLOR", "1")
             .env_remove("DRPLAN_FAILPOINT")
             .env_remove("DRPLAN_STATE_DIR")
+            .env_remove("DRPLAN_STATE_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
