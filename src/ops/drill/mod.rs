@@ -166,7 +166,7 @@ fn measure_objectives(
     };
     let rpo = match (outage, verified.recovery_points.iter().min_by_key(|p| p.created_at)) {
         (Some(outage), Some(oldest)) => {
-            let age = measure::seconds_between(oldest.created_at, outage.disrupted_at).max(0.0);
+            let age = measure::recovery_point_age(oldest.created_at, outage.disrupted_at);
             let detail = format!(
                 "{} restored from {}, captured {}; disruption at {}",
                 oldest.restored, oldest.from, oldest.created_at, outage.disrupted_at
