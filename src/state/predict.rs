@@ -424,6 +424,28 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                 }
             }
         }
+        Action::PauseReconciler(p) => {
+            let key = ObjectKey::of_ref(&step.cluster, &p.object);
+            let Some(mut object) = r.get(&key) else { return StepState::Blocked(format!("{} not found", p.object)) };
+            let mut paused: Value = object.clone().into();
+            crate::steps::merge_patch(&mut paused, &p.patch);
+            if paused == *object {
+                return StepState::Satisfied(format!("{} is already paused", p.object));
+            }
+            *object = paused;
+            r.set(key, step, Some(object.into()));
+            StepState::ToDo
+        }
+        Action::ResumeReconciler(p) => {
+            let key = ObjectKey::of_ref(&step.cluster, &p.object);
+            let (Some(mut object), Some(original)) = (r.get(&key), r.original(&key)) else {
+                return StepState::Blocked(format!("{} not found", p.object));
+            };
+            let original: Value = original.into();
+            crate::steps::merge_patch(&mut object, &crate::steps::restoring_patch(&p.patch, &original));
+            r.set(key, step, Some(object.into()));
+            StepState::ToDo
+        }
         // Cloud steps this build executes; their cloud state is checked when they run.
         cloud if crate::cloud::runner::executes(cloud) => StepState::ToDo,
         // Expansion placed kube waits in a cluster (the only one, when none is written);
