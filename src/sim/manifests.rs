@@ -105,6 +105,8 @@ fn priority(kind: &str) -> u8 {
         "VolumeSnapshotContent" => 5,
         "VolumeSnapshot" => 6,
         "Pod" => 8,
+        // GitOps controllers compare what is loaded with their desired state: last.
+        "Application" | "Kustomization" => 9,
         _ => 7,
     }
 }
