@@ -128,11 +128,8 @@ async fn an_application_that_was_not_automated_is_not_automated_afterwards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_pause_self_heal_scales_the_database_back_up_and_no_claim_is_deleted() {
     // Argo CD reverts at once; snapshots take long enough to switch self-heal on meanwhile.
-    let config = SimConfig {
-        revert_after: Duration::ZERO,
-        snapshot_ready_after: Duration::from_secs(60),
-        ..fast_config()
-    };
+    let config =
+        SimConfig { revert_after: Duration::ZERO, snapshot_ready_after: Duration::from_secs(60), ..fast_config() };
     let mut env = env_at(manifests(PLAN), plan_path(PLAN), "gitops-fought", config).await;
     env.plan = plan_without_pause(&env.dir);
     seed(&env).await;
@@ -222,7 +219,12 @@ async fn validate_and_plan_refuse_an_unpaused_self_healing_application() {
     let plan_text = std::fs::read_to_string(&plan).expect("plan");
     let line = plan_text.lines().position(|l| l.trim() == "restoreClaims:").expect("intent line") + 1;
     let location = format!("without-pause.yaml:{line}:5");
-    let suggestion = "pauseReconciliation:\n      argoCd: {name: postgres, namespace: argocd}\n      during: [restore-postgres]";
+    let suggestion = [
+        "- id: pause-postgres",
+        "pauseReconciliation:",
+        "argoCd: {name: postgres, namespace: argocd}",
+        "during: [restore-postgres]",
+    ];
     let (code, validated) = validate(&plan, &manifests(PLAN));
     assert_eq!(code, Some(1), "{validated}");
     let plan_arg = plan.to_string_lossy().into_owned();
@@ -233,7 +235,9 @@ async fn validate_and_plan_refuse_an_unpaused_self_healing_application() {
         assert!(text.contains("drplan::safety::unpaused_reconciler"), "{what}: {text}");
         assert!(text.contains("Argo CD Application argocd/postgres (automated sync with selfHeal)"), "{what}: {text}");
         assert!(text.contains(&location), "{what} points at {location}: {text}");
-        assert!(text.contains(suggestion), "{what} suggests the entry: {text}");
+        for line in suggestion {
+            assert!(text.lines().any(|l| l.trim() == line), "{what} suggests the entry ({line}): {text}");
+        }
     }
 }
 
