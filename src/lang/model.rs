@@ -358,12 +358,14 @@ pub struct PauseReconciliation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flux: Option<FluxObject>,
     /// An operator's own pause switch on its resource, e.g. Strimzi's
-    /// `strimzi.io/pause-reconciliation: "true"`: set, then back to the value found
+    /// `strimzi.io/pause-reconciliation: "true"` or CloudNativePG's
+    /// `cnpg.io/reconciliationLoop: disabled`: set, then back to the value found
     /// (removed if there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotate: Option<AnnotatePause>,
-    /// Any other switch, as a JSON merge patch (e.g. CloudNativePG's hibernation): the
-    /// values it replaces are saved to the checkpoint and written back afterwards.
+    /// Any other switch, as a JSON merge patch on the object that holds it (a field of an
+    /// operator's resource, say): the values it replaces are saved to the checkpoint and
+    /// written back afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<PatchPause>,
     /// The bluntest tool: the operator's Deployment, scaled to 0 (and its pods gone),

@@ -77,15 +77,30 @@ pub struct ReconcilerParams {
 pub const PAUSE_ORIGINAL: &str = "original";
 
 impl ReconcilerParams {
-    /// The fields the patch sets, as `a.b.c`, for descriptions.
+    /// What the patch does, field by field (`remove a.b`, `set a.c=true`), for descriptions.
     pub fn patched_fields(&self) -> Vec<String> {
-        let mut fields = Vec::new();
-        collect_leaves(&self.patch, String::new(), &mut fields);
-        fields
+        self.leaves()
+            .into_iter()
+            .map(|(path, value)| match value {
+                serde_json::Value::Null => format!("remove {path}"),
+                other => format!("set {path}={other}"),
+            })
+            .collect()
+    }
+
+    /// The fields the patch sets, as `a.b.c`.
+    pub fn patched_paths(&self) -> Vec<String> {
+        self.leaves().into_iter().map(|(path, _)| path).collect()
+    }
+
+    fn leaves(&self) -> Vec<(String, &serde_json::Value)> {
+        let mut leaves = Vec::new();
+        collect_leaves(&self.patch, String::new(), &mut leaves);
+        leaves
     }
 }
 
-fn collect_leaves(value: &serde_json::Value, path: String, out: &mut Vec<String>) {
+fn collect_leaves<'v>(value: &'v serde_json::Value, path: String, out: &mut Vec<(String, &'v serde_json::Value)>) {
     match value.as_object() {
         Some(map) if !map.is_empty() => {
             for (key, child) in map {
@@ -93,10 +108,7 @@ fn collect_leaves(value: &serde_json::Value, path: String, out: &mut Vec<String>
                 collect_leaves(child, child_path, out);
             }
         }
-        _ => out.push(match value {
-            serde_json::Value::Null => format!("{path} (removed)"),
-            other => format!("{path}={other}"),
-        }),
+        _ => out.push((path, value)),
     }
 }
 
@@ -700,10 +712,11 @@ impl Action {
                 format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection)
             }
             Action::PauseReconciler(p) => {
-                format!("pause the controller of {}: {} (saving what it was)", p.object, p.patched_fields().join(", "))
+                let fields = p.patched_fields().join(", ");
+                format!("pause the controller of {}: {fields} (what was there is saved first)", p.object)
             }
             Action::ResumeReconciler(p) => {
-                format!("resume the controller of {}: {} back to what it was", p.object, field_names(p))
+                format!("resume the controller of {}: {} back as it was", p.object, p.patched_paths().join(", "))
             }
         }
     }
@@ -725,12 +738,6 @@ impl Action {
             _ => Vec::new(),
         }
     }
-}
-
-fn field_names(p: &ReconcilerParams) -> String {
-    let names: Vec<String> =
-        p.patched_fields().into_iter().map(|f| f.split(['=', ' ']).next().unwrap_or_default().to_string()).collect();
-    names.join(", ")
 }
 
 fn describe_source(source: &SnapshotSource) -> String {
