@@ -260,3 +260,89 @@ async fn automated_sync_without_self_heal_is_a_warning() {
     assert!(text.contains("drplan::safety::reconciler_may_sync"), "{text}");
     assert!(text.contains("automated sync without selfHeal"), "{text}");
 }
+
+/// A database whose StatefulSet an operator owns (controller owner reference to its
+/// `PostgresCluster`), in a copy of the example's storage; `annotations` go on the
+/// resource, `extra` is added to the manifests.
+fn operator_cluster(dir: &std::path::Path, annotations: Value, extra: &str) -> PathBuf {
+    let cluster = dir.join("operator-cluster");
+    std::fs::create_dir_all(&cluster).expect("cluster dir");
+    for file in ["storage.yaml", "volumes.yaml"] {
+        std::fs::copy(manifests(PLAN).join(file), cluster.join(file)).expect("copied");
+    }
+    let workloads = std::fs::read_to_string(manifests(PLAN).join("workloads.yaml")).expect("workloads");
+    let owned = workloads.replace(
+        "    argocd.argoproj.io/tracking-id: postgres:apps/StatefulSet:db/postgres\n",
+        "    operator.example.com/managed: \"true\"\n",
+    );
+    let owned = owned.replace(
+        "  generation: 7\n",
+        "  generation: 7\n  ownerReferences:\n  - {apiVersion: db.example.com/v1, kind: PostgresCluster, name: pg, uid: 9e3c1a55-0000-4000-8000-0000000000aa, controller: true}\n",
+    );
+    let resource = json!({
+        "apiVersion": "db.example.com/v1", "kind": "PostgresCluster",
+        "metadata": { "name": "pg", "namespace": "db", "uid": "9e3c1a55-0000-4000-8000-0000000000aa", "annotations": annotations },
+        "spec": { "replicas": 2 },
+    });
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: postgresclusters.db.example.com}\nspec:\n  group: db.example.com\n  names: {kind: PostgresCluster, plural: postgresclusters, singular: postgrescluster, listKind: PostgresClusterList}\n  scope: Namespaced\n  versions:\n  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}\n";
+    let text = format!("{owned}\n---\n{crd}---\n{}\n---\n{extra}", serde_json::to_string(&resource).expect("JSON"));
+    std::fs::write(cluster.join("workloads.yaml"), text).expect("written");
+    cluster
+}
+
+const OPERATOR_RESTORE: &str = "apiVersion: drplan.dev/v1alpha1\nkind: DrPlan\nmetadata: {name: operator-pause}\nclusters: [{name: prod, namespace: db}]\nsteps:\n  - id: restore\n    restoreClaims: {workload: {kind: StatefulSet, name: postgres}, claimTemplate: data, snapshotClass: ebs-csi, timeout: 10m}\n";
+
+fn operator_writes_to_postgres(env: &Env) -> usize {
+    let mutations = env.sim.mutations();
+    mutations.iter().filter(|m| m.actor == "controller/operator" && m.resource.0 == "apps/statefulsets").count()
+}
+
+/// The operator's own pause switch (an annotation on its resource), and the blunt one
+/// (its Deployment scaled to 0): either way the restore completes without the operator
+/// touching the StatefulSet, and the switch is back as it was. Without a pause, validate
+/// names the resource and suggests the annotation form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pauses_by_annotation_or_by_deployment_and_are_required() {
+    let dir = std::env::temp_dir().join(format!("drplan-gitops-operator-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let annotate = "  - id: pause-pg\n    pauseReconciliation:\n      annotate:\n        object: {apiVersion: db.example.com/v1, kind: PostgresCluster, namespace: db, name: pg}\n        key: sim.drplan.dev/pause-reconciliation\n        value: \"true\"\n      during: [restore]\n";
+    let deployment = "  - id: pause-pg\n    pauseReconciliation:\n      operator: {kind: Deployment, name: pg-operator}\n      during: [restore]\n";
+    let operator_deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: pg-operator, namespace: db}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: pg-operator}}\n  template:\n    metadata: {labels: {app: pg-operator}}\n    spec: {containers: [{name: operator, image: example/pg-operator}]}\n";
+
+    let unpaused = dir.join("unpaused.yaml");
+    std::fs::write(&unpaused, OPERATOR_RESTORE).expect("plan");
+    let (code, text) = validate(&unpaused, &operator_cluster(&dir, json!({}), ""));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the operator of PostgresCluster db/pg"), "{text}");
+    assert!(text.lines().any(|l| l.trim() == "annotate:"), "suggests the annotation form: {text}");
+
+    let variants = [
+        ("annotation", annotate, json!({}), ""),
+        ("deployment", deployment, json!({ "sim.drplan.dev/operator-deployment": "pg-operator" }), operator_deployment),
+    ];
+    for (label, pause, annotations, extra) in variants {
+        let sub = dir.join(label);
+        std::fs::create_dir_all(&sub).expect("dir");
+        let cluster = operator_cluster(&sub, annotations.clone(), extra);
+        let plan = sub.join("plan.yaml");
+        std::fs::write(&plan, format!("{OPERATOR_RESTORE}{pause}")).expect("plan");
+        let (code, text) = validate(&plan, &cluster);
+        assert_eq!(code, Some(0), "{label}: {text}");
+        let env = env_at(cluster, plan, &format!("gitops-operator-{label}"), fast_config()).await;
+        seed(&env).await;
+        env.apply(&[]).await.assert_success(&format!("dr apply ({label})"));
+        assert_eq!(operator_writes_to_postgres(&env), 0, "{label}: the operator never touched the StatefulSet");
+        let resources = Api::<DynamicObject>::namespaced_with(
+            env.client.clone(),
+            DB,
+            &ApiResource::from_gvk(&GroupVersionKind::gvk("db.example.com", "v1", "PostgresCluster")),
+        );
+        let pg = serde_json::to_value(resources.get("pg").await.expect("pg")).expect("JSON");
+        assert_eq!(pg["metadata"]["annotations"], annotations, "{label}: the switch is back as it was: {pg}");
+        if label == "deployment" {
+            let operator = env.deployment(DB, "pg-operator").await;
+            assert_eq!(operator.spec.and_then(|s| s.replicas), Some(1), "the operator runs again");
+        }
+        assert_claims_hold_their_data(&env).await;
+    }
+}
