@@ -107,7 +107,12 @@ async fn with_the_pause_the_restore_completes_and_self_heal_comes_back_in_sync()
     let run_id = result.run_id().expect("run id");
     let record = env.run_record(&run_id);
     let saved = &record["steps"]["pause-argocd/pause"]["captured"]["original"];
-    assert_eq!(saved, &json!({ "spec": { "syncPolicy": { "automated": self_heal() } } }), "{record}");
+    let expected = json!({
+        "metadata": { "annotations": { "drplan.dev/paused-by": null } },
+        "spec": { "syncPolicy": { "automated": self_heal() } },
+    });
+    assert_eq!(saved, &expected, "{record}");
+    assert!(app["metadata"]["annotations"].get("drplan.dev/paused-by").is_none(), "the run's mark is gone: {app}");
     apply_common::assert_second_run_changes_nothing(&env).await;
 }
 
@@ -208,6 +213,29 @@ async fn rollback_of_a_failed_run_resumes_the_controller() {
     assert_eq!(sts.spec.and_then(|s| s.replicas), Some(2));
     assert_claims_hold_their_data(&env).await;
     assert_eq!(argo_writes_to_postgres(&env), 0, "Argo CD never had to revert anything");
+}
+
+/// A run that failed early leaves the controller paused; a new run must not take the
+/// paused state for the original (its resume would leave self-heal off for good): it
+/// refuses, naming the run that paused it, and rolling that run back resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_run_refuses_to_pause_what_a_failed_run_left_paused() {
+    let env = env(PLAN, "gitops-again", fast_config()).await;
+    seed(&env).await;
+    let failing = "restore-postgres/scale-down";
+    let failed = env.apply(&[("DRPLAN_FAILPOINT", &format!("fail-step={failing}"))]).await;
+    assert_ne!(failed.code, Some(0), "{}", env.dump_logs(&failed));
+    let run_id = failed.run_id().expect("run id");
+    let again = env.apply(&[]).await;
+    assert_ne!(again.code, Some(0), "{}", env.dump_logs(&again));
+    let paused_by = format!("was paused by run {}", drplan::steps::kube::label_value(&run_id));
+    assert!(again.stderr.contains(&paused_by), "{}", env.dump_logs(&again));
+    let app = application(&env).await;
+    assert!(app["spec"]["syncPolicy"].get("automated").is_none(), "left as the failed run left it: {app}");
+    env.dr(&["rollback", &run_id], &[]).await.assert_success("dr rollback");
+    let app = application(&env).await;
+    assert_eq!(app["spec"]["syncPolicy"]["automated"], self_heal(), "{app}");
+    assert_claims_hold_their_data(&env).await;
 }
 
 /// The example plan without its pause: `dr validate --cluster-from` and `dr plan` (live)

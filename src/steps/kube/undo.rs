@@ -192,7 +192,10 @@ impl StepRunner for UndoRunner {
             // Rollback undoes the steps the pause protected, after this one: the
             // controller must not fight that either, so it is paused again until the
             // pause itself is undone (last).
-            Action::ResumeReconciler(p) => super::reconcilers::send(&k, p, &p.patch, "pausing again").await,
+            Action::ResumeReconciler(p) => {
+                let patch = super::reconcilers::marked(&p.patch, &owner);
+                super::reconcilers::send(&k, p, &patch, "pausing again").await
+            }
             // The compensating command, if the command was issued (it may have run).
             Action::Exec(p) => match (&p.undo, self.captured(id, "execIssued")) {
                 (Some(undo), Some(_)) => {
