@@ -78,6 +78,10 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
     needs
 }
 
+fn is_reconciler_kind(need: &ListNeed) -> bool {
+    crate::cluster::RECONCILER_KINDS.iter().any(|(v, k)| *v == need.api_version && *k == need.kind)
+}
+
 /// A list that failed: of which cluster, why, and whether trying again can help.
 #[derive(Clone, Debug)]
 pub struct FetchError {
@@ -105,6 +109,9 @@ pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed
         let items = match list(client, need).await {
             Ok(items) => items,
             Err(kube::Error::Api(s)) if need.optional && s.code == 404 => continue,
+            // Who else reconciles the workloads is read cluster-wide; without the right to
+            // list GitOps objects the plan still runs, and detection sees what it can.
+            Err(kube::Error::Api(s)) if need.optional && s.code == 403 && is_reconciler_kind(need) => continue,
             Err(e) => {
                 let scope = need.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
                 let failure = explain(&e);
