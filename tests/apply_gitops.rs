@@ -226,9 +226,13 @@ async fn a_new_run_refuses_to_pause_what_a_failed_run_left_paused() {
     let failed = env.apply(&[("DRPLAN_FAILPOINT", &format!("fail-step={failing}"))]).await;
     assert_ne!(failed.code, Some(0), "{}", env.dump_logs(&failed));
     let run_id = failed.run_id().expect("run id");
+    let plan = env.plan.to_string_lossy().into_owned();
+    let planned = env.dr(&["plan", &plan], &[]).await;
+    assert_eq!(planned.code, Some(1), "dr plan says blocked\n{}", env.dump_logs(&planned));
+    let paused_by = format!("was paused by run {}", drplan::steps::kube::label_value(&run_id));
+    assert!(planned.stdout.contains(&paused_by) || planned.stderr.contains(&paused_by), "{}", env.dump_logs(&planned));
     let again = env.apply(&[]).await;
     assert_ne!(again.code, Some(0), "{}", env.dump_logs(&again));
-    let paused_by = format!("was paused by run {}", drplan::steps::kube::label_value(&run_id));
     assert!(again.stderr.contains(&paused_by), "{}", env.dump_logs(&again));
     let app = application(&env).await;
     assert!(app["spec"]["syncPolicy"].get("automated").is_none(), "left as the failed run left it: {app}");

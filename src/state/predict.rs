@@ -448,6 +448,12 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
         Action::PauseReconciler(p) => {
             let key = ObjectKey::of_ref(&step.cluster, &p.object);
             let Some(mut object) = r.get(&key) else { return StepState::Blocked(format!("{} not found", p.object)) };
+            if let Some(run) = object.pointer("/metadata/annotations/drplan.dev~1paused-by").and_then(Value::as_str) {
+                return StepState::Blocked(format!(
+                    "{} was paused by run {run} and not resumed: `dr resume` or `dr rollback` that run first",
+                    p.object
+                ));
+            }
             let mut paused: Value = object.clone().into();
             crate::steps::merge_patch(&mut paused, &p.patch);
             if paused == *object {
