@@ -378,3 +378,74 @@ async fn operator_pauses_by_annotation_or_by_deployment_and_are_required() {
         assert_claims_hold_their_data(&env).await;
     }
 }
+
+/// The example database deployed by Flux instead: a Kustomization (the ConfigMap as its
+/// source) and Flux's labels on the StatefulSet.
+fn flux_cluster(dir: &std::path::Path) -> PathBuf {
+    let cluster = dir.join("flux-cluster");
+    std::fs::create_dir_all(&cluster).expect("cluster dir");
+    for file in ["storage.yaml", "volumes.yaml"] {
+        std::fs::copy(manifests(PLAN).join(file), cluster.join(file)).expect("copied");
+    }
+    let workloads = std::fs::read_to_string(manifests(PLAN).join("workloads.yaml")).expect("workloads");
+    let labelled = workloads.replace(
+        "    argocd.argoproj.io/tracking-id: postgres:apps/StatefulSet:db/postgres\n  labels:\n",
+        "    flux: managed\n  labels:\n    kustomize.toolkit.fluxcd.io/name: db\n    kustomize.toolkit.fluxcd.io/namespace: flux-system\n",
+    );
+    assert_ne!(labelled, workloads, "labels added");
+    let argocd = std::fs::read_to_string(manifests(PLAN).join("argocd.yaml")).expect("argocd");
+    let git = &argocd[argocd.find("apiVersion: v1\nkind: ConfigMap").expect("the Git stand-in")..];
+    let git = git.replace("namespace: argocd", "namespace: flux-system");
+    let kustomization = json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": { "name": "db", "namespace": "flux-system",
+                      "annotations": { "sim.drplan.dev/manifests": "flux-system/postgres-git" } },
+        "spec": { "interval": "10m", "path": "./postgres", "prune": true,
+                  "sourceRef": { "kind": "GitRepository", "name": "platform" } },
+    });
+    let text = format!("{labelled}\n---\n{git}\n---\n{}\n", serde_json::to_string(&kustomization).expect("JSON"));
+    std::fs::write(cluster.join("workloads.yaml"), text).expect("written");
+    cluster
+}
+
+/// Flux: validate requires the pause, and with it the Kustomization is suspended during
+/// the restore only (`spec.suspend` absent again afterwards, as it was).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_is_suspended_during_the_restore_and_back_as_it_was() {
+    let dir = std::env::temp_dir().join(format!("drplan-gitops-flux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cluster = flux_cluster(&dir);
+    let unpaused = dir.join("unpaused.yaml");
+    std::fs::write(&unpaused, OPERATOR_RESTORE).expect("plan");
+    let (code, text) = validate(&unpaused, &cluster);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("Flux Kustomization flux-system/db"), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim() == "flux: {kind: Kustomization, name: db, namespace: flux-system}"),
+        "{text}"
+    );
+
+    let plan = dir.join("plan.yaml");
+    let pause = "  - id: pause-flux\n    pauseReconciliation:\n      flux: {name: db}\n      during: [restore]\n";
+    std::fs::write(&plan, format!("{OPERATOR_RESTORE}{pause}")).expect("plan");
+    let (code, text) = validate(&plan, &cluster);
+    assert_eq!(code, Some(0), "{text}");
+    let env = env_at(cluster, plan, "gitops-flux", fast_config()).await;
+    seed(&env).await;
+    env.apply(&[]).await.assert_success("dr apply");
+    let flux_writes = env
+        .sim
+        .mutations()
+        .iter()
+        .filter(|m| m.actor == "controller/kustomize-controller" && m.resource.0 == "apps/statefulsets")
+        .count();
+    assert_eq!(flux_writes, 0, "Flux never reverted the StatefulSet");
+    let kustomizations = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        "flux-system",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization")),
+    );
+    let ks = serde_json::to_value(kustomizations.get("db").await.expect("db")).expect("JSON");
+    assert!(ks["spec"].get("suspend").is_none(), "suspend is absent again, as it was: {ks}");
+    assert_claims_hold_their_data(&env).await;
+}
