@@ -1,4 +1,5 @@
-//! `dr apply` of the Rook-Ceph/Kafka and AKS examples against the simulated cluster.
+//! `dr apply` of the Rook-Ceph/Kafka, AKS and Argo CD examples against the simulated
+//! cluster (tests/apply_gitops.rs goes further with the Argo CD one).
 
 mod apply_common;
 
@@ -113,4 +114,19 @@ async fn aks_restored_disk_is_bound_and_used_in_its_zone() {
     let datapvc = env.pvcs("web").list(&ListParams::default()).await.unwrap();
     assert!(datapvc.items.iter().any(|c| c.metadata.name.as_deref() == Some("datapvc")));
     apply_common::assert_second_run_changes_nothing(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argocd_example_restores_under_a_paused_self_heal() {
+    let env = env("argocd-postgres-restore", "argocd", fast_config()).await;
+    env.apply(&[]).await.assert_success("dr apply");
+    let sts = env.statefulset("db", "postgres").await;
+    assert_eq!(sts.status.and_then(|s| s.ready_replicas), Some(2));
+    let self_heal_reverts = env
+        .sim
+        .mutations()
+        .iter()
+        .filter(|m| m.actor == "controller/argocd-application-controller" && m.resource.0 == "apps/statefulsets")
+        .count();
+    assert_eq!(self_heal_reverts, 0, "Argo CD had nothing to revert");
 }

@@ -28,7 +28,7 @@ fn build(name: &str) -> StepGraph {
 #[test]
 fn all_example_plans_validate_with_their_cluster_manifests() {
     let plans = plans();
-    assert_eq!(plans.len(), 8, "{plans:?}");
+    assert_eq!(plans.len(), 9, "{plans:?}");
     for plan in plans {
         let name = plan.file_stem().unwrap().to_str().unwrap().to_string();
         let graph = build(&name);
@@ -104,6 +104,27 @@ fn kafka_plan_brackets_the_statefulset_with_its_operator() {
     let operator_up = by_suffix("/operator-up");
     assert!(graph.ancestors(sts_down).contains(&operator_down));
     assert!(graph.ancestors(operator_up).contains(&sts_back));
+}
+
+/// The Argo CD example: the Application is paused before the database stops and
+/// resumed only once it is Ready again, and the pause names the policy it removes.
+#[test]
+fn argocd_plan_pauses_self_heal_around_the_whole_restore() {
+    let graph = build("argocd-postgres-restore");
+    let pause = find(&graph, "pause-argocd/pause");
+    let resume = find(&graph, "pause-argocd/resume");
+    let first_stop = find(&graph, "restore-postgres/scale-down");
+    let ready = find(&graph, "restore-postgres/pods-ready");
+    assert!(graph.ancestors(first_stop).contains(&pause), "paused before the database stops");
+    assert!(graph.ancestors(resume).contains(&ready), "resumed after the database is Ready");
+    for (_, step) in graph.steps().filter(|(_, s)| s.entry == "restore-postgres") {
+        let index = find(&graph, &step.id);
+        assert!(graph.ancestors(index).contains(&pause), "{} runs paused", step.id);
+        assert!(graph.ancestors(resume).contains(&index), "{} runs before the resume", step.id);
+    }
+    let Some(Action::PauseReconciler(p)) = graph.step(pause).action() else { panic!("a pauseReconciler step") };
+    assert_eq!(p.object.kind, "Application");
+    assert_eq!(p.patch, serde_json::json!({ "spec": { "syncPolicy": { "automated": null } } }));
 }
 
 /// Plan 3: the static PV is pinned to the disk's zone and retained.

@@ -23,6 +23,8 @@ pub struct Inventory {
     pub claims: HashMap<Key, PersistentVolumeClaim>,
     pub volumes: HashMap<String, PersistentVolume>,
     pub snapshots: HashMap<Key, SnapshotFacts>,
+    /// Argo CD Applications and Flux Kustomizations/HelmReleases, as read.
+    pub gitops_objects: Vec<serde_json::Value>,
     /// Objects of kinds drplan does not index, counted for reports.
     pub other_objects: usize,
     /// The `Namespace` objects seen; `None` when the source lists none (live state is
@@ -67,6 +69,9 @@ impl Inventory {
                 let name = doc.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str);
                 self.namespaces.get_or_insert_with(BTreeSet::new).insert(name.unwrap_or_default().to_string());
                 self.other_objects += 1;
+            }
+            "Application" | "Kustomization" | "HelmRelease" if is_reconciler_kind(doc) => {
+                self.gitops_objects.push(crate::lang::de::from_node::<serde_json::Value>(doc)?);
             }
             "VolumeSnapshot" => {
                 let (key, facts) = snapshot_facts(&crate::lang::de::from_node::<serde_json::Value>(doc)?);
@@ -367,6 +372,102 @@ impl ClusterInventories {
     }
 }
 
+/// Whether a document is one of the GitOps kinds drplan reads (by API group).
+fn is_reconciler_kind(doc: &Node) -> bool {
+    let api_version = doc.get("apiVersion").and_then(Node::as_str).unwrap_or_default();
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
+    RECONCILER_KINDS.iter().any(|(v, k)| *k == kind && same_group(v, api_version))
+}
+
+fn same_group(a: &str, b: &str) -> bool {
+    a.rsplit_once('/').map(|(g, _)| g) == b.rsplit_once('/').map(|(g, _)| g)
+}
+
+pub const ARGO_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+impl Inventory {
+    /// Who reconciles the workload: Argo CD (tracking annotation, else the instance label
+    /// naming an Application that exists), Flux (its labels), an operator (controller
+    /// owner reference to a custom resource).
+    pub fn reconcilers_of(&self, namespace: &str, workload: &WorkloadRef) -> Vec<Reconciler> {
+        let key = (namespace.to_string(), workload.name.clone());
+        let meta = match workload.kind {
+            WorkloadKind::StatefulSet => self.statefulsets.get(&key).map(|o| &o.metadata),
+            WorkloadKind::Deployment => self.deployments.get(&key).map(|o| &o.metadata),
+        };
+        let Some(meta) = meta else { return Vec::new() };
+        let mut found = Vec::new();
+        found.extend(self.argo_application(meta));
+        found.extend(flux_owner(meta, "kustomize.toolkit.fluxcd.io", "Kustomization", |ns, name| {
+            self.gitops_object("Kustomization", ns, name)
+        }));
+        found.extend(flux_owner(meta, "helm.toolkit.fluxcd.io", "HelmRelease", |ns, name| {
+            self.gitops_object("HelmRelease", ns, name)
+        }));
+        for owner in meta.owner_references.iter().flatten().filter(|o| o.controller == Some(true)) {
+            let core_or_apps = !owner.api_version.contains('/') || owner.api_version.starts_with("apps/");
+            if !core_or_apps {
+                found.push(Reconciler::Operator {
+                    api_version: owner.api_version.clone(),
+                    kind: owner.kind.clone(),
+                    namespace: namespace.to_string(),
+                    name: owner.name.clone(),
+                });
+            }
+        }
+        found
+    }
+
+    fn gitops_object(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<&serde_json::Value> {
+        self.gitops_objects.iter().find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"] == name
+                && namespace.is_none_or(|ns| o["metadata"]["namespace"].as_str().unwrap_or("default") == ns)
+        })
+    }
+
+    /// The Application named by Argo CD's tracking annotation (`APP:GROUP/KIND:NS/NAME`,
+    /// `APP` being `NAMESPACE_NAME` for Applications outside Argo CD's namespace) or label.
+    fn argo_application(
+        &self,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Option<Reconciler> {
+        let tracking = meta.annotations.as_ref().and_then(|a| a.get(ARGO_TRACKING_ID));
+        let app = match tracking {
+            Some(id) => id.split(':').next().unwrap_or_default().to_string(),
+            None => meta.labels.as_ref()?.get(INSTANCE_LABEL)?.clone(),
+        };
+        let (namespace, name) = match app.split_once('_') {
+            Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+            None => (None, app),
+        };
+        let object = self.gitops_object("Application", namespace.as_deref(), &name)?;
+        let automated = &object["spec"]["syncPolicy"]["automated"];
+        Some(Reconciler::ArgoCd {
+            namespace: object["metadata"]["namespace"].as_str().unwrap_or("argocd").to_string(),
+            name,
+            automated: automated.is_object(),
+            self_heal: automated["selfHeal"] == true,
+        })
+    }
+}
+
+/// A Flux owner from its `<group>/name` and `<group>/namespace` labels; assumed active
+/// when the object itself was not read (Flux corrects drift unless suspended).
+fn flux_owner<'a>(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    group: &str,
+    kind: &str,
+    find: impl Fn(Option<&str>, &str) -> Option<&'a serde_json::Value>,
+) -> Option<Reconciler> {
+    let labels = meta.labels.as_ref()?;
+    let name = labels.get(&format!("{group}/name"))?;
+    let namespace = labels.get(&format!("{group}/namespace")).cloned().unwrap_or_else(|| "flux-system".into());
+    let suspended = find(Some(&namespace), name).is_some_and(|o| o["spec"]["suspend"] == true);
+    Some(Reconciler::Flux { kind: kind.into(), namespace, name: name.clone(), suspended })
+}
+
 impl ClusterFacts for ClusterInventories {
     fn workload(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Option<WorkloadFacts> {
         self.get(cluster)?.workload_facts(namespace, workload)
@@ -391,5 +492,8 @@ impl ClusterFacts for ClusterInventories {
     }
     fn snapshot(&self, cluster: &str, namespace: &str, name: &str) -> Option<SnapshotFacts> {
         self.get(cluster)?.snapshots.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+    fn reconcilers(&self, cluster: &str, namespace: &str, workload: &WorkloadRef) -> Vec<Reconciler> {
+        self.get(cluster).map(|i| i.reconcilers_of(namespace, workload)).unwrap_or_default()
     }
 }

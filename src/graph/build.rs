@@ -133,8 +133,13 @@ fn link_entry(ctx: &mut Ctx<'_>, graph: &mut StepGraph, fragments: &HashMap<&str
         };
         connect(graph, &this.exits, &entries, dependent.span);
     }
-    if let EntryBody::Intent(Intent::SetAside(aside)) = &entry.body {
-        for during in &aside.during {
+    let during_refs = match &entry.body {
+        EntryBody::Intent(Intent::SetAside(aside)) => Some(&aside.during),
+        EntryBody::Intent(Intent::PauseReconciliation(pause)) => Some(&pause.during),
+        _ => None,
+    };
+    if let Some(during_refs) = during_refs {
+        for during in during_refs {
             let Some((entries, exits)) = resolve_ref(ctx, graph, fragments, during, "during") else {
                 continue;
             };

@@ -50,6 +50,7 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
         }
     }
     check_quiesce_windows(ctx, graph);
+    super::reconciler_checks::check(ctx, graph);
 }
 
 /// One entry's stop-and-restart of a workload: its scale to 0 and its scale back.

@@ -17,9 +17,9 @@ pub(super) struct Fragment {
     pub entries: Vec<usize>,
     /// Steps that dependents of the entry wait for.
     pub exits: Vec<usize>,
-    /// For `setAside`: the step the `during` steps wait for (object deleted).
+    /// For `setAside` and `pauseReconciliation`: the step the `during` steps wait for.
     pub before_during: Option<usize>,
-    /// For `setAside`: the step that waits for the `during` steps (object restored).
+    /// For `setAside` and `pauseReconciliation`: the step that waits for the `during` steps.
     pub after_during: Option<usize>,
 }
 
@@ -108,6 +108,7 @@ pub(super) fn expand_entry(ctx: &mut Ctx<'_>, entry: &StepEntry, intents_only: b
             let fragment = set_aside(&scope, p);
             return Some(fragment);
         }
+        EntryBody::Intent(Intent::PauseReconciliation(p)) => return pause_reconciliation(ctx, &scope, p),
     }
     Some(fragment.seal())
 }
@@ -118,6 +119,7 @@ fn intent_namespace(intent: &Intent) -> Option<&str> {
         Intent::RebindVolume(p) => p.namespace.as_deref(),
         Intent::EtcdRestore(p) => p.namespace.as_deref(),
         Intent::SetAside(p) => p.object.namespace.as_deref(),
+        Intent::PauseReconciliation(p) => pause_namespace(p),
         Intent::EfsFailover(_) | Intent::EfsFailback(_) => None,
     }
 }
@@ -681,4 +683,115 @@ fn set_aside(scope: &Scope<'_>, p: &SetAside) -> Fragment {
     f.before_during = Some(delete);
     f.after_during = Some(restore);
     f
+}
+
+/// Where a pause acts: the controlled object's namespace, or the operator's.
+fn pause_namespace(p: &PauseReconciliation) -> Option<&str> {
+    if let Some(app) = &p.argo_cd {
+        return Some(app.namespace.as_deref().unwrap_or(ARGOCD_NAMESPACE));
+    }
+    if let Some(flux) = &p.flux {
+        return Some(flux.namespace.as_deref().unwrap_or(FLUX_NAMESPACE));
+    }
+    if let Some(a) = &p.annotate {
+        return a.object.namespace.as_deref();
+    }
+    if let Some(patch) = &p.patch {
+        return patch.object.namespace.as_deref();
+    }
+    p.namespace.as_deref()
+}
+
+/// Where Argo CD keeps its Applications unless told otherwise.
+pub const ARGOCD_NAMESPACE: &str = "argocd";
+/// Where Flux keeps its objects unless told otherwise.
+pub const FLUX_NAMESPACE: &str = "flux-system";
+
+/// The object a pause patches and the merge patch that pauses its controller; `None` for
+/// the operator Deployment (scaled instead).
+pub fn pause_patch(p: &PauseReconciliation) -> Option<(ObjectRef, serde_json::Value)> {
+    use serde_json::json;
+    if let Some(app) = &p.argo_cd {
+        let object = ObjectRef {
+            api_version: "argoproj.io/v1alpha1".into(),
+            kind: "Application".into(),
+            namespace: Some(app.namespace.clone().unwrap_or_else(|| ARGOCD_NAMESPACE.into())),
+            name: app.name.clone(),
+        };
+        // Without `automated` Argo CD neither syncs new revisions nor self-heals.
+        return Some((object, json!({ "spec": { "syncPolicy": { "automated": null } } })));
+    }
+    if let Some(flux) = &p.flux {
+        let (api_version, kind) = match flux.kind {
+            FluxKind::Kustomization => ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+            FluxKind::HelmRelease => ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+        };
+        let object = ObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: Some(flux.namespace.clone().unwrap_or_else(|| FLUX_NAMESPACE.into())),
+            name: flux.name.clone(),
+        };
+        return Some((object, json!({ "spec": { "suspend": true } })));
+    }
+    if let Some(a) = &p.annotate {
+        return Some((a.object.clone(), json!({ "metadata": { "annotations": { a.key.clone(): a.value.clone() } } })));
+    }
+    p.patch.as_ref().map(|patch| (patch.object.clone(), patch.patch.clone()))
+}
+
+/// How many controllers a pause names (exactly one is valid).
+fn pause_targets(p: &PauseReconciliation) -> usize {
+    [p.argo_cd.is_some(), p.flux.is_some(), p.annotate.is_some(), p.patch.is_some(), p.operator.is_some()]
+        .iter()
+        .filter(|&&given| given)
+        .count()
+}
+
+/// `pauseReconciliation`: pause → (the `during` steps) → resume. The operator form scales
+/// the operator's Deployment to 0 and waits for its pods to go before anything it
+/// protects starts.
+fn pause_reconciliation(ctx: &mut Ctx<'_>, scope: &Scope<'_>, p: &PauseReconciliation) -> Option<Fragment> {
+    if pause_targets(p) != 1 {
+        ctx.error(
+            "drplan::plan::invalid_value",
+            scope.entry.kind_span,
+            "pauseReconciliation needs exactly one of `argoCd`, `flux`, `annotate`, `patch`, `operator`",
+            "which controller?",
+        );
+        return None;
+    }
+    if p.patch.as_ref().is_some_and(|patch| !patch.patch.is_object()) {
+        ctx.error(
+            "drplan::plan::invalid_value",
+            scope.entry.kind_span,
+            "`patch.patch` must be a JSON merge patch: a mapping of the fields to set",
+            "not a mapping",
+        );
+        return None;
+    }
+    let mut f = Fragment::default();
+    let (paused, resume) = match (pause_patch(p), &p.operator) {
+        (Some((object, patch)), _) => {
+            let params = ReconcilerParams { cluster: Some(scope.cluster.clone()), object, patch };
+            let pause = f.push(scope, "pause", Action::PauseReconciler(params.clone()));
+            let resume = f.push(scope, "resume", Action::ResumeReconciler(params));
+            f.edges.push((pause, resume));
+            (pause, resume)
+        }
+        (None, Some(operator)) => {
+            let down = f.push(scope, "pause", scale(scope, operator, 0));
+            let gone = WaitCondition::PodsGone { workload: operator.clone() };
+            let gone = f.then(scope, &[down], "paused", wait(scope, gone, &None));
+            let back = f.push(scope, "resume", scale_back(scope, operator));
+            f.edges.push((gone, back));
+            (gone, back)
+        }
+        (None, None) => return None,
+    };
+    f.entries = vec![0];
+    f.exits = vec![resume];
+    f.before_during = Some(paused);
+    f.after_during = Some(resume);
+    Some(f)
 }

@@ -9,6 +9,7 @@ mod checks;
 mod exec_checks;
 mod expand;
 mod missing;
+mod reconciler_checks;
 pub mod render;
 pub mod saved;
 mod skipped;
@@ -24,6 +25,7 @@ use crate::lang::Intent;
 use crate::steps::Action;
 
 pub use build::{BuildOptions, build};
+pub use expand::{ARGOCD_NAMESPACE, FLUX_NAMESPACE, pause_patch};
 pub use skipped::CHECKS_SKIPPED;
 
 /// What a node of the graph does.

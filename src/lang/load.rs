@@ -15,7 +15,7 @@ use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 
 /// Names of the intent keys, as written in plans.
 pub const INTENT_KINDS: &[&str] =
-    &["restoreClaims", "rebindVolume", "efsFailover", "efsFailback", "etcdRestore", "setAside"];
+    &["restoreClaims", "rebindVolume", "efsFailover", "efsFailback", "etcdRestore", "setAside", "pauseReconciliation"];
 
 /// Names of the explicit action keys, as written in plans.
 pub const ACTION_KINDS: &[&str] = &[
@@ -40,6 +40,8 @@ pub const ACTION_KINDS: &[&str] = &[
     "efsDeleteReplication",
     "efsCreateReplication",
     "efsSetOverwriteProtection",
+    "pauseReconciler",
+    "resumeReconciler",
 ];
 
 /// Most steps a plan may have, written or expanded from intents. A generous bound (a

@@ -128,6 +128,9 @@ pub enum Intent {
     EtcdRestore(EtcdRestore),
     /// Save and delete an object for the duration of other steps, then restore it.
     SetAside(SetAside),
+    /// Pause a GitOps controller or operator for the duration of other steps, then
+    /// resume it as it was.
+    PauseReconciliation(PauseReconciliation),
 }
 
 impl Intent {
@@ -139,6 +142,7 @@ impl Intent {
             Intent::EfsFailback(_) => "efsFailback",
             Intent::EtcdRestore(_) => "etcdRestore",
             Intent::SetAside(_) => "setAside",
+            Intent::PauseReconciliation(_) => "pauseReconciliation",
         }
     }
 
@@ -148,6 +152,7 @@ impl Intent {
             Intent::RebindVolume(p) => p.cluster.as_deref(),
             Intent::EtcdRestore(p) => p.cluster.as_deref(),
             Intent::SetAside(p) => p.cluster.as_deref(),
+            Intent::PauseReconciliation(p) => p.cluster.as_deref(),
             Intent::EfsFailover(_) | Intent::EfsFailback(_) => None,
         }
     }
@@ -172,6 +177,11 @@ impl Intent {
             Intent::SetAside(p) => format!(
                 "set {} aside during {}",
                 p.object,
+                p.during.iter().map(|d| d.value.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Intent::PauseReconciliation(p) => format!(
+                "pause {} during {}",
+                p.controller_description(),
                 p.during.iter().map(|d| d.value.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
@@ -330,6 +340,114 @@ pub struct SetAside {
     pub object: ObjectRef,
     /// Ids of the steps or intents during which the object is away.
     pub during: Vec<Spanned<String>>,
+}
+
+/// `pauseReconciliation`: one controller to pause (exactly one of `argoCd`, `flux`,
+/// `annotate`, `patch`, `operator`) during other steps.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PauseReconciliation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// An Argo CD Application: its `spec.syncPolicy.automated` is saved to the checkpoint
+    /// and removed, then written back as it was (an Application that was not automated
+    /// stays so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argo_cd: Option<NamedObject>,
+    /// A Flux object: `spec.suspend: true`, then back to what it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux: Option<FluxObject>,
+    /// An operator's own pause switch on its resource, e.g. Strimzi's
+    /// `strimzi.io/pause-reconciliation: "true"` or CloudNativePG's
+    /// `cnpg.io/reconciliationLoop: disabled`: set, then back to the value found
+    /// (removed if there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotate: Option<AnnotatePause>,
+    /// Any other switch, as a JSON merge patch on the object that holds it (a field of an
+    /// operator's resource, say): the values it replaces are saved to the checkpoint and
+    /// written back afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchPause>,
+    /// The bluntest tool: the operator's Deployment, scaled to 0 (and its pods gone),
+    /// then back to its replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<WorkloadRef>,
+    /// Namespace of `operator` (default: the cluster's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Ids of the steps or intents during which the controller is paused.
+    pub during: Vec<Spanned<String>>,
+}
+
+/// An object by name and namespace.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamedObject {
+    pub name: String,
+    /// Default: `argocd` for Argo CD, `flux-system` for Flux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Flux objects that can be suspended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FluxKind {
+    #[default]
+    Kustomization,
+    HelmRelease,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FluxObject {
+    #[serde(default)]
+    pub kind: FluxKind,
+    pub name: String,
+    /// Default: `flux-system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnnotatePause {
+    /// The operator's resource (for example a Strimzi `Kafka`).
+    pub object: ObjectRef,
+    /// The annotation, e.g. `strimzi.io/pause-reconciliation`.
+    pub key: String,
+    /// The value that pauses, e.g. `"true"`.
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchPause {
+    pub object: ObjectRef,
+    /// JSON merge patch (RFC 7386) that pauses the controller.
+    pub patch: serde_json::Value,
+}
+
+impl PauseReconciliation {
+    /// The controller, as a reviewer reads it.
+    pub fn controller_description(&self) -> String {
+        if let Some(app) = &self.argo_cd {
+            return format!("Argo CD Application {}/{}", app.namespace.as_deref().unwrap_or("argocd"), app.name);
+        }
+        if let Some(flux) = &self.flux {
+            let ns = flux.namespace.as_deref().unwrap_or("flux-system");
+            return format!("Flux {:?} {ns}/{}", flux.kind, flux.name);
+        }
+        if let Some(a) = &self.annotate {
+            return format!("the operator of {} ({}={})", a.object, a.key, a.value);
+        }
+        if let Some(p) = &self.patch {
+            return format!("the controller of {}", p.object);
+        }
+        match &self.operator {
+            Some(operator) => format!("operator {operator}"),
+            None => "nothing (no controller given)".to_string(),
+        }
+    }
 }
 
 impl Plan {

@@ -103,8 +103,13 @@ impl SimCluster {
         manifests::bootstrap(&mut state, &objects).map_err(SimError::Manifest)?;
         let count_nodes = |o: &&manifests::ManifestObject| o.object["kind"] == "Node";
         let has_nodes = objects.iter().any(|o| count_nodes(&o));
+        // Workloads after what they use; GitOps objects last, so what a dump holds is
+        // loaded before their controllers compare it with the desired state.
         let (first, rest): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| {
-            o.object["kind"] != "Pod" && o.object["kind"] != "StatefulSet" && o.object["kind"] != "Deployment"
+            !matches!(
+                o.object["kind"].as_str(),
+                Some("Pod" | "StatefulSet" | "Deployment" | "Application" | "Kustomization")
+            )
         });
         manifests::apply(&mut state, first).map_err(SimError::Manifest)?;
         if !has_nodes {

@@ -19,6 +19,12 @@ pub struct SimConfig {
     pub snapshot_ready_after: Duration,
     /// Time for an accepted volume expansion to show in `status.capacity`.
     pub resize_after: Duration,
+    /// How long the GitOps controllers (Argo CD self-heal, Flux) and the operator-like
+    /// reconciler leave drift of what they manage before reverting it (Argo CD's
+    /// `--self-heal-timeout-seconds`, 5s by default); an annotation
+    /// `sim.drplan.dev/revert-after: 30s` on the Application, Kustomization or custom
+    /// resource overrides it.
+    pub revert_after: Duration,
     /// Per-volume modification rate limit (EBS allows a few modifications per window).
     pub modification_limit: ModificationLimit,
     /// Zones that default nodes are created in when the manifests define no nodes.
@@ -36,6 +42,7 @@ impl Default for SimConfig {
             pod_ready_after: Duration::from_secs(2),
             snapshot_ready_after: Duration::from_secs(5),
             resize_after: Duration::from_secs(5),
+            revert_after: Duration::from_secs(5),
             modification_limit: ModificationLimit::default(),
             zones: vec!["us-east-1a".into(), "us-east-1b".into(), "us-east-1c".into()],
             watch_history: 10_000,

@@ -14,10 +14,23 @@ use super::state::{State, name_of};
 use crate::lang::yaml::{self, Limits};
 
 /// The external-snapshotter CRDs, served unless the manifests bring their own.
-const SNAPSHOT_CRDS: [(&str, &str); 3] = [
-    ("volumesnapshotclasses", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml")),
-    ("volumesnapshotcontents", include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml")),
-    ("volumesnapshots", include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml")),
+/// With them, the GitOps CRDs the project wrote (Argo CD's Application, Flux's
+/// Kustomization), so dumps of GitOps-managed clusters load as they are.
+const BUILTIN_CRDS: [(&str, &str); 5] = [
+    (
+        "volumesnapshotclasses.snapshot.storage.k8s.io",
+        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotclasses.yaml"),
+    ),
+    (
+        "volumesnapshotcontents.snapshot.storage.k8s.io",
+        include_str!("crds/snapshot.storage.k8s.io_volumesnapshotcontents.yaml"),
+    ),
+    ("volumesnapshots.snapshot.storage.k8s.io", include_str!("crds/snapshot.storage.k8s.io_volumesnapshots.yaml")),
+    ("applications.argoproj.io", include_str!("crds/argoproj.io_applications.yaml")),
+    (
+        "kustomizations.kustomize.toolkit.fluxcd.io",
+        include_str!("crds/kustomize.toolkit.fluxcd.io_kustomizations.yaml"),
+    ),
 ];
 
 /// An object read from a manifest, with where it came from for error messages.
@@ -92,6 +105,8 @@ fn priority(kind: &str) -> u8 {
         "VolumeSnapshotContent" => 5,
         "VolumeSnapshot" => 6,
         "Pod" => 8,
+        // GitOps controllers compare what is loaded with their desired state: last.
+        "Application" | "Kustomization" => 9,
         _ => 7,
     }
 }
@@ -154,20 +169,20 @@ pub fn ensure_namespace(state: &mut State, ns: &str) {
     }
 }
 
-/// What every cluster has before manifests load: system namespaces and the snapshot CRDs
-/// (unless `manifests` define them).
+/// What every cluster has before manifests load: system namespaces, the snapshot CRDs and
+/// the GitOps CRDs (unless `manifests` define them).
 pub fn bootstrap(state: &mut State, manifests: &[ManifestObject]) -> Result<(), String> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure_namespace(state, ns);
     }
-    for (plural, text) in SNAPSHOT_CRDS {
+    for (crd_name, text) in BUILTIN_CRDS {
         let defined = manifests
             .iter()
-            .any(|m| m.object["kind"] == "CustomResourceDefinition" && m.object["spec"]["names"]["plural"] == plural);
+            .any(|m| m.object["kind"] == "CustomResourceDefinition" && m.object["metadata"]["name"] == crd_name);
         if defined {
             continue;
         }
-        let parsed = yaml::parse_str(plural, text, Limits::MANIFEST).map_err(|d| d.message)?;
+        let parsed = yaml::parse_str(crd_name, text, Limits::MANIFEST).map_err(|d| d.message)?;
         for document in &parsed.documents {
             create_one(state, document.to_json())?;
         }

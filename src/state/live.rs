@@ -37,12 +37,14 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
         namespaces.entry(step.cluster.clone()).or_default().insert(step.namespace.clone());
         let object = match &step.kind {
             StepKind::Action(Action::SaveObject(p) | Action::DeleteObject(p) | Action::RestoreObject(p)) => {
-                Some(&p.object)
+                Some(p.object.clone())
             }
-            StepKind::Intent(Intent::SetAside(p)) => Some(&p.object),
+            StepKind::Action(Action::PauseReconciler(p) | Action::ResumeReconciler(p)) => Some(p.object.clone()),
+            StepKind::Intent(Intent::SetAside(p)) => Some(p.object.clone()),
+            StepKind::Intent(Intent::PauseReconciliation(p)) => crate::graph::pause_patch(p).map(|(object, _)| object),
             _ => None,
         };
-        if let Some(object) = object {
+        if let Some(object) = &object {
             needs.insert(ListNeed {
                 cluster: step.cluster.clone(),
                 api_version: object.api_version.clone(),
@@ -60,6 +62,10 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
         optional,
     };
     for (cluster, namespaces) in &namespaces {
+        // Who else reconciles the workloads (GitOps tools), where their CRDs are installed.
+        for (api_version, kind) in crate::cluster::RECONCILER_KINDS {
+            needs.insert(need(cluster, api_version, kind, None, true));
+        }
         needs.insert(need(cluster, "v1", "PersistentVolume", None, false));
         for ns in namespaces {
             needs.insert(need(cluster, "apps/v1", "StatefulSet", Some(ns), false));
@@ -70,6 +76,10 @@ pub fn needs_of(graph: &StepGraph) -> BTreeSet<ListNeed> {
         }
     }
     needs
+}
+
+fn is_reconciler_kind(need: &ListNeed) -> bool {
+    crate::cluster::RECONCILER_KINDS.iter().any(|(v, k)| *v == need.api_version && *k == need.kind)
 }
 
 /// A list that failed: of which cluster, why, and whether trying again can help.
@@ -99,6 +109,9 @@ pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed
         let items = match list(client, need).await {
             Ok(items) => items,
             Err(kube::Error::Api(s)) if need.optional && s.code == 404 => continue,
+            // Who else reconciles the workloads is read cluster-wide; without the right to
+            // list GitOps objects the plan still runs, and detection sees what it can.
+            Err(kube::Error::Api(s)) if need.optional && s.code == 403 && is_reconciler_kind(need) => continue,
             Err(e) => {
                 let scope = need.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
                 let failure = explain(&e);

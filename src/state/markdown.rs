@@ -416,6 +416,8 @@ fn change_block(change: &Change) -> String {
         " — ⚠️ deleted and restored if a fallback runs"
     } else if change.only_if_fallback {
         " — only if a fallback runs"
+    } else if change.temporary {
+        " — paused during the run, then back as it was"
     } else {
         ""
     };
@@ -581,6 +583,7 @@ mod tests {
             deleted_on_the_way: true,
             deleted_if_fallback: false,
             only_if_fallback: false,
+            temporary: false,
         }
     }
 

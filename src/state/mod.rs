@@ -139,6 +139,15 @@ impl LiveState {
                 .filter_map(|(_, raw)| decode::<Value>(raw).ok())
                 .map(|o| crate::cluster::snapshot_facts(&o))
                 .collect();
+            inventory.gitops_objects = crate::cluster::RECONCILER_KINDS
+                .iter()
+                .flat_map(|(_, kind)| of_kind(kind))
+                .filter_map(|(key, raw)| {
+                    let mut object = decode::<Value>(raw).ok()?;
+                    object["kind"] = key.kind.as_str().into();
+                    Some(object)
+                })
+                .collect();
             inventory.other_objects = self.objects.keys().filter(|k| k.cluster == cluster && !is_indexed(k)).count();
             inventory.volumes = volumes.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             inventory

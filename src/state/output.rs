@@ -149,6 +149,10 @@ pub struct ChangeOutput {
     pub destructive_if_fallback: bool,
     /// Changed only if a fallback runs.
     pub only_if_fallback: bool,
+    /// Changed for part of the run only (a controller paused), then back as it was:
+    /// `after` is the object while paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporary: bool,
     /// The object as read (absent when created).
     pub before: Option<Value>,
     /// The object as the run leaves it (absent when deleted).
@@ -278,6 +282,7 @@ fn change_output(change: &Change) -> ChangeOutput {
         destructive: change.deleted_on_the_way,
         destructive_if_fallback: change.deleted_if_fallback,
         only_if_fallback: change.only_if_fallback,
+        temporary: change.temporary,
         before: change.before.clone(),
         after: change.after.clone(),
     }

@@ -49,6 +49,9 @@ pub struct Change {
     pub deleted_if_fallback: bool,
     /// Touched only by fallback steps: changes only if a fallback runs.
     pub only_if_fallback: bool,
+    /// Changed for part of the run, then back as it was (a controller paused and
+    /// resumed): `after` is the object while paused.
+    pub temporary: bool,
 }
 
 impl Change {
@@ -96,6 +99,8 @@ struct Replayed {
     deleted: bool,
     /// Deleted by a fallback step (so only if the fallback runs).
     deleted_if_fallback: bool,
+    /// The object while a controller is paused (the last pause step's result).
+    paused: Option<Shared>,
 }
 
 /// An object as the replay holds it, shared: most steps only look at an object, and
@@ -247,22 +252,38 @@ pub fn predict(graph: &StepGraph, live: &LiveState) -> (Vec<(String, StepState)>
     replayed.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
     let mut changes = Vec::with_capacity(replayed.len());
     changes.extend(replayed.into_iter().filter_map(|(key, Slot { original, replayed })| {
-        let Replayed { state, steps, deleted, deleted_if_fallback } = replayed?;
+        let Replayed { state, steps, deleted, deleted_if_fallback, paused } = replayed?;
         // Each object's last use: nothing else holds these any more, so they are moved
         // out, not copied.
         let before = original.map(Value::from);
         let after = state.map(Value::from);
         let deleted_on_the_way = deleted;
         let deleted_if_fallback = !deleted && deleted_if_fallback;
-        let kind = match (&before, &after) {
-            (None, Some(_)) => ChangeKind::Create,
-            (Some(_), None) => ChangeKind::Delete,
-            (Some(_), Some(_)) if deleted_on_the_way || deleted_if_fallback => ChangeKind::Replace,
-            (Some(b), Some(a)) if b != a => ChangeKind::Update,
+        let mut temporary = false;
+        let (kind, after) = match (&before, after) {
+            (None, Some(a)) => (ChangeKind::Create, Some(a)),
+            (Some(_), None) => (ChangeKind::Delete, None),
+            (Some(_), Some(a)) if deleted_on_the_way || deleted_if_fallback => (ChangeKind::Replace, Some(a)),
+            (Some(b), Some(a)) if *b != a => (ChangeKind::Update, Some(a)),
+            // Paused and resumed: shown as the change it is while the plan runs.
+            (Some(_), Some(_)) if paused.is_some() => {
+                temporary = true;
+                (ChangeKind::Update, paused.map(Value::from))
+            }
             _ => return None,
         };
         let only_if_fallback = steps.iter().all(|id| is_fallback_step(graph, id));
-        Some(Change { key, kind, before, after, steps, deleted_on_the_way, deleted_if_fallback, only_if_fallback })
+        Some(Change {
+            key,
+            kind,
+            before,
+            after,
+            steps,
+            deleted_on_the_way,
+            deleted_if_fallback,
+            only_if_fallback,
+            temporary,
+        })
     }));
     (states, changes)
 }
@@ -423,6 +444,37 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
                     StepState::ToDo
                 }
             }
+        }
+        Action::PauseReconciler(p) => {
+            let key = ObjectKey::of_ref(&step.cluster, &p.object);
+            let Some(mut object) = r.get(&key) else { return StepState::Blocked(format!("{} not found", p.object)) };
+            if let Some(run) = object.pointer("/metadata/annotations/drplan.dev~1paused-by").and_then(Value::as_str) {
+                return StepState::Blocked(format!(
+                    "{} was paused by run {run} and not resumed: `dr resume` or `dr rollback` that run first",
+                    p.object
+                ));
+            }
+            let mut paused: Value = object.clone().into();
+            crate::steps::merge_patch(&mut paused, &p.patch);
+            if paused == *object {
+                return StepState::Satisfied(format!("{} is already paused", p.object));
+            }
+            *object = paused;
+            r.set(key.clone(), step, Some(object.clone().into()));
+            if let Some(replayed) = r.slot(&key).replayed.as_mut() {
+                replayed.paused = Some(object);
+            }
+            StepState::ToDo
+        }
+        Action::ResumeReconciler(p) => {
+            let key = ObjectKey::of_ref(&step.cluster, &p.object);
+            let (Some(mut object), Some(original)) = (r.get(&key), r.original(&key)) else {
+                return StepState::Blocked(format!("{} not found", p.object));
+            };
+            let original: Value = original.into();
+            crate::steps::merge_patch(&mut object, &crate::steps::restoring_patch(&p.patch, &original));
+            r.set(key, step, Some(object.into()));
+            StepState::ToDo
         }
         // Cloud steps this build executes; their cloud state is checked when they run.
         cloud if crate::cloud::runner::executes(cloud) => StepState::ToDo,

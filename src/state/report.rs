@@ -259,6 +259,8 @@ fn write_change(out: &mut dyn io::Write, change: &Change, buffers: &mut DiffBuff
         "  (destructive if a fallback runs: deleted and restored; otherwise changed in place)"
     } else if change.only_if_fallback {
         "  (only if a fallback runs)"
+    } else if change.temporary {
+        "  (paused during the run, then back as it was; the diff shows it paused)"
     } else {
         ""
     };

@@ -37,7 +37,29 @@ pub fn satisfied_entries(graph: &StepGraph, live: &LiveState) -> BTreeMap<String
             satisfied.insert(entry.to_string(), why);
         }
     }
+    // Likewise a controller paused during entries that all hold needs no pausing.
+    for entry in by_entry.keys() {
+        if let Some(why) = pause_holds(graph, entry, &satisfied) {
+            satisfied.insert(entry.to_string(), why);
+        }
+    }
     satisfied
+}
+
+/// A `pauseReconciliation` entry (`ENTRY/pause` [→ `ENTRY/paused`] → … → `ENTRY/resume`)
+/// holds when every step it brackets belongs to an entry that holds.
+fn pause_holds(graph: &StepGraph, entry: &str, satisfied: &BTreeMap<String, String>) -> Option<String> {
+    let resume = graph.index_of(&format!("{entry}/resume"))?;
+    let paused = graph.index_of(&format!("{entry}/paused")).or_else(|| graph.index_of(&format!("{entry}/pause")))?;
+    let is_pause = |n: NodeIndex| {
+        matches!(graph.step(n).action(), Some(Action::PauseReconciler(_) | Action::Wait(_) | Action::Scale(_)))
+    };
+    if !is_pause(paused) {
+        return None;
+    }
+    let during = bracketed(graph, paused, resume);
+    let holds = !during.is_empty() && during.iter().all(|&n| satisfied.contains_key(&graph.step(n).entry));
+    holds.then(|| format!("{ALREADY_AS_PLANNED}: nothing it pauses the controller for needs to run"))
 }
 
 /// For an entry that restores or binds claims: whether every claim is as planned.

@@ -52,6 +52,105 @@ pub enum Action {
     EfsCreateReplication(EfsCreateReplicationParams),
     /// Set EFS replication overwrite protection on a file system.
     EfsSetOverwriteProtection(EfsProtectionParams),
+    /// Pause a controller with a JSON merge patch on the object it reads (an Argo CD
+    /// Application, a Flux Kustomization, an operator's resource), saving the values the
+    /// patch replaces to the checkpoint first.
+    PauseReconciler(ReconcilerParams),
+    /// Write back the values the `pauseReconciler` step before it saved (removing what was
+    /// not there): the controller runs again exactly as it did before.
+    ResumeReconciler(ReconcilerParams),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcilerParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The object whose fields switch the controller.
+    pub object: ObjectRef,
+    /// JSON merge patch (RFC 7386) that pauses the controller; `null` removes a field.
+    pub patch: serde_json::Value,
+}
+
+/// Where a checkpoint keeps the values a `pauseReconciler` step replaced (a merge patch
+/// that writes them back).
+pub const PAUSE_ORIGINAL: &str = "original";
+
+impl ReconcilerParams {
+    /// What the patch does, field by field (`remove a.b`, `set a.c=true`), for descriptions.
+    pub fn patched_fields(&self) -> Vec<String> {
+        self.leaves()
+            .into_iter()
+            .map(|(path, value)| match value {
+                serde_json::Value::Null => format!("remove {path}"),
+                other => format!("set {path}={other}"),
+            })
+            .collect()
+    }
+
+    /// The fields the patch sets, as `a.b.c`.
+    pub fn patched_paths(&self) -> Vec<String> {
+        self.leaves().into_iter().map(|(path, _)| path).collect()
+    }
+
+    fn leaves(&self) -> Vec<(String, &serde_json::Value)> {
+        let mut leaves = Vec::new();
+        collect_leaves(&self.patch, String::new(), &mut leaves);
+        leaves
+    }
+}
+
+fn collect_leaves<'v>(value: &'v serde_json::Value, path: String, out: &mut Vec<(String, &'v serde_json::Value)>) {
+    match value.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (key, child) in map {
+                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                collect_leaves(child, child_path, out);
+            }
+        }
+        _ => out.push((path, value)),
+    }
+}
+
+/// The merge patch that writes back what `patch` would replace in `object`: for every
+/// field it sets, the object's current value, or `null` where there is none.
+pub fn restoring_patch(patch: &serde_json::Value, object: &serde_json::Value) -> serde_json::Value {
+    match patch.as_object() {
+        Some(map) if !map.is_empty() => {
+            let mut restore = serde_json::Map::new();
+            for (key, child) in map {
+                let current = object.get(key).unwrap_or(&serde_json::Value::Null);
+                let restored = if child.is_object() && current.is_object() {
+                    restoring_patch(child, current)
+                } else {
+                    current.clone()
+                };
+                restore.insert(key.clone(), restored);
+            }
+            serde_json::Value::Object(restore)
+        }
+        _ => object.clone(),
+    }
+}
+
+/// `target` with a JSON merge patch (RFC 7386) applied.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let Some(changes) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let Some(map) = target.as_object_mut() {
+        for (key, value) in changes {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge_patch(map.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -464,6 +563,8 @@ impl Action {
             Action::EfsDeleteReplication(_) => "efsDeleteReplication",
             Action::EfsCreateReplication(_) => "efsCreateReplication",
             Action::EfsSetOverwriteProtection(_) => "efsSetOverwriteProtection",
+            Action::PauseReconciler(_) => "pauseReconciler",
+            Action::ResumeReconciler(_) => "resumeReconciler",
         }
     }
 
@@ -483,6 +584,7 @@ impl Action {
             Action::SetWorkloadClaim(p) => p.cluster.as_deref(),
             Action::Exec(p) => p.cluster.as_deref(),
             Action::RestartPod(p) => p.cluster.as_deref(),
+            Action::PauseReconciler(p) | Action::ResumeReconciler(p) => p.cluster.as_deref(),
             _ => None,
         }
     }
@@ -503,6 +605,7 @@ impl Action {
             Action::SetWorkloadClaim(p) => p.namespace.as_deref(),
             Action::Exec(p) => p.namespace.as_deref(),
             Action::RestartPod(p) => p.namespace.as_deref(),
+            Action::PauseReconciler(p) | Action::ResumeReconciler(p) => p.object.namespace.as_deref(),
             _ => None,
         }
     }
@@ -548,6 +651,7 @@ impl Action {
             Action::EfsDeleteReplication(_) => 30,
             Action::EfsCreateReplication(_) => 30,
             Action::EfsSetOverwriteProtection(_) => 5,
+            Action::PauseReconciler(_) | Action::ResumeReconciler(_) => 2,
         };
         std::time::Duration::from_secs(secs)
     }
@@ -606,6 +710,13 @@ impl Action {
             ),
             Action::EfsSetOverwriteProtection(p) => {
                 format!("set overwrite protection of {} to {:?}", p.file_system_id, p.protection)
+            }
+            Action::PauseReconciler(p) => {
+                let fields = p.patched_fields().join(", ");
+                format!("pause the controller of {}: {fields} (what was there is saved first)", p.object)
+            }
+            Action::ResumeReconciler(p) => {
+                format!("resume the controller of {}: {} back as it was", p.object, p.patched_paths().join(", "))
             }
         }
     }

@@ -1,7 +1,13 @@
 //! Controllers: deterministic reconcile passes over the state, run after every mutation and
 //! whenever the sim clock passes a deadline a controller asked to be woken for.
+//!
+//! Besides Kubernetes' own controllers: GitOps controllers ([`gitops`]: Argo CD-like
+//! Applications, Flux-like Kustomizations) and an operator-like reconciler ([`operator`])
+//! that revert drift of what they manage unless paused.
 
 mod gc;
+pub mod gitops;
+pub mod operator;
 mod snapshots;
 mod storage;
 pub(crate) mod workloads;
@@ -27,8 +33,11 @@ type Pass = fn(&mut State) -> bool;
 
 /// One pass of each controller, in dependency order; true if anything changed.
 fn run_pass(state: &mut State) -> bool {
-    let passes: [(&str, Pass); 9] = [
+    let passes: [(&str, Pass); 12] = [
         ("controller/garbage-collector", gc::reconcile),
+        ("controller/argocd-application-controller", gitops::reconcile_applications),
+        ("controller/kustomize-controller", gitops::reconcile_kustomizations),
+        ("controller/operator", operator::reconcile),
         ("controller/statefulset", workloads::reconcile_statefulsets),
         ("controller/deployment", workloads::reconcile_deployments),
         ("controller/replicaset", workloads::reconcile_replicasets),

@@ -7,6 +7,7 @@ pub mod commit;
 pub(crate) mod exec;
 mod objects;
 pub(crate) mod outcome;
+mod reconcilers;
 pub mod undo;
 mod volumes;
 mod workloads;
@@ -96,6 +97,8 @@ impl StepRunner for KubeRunner {
                 within(timeout, &step.id, workloads::restart_pod(&k, &p.pod)).await
             }
             Action::Exec(p) => exec::run(&k, p, self.timeout_of(&p.timeout)).await,
+            Action::PauseReconciler(p) => reconcilers::pause(&k, p).await,
+            Action::ResumeReconciler(p) => reconcilers::resume(&k, p).await,
             other => Err(StepError::new(
                 ErrorKind::Unsupported,
                 format!("`{}` steps cannot be executed by this build yet", other.kind_name()),

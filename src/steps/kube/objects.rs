@@ -9,7 +9,7 @@ use crate::exec::StepError;
 use crate::steps::{Action, ObjectRef};
 
 /// The API resource of an object: discovered, or guessed from the kind when discovery fails.
-async fn resource(k: &Kube<'_>, object: &ObjectRef) -> ApiResource {
+pub(super) async fn resource(k: &Kube<'_>, object: &ObjectRef) -> ApiResource {
     let (group, version) = object.api_version.rsplit_once('/').unwrap_or(("", &object.api_version));
     let gvk = GroupVersionKind::gvk(group, version, &object.kind);
     match kube::discovery::pinned_kind(&k.client, &gvk).await {

@@ -39,6 +39,8 @@ fn has_compensation(action: &Action) -> bool {
             | Action::BindStaticPv(_)
             | Action::SetWorkloadClaim(_)
             | Action::DeleteObject(_)
+            | Action::PauseReconciler(_)
+            | Action::ResumeReconciler(_)
     ) || matches!(action, Action::Exec(p) if p.undo.is_some())
 }
 
@@ -182,6 +184,18 @@ impl StepRunner for UndoRunner {
                 Some(manifest) => super::objects::create_from_manifest(&k, &p.object, manifest).await,
                 None => Ok(()),
             },
+            // The controller runs again as it did before the run paused it.
+            Action::PauseReconciler(p) => match self.captured(id, crate::steps::PAUSE_ORIGINAL) {
+                Some(original) => super::reconcilers::send(&k, p, &original, "resuming").await,
+                None => Ok(()), // nothing was saved, so nothing was paused
+            },
+            // Rollback undoes the steps the pause protected, after this one: the
+            // controller must not fight that either, so it is paused again until the
+            // pause itself is undone (last).
+            Action::ResumeReconciler(p) => {
+                let patch = super::reconcilers::marked(&p.patch, &owner);
+                super::reconcilers::send(&k, p, &patch, "pausing again").await
+            }
             // The compensating command, if the command was issued (it may have run).
             Action::Exec(p) => match (&p.undo, self.captured(id, "execIssued")) {
                 (Some(undo), Some(_)) => {

@@ -175,6 +175,9 @@ async fn deletion_problem(
     pvc: &PersistentVolumeClaim,
     accept_data_loss: bool,
 ) -> Result<Option<String>, StepError> {
+    if let Some(problem) = super::workloads::scaled_back_up_by_another(k, claim).await? {
+        return Ok(Some(problem));
+    }
     let users = super::workloads::pods_using_claim(k, claim).await?;
     if !users.is_empty() {
         return Ok(Some(format!("pods still use it: {} (scale their workloads to 0 first)", users.join(", "))));

@@ -301,3 +301,75 @@ pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, 
         .collect();
     Ok(users)
 }
+
+/// A workload this run stopped (a `scale` to 0 before this step, not followed by its
+/// `scaleBack`) that uses `claim` and has been scaled up again since: something else
+/// (Argo CD self-heal, Flux, an operator) is reconciling it, and its pods are coming back
+/// on the claim. Checked on the workload, not its pods: on a real cluster the pods of a
+/// scale-up appear a moment after it.
+pub(super) async fn scaled_back_up_by_another(k: &Kube<'_>, claim: &str) -> Result<Option<String>, StepError> {
+    let graph = &k.ctx.graph;
+    let ancestors = k.ctx.ancestors();
+    let same_place = |s: &crate::graph::Step| s.cluster == k.step.cluster && s.namespace == k.step.namespace;
+    let restarted: HashSet<&WorkloadRef> = ancestors
+        .iter()
+        .filter_map(|&a| match graph.step(a).action() {
+            Some(Action::ScaleBack(p)) if same_place(graph.step(a)) => Some(&p.workload),
+            _ => None,
+        })
+        .collect();
+    for &a in &ancestors {
+        let step = graph.step(a);
+        let Some(Action::Scale(p)) = step.action() else { continue };
+        if p.replicas != 0 || !same_place(step) || restarted.contains(&p.workload) {
+            continue;
+        }
+        if !uses_claim(k, &p.workload, claim).await? {
+            continue;
+        }
+        let replicas = get_scale(k, &p.workload).await?;
+        if replicas > 0 {
+            return Ok(Some(format!(
+                "{} was scaled back up to {replicas} while this run has it stopped: another controller \
+                 (Argo CD self-heal, Flux, an operator) reconciles it; pause it with `pauseReconciliation`",
+                p.workload
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the workload's pods mount the claim: a pod volume naming it, or a StatefulSet
+/// claim template it was made from (`TEMPLATE-NAME-ORDINAL`).
+async fn uses_claim(k: &Kube<'_>, w: &WorkloadRef, claim: &str) -> Result<bool, StepError> {
+    let context = format!("reading {w}");
+    let (template, claim_templates) = match w.kind {
+        WorkloadKind::StatefulSet => {
+            let Some(sts) = k.api::<StatefulSet>().get_opt(&w.name).await.map_err(|e| classify(&context, e))? else {
+                return Ok(false);
+            };
+            let spec = sts.spec.unwrap_or_default();
+            let names: Vec<String> =
+                spec.volume_claim_templates.unwrap_or_default().into_iter().filter_map(|t| t.metadata.name).collect();
+            (spec.template, names)
+        }
+        WorkloadKind::Deployment => {
+            let Some(deploy) = k.api::<Deployment>().get_opt(&w.name).await.map_err(|e| classify(&context, e))? else {
+                return Ok(false);
+            };
+            (deploy.spec.unwrap_or_default().template, Vec::new())
+        }
+    };
+    let from_template = claim_templates.iter().any(|t| {
+        claim
+            .strip_prefix(&format!("{t}-{}-", w.name))
+            .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let in_pod = template
+        .spec
+        .and_then(|s| s.volumes)
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim));
+    Ok(from_template || in_pod)
+}
