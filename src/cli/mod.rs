@@ -6,6 +6,7 @@ pub mod apply;
 pub mod commit;
 pub mod plan;
 pub mod progress;
+pub mod rbac;
 pub mod runs;
 
 use std::io::IsTerminal;
@@ -135,6 +136,9 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Print the Kubernetes RBAC (ServiceAccount, Roles, ClusterRole, bindings) with
+    /// exactly the rights a plan's steps use, or with `--iam` the IAM policy of its cloud steps.
+    Rbac(rbac::RbacArgs),
     /// The simulated cluster: serve manifests as a Kubernetes API on loopback.
     Sim {
         #[command(subcommand)]
@@ -185,6 +189,7 @@ fn quiet_on_closed_pipe(command: &Command) -> bool {
         command,
         Command::Validate { .. }
             | Command::Graph { .. }
+            | Command::Rbac(_)
             | Command::Schema { .. }
             | Command::Plan { .. }
             | Command::Runs { .. }
@@ -210,6 +215,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { plans, cluster_from } => validate(&plans, &cluster_from),
         Command::Graph { plan, cluster_from, format } => graph_command(&plan, &cluster_from, format),
+        Command::Rbac(args) => rbac::run(&args),
         Command::Schema { of } => {
             match of {
                 SchemaOf::Plan => print!("{}", lang::schema::plan_schema_json()),
