@@ -23,10 +23,10 @@ pub fn needs(graph: &StepGraph, options: &Options<'_>) -> Vec<Need> {
             if let Some(action) = step.action()
                 && !step.cluster.is_empty()
             {
-                let waits_for_ready = matches!(action, Action::Wait(w) if matches!(w.condition, WaitCondition::PodsReady { .. }));
+                let waits_for_ready =
+                    matches!(action, Action::Wait(w) if matches!(w.condition, WaitCondition::PodsReady { .. }));
                 let restored = if waits_for_ready { restored_claims_before(graph, index) } else { Vec::new() };
-                let mut calls =
-                    Calls { step, facts: options.facts, only_when: None, restored, needs: &mut needs };
+                let mut calls = Calls { step, facts: options.facts, only_when: None, restored, needs: &mut needs };
                 if step.fallback_for.is_some() {
                     calls.only_when = Some(WHEN_FALLBACK);
                 }
@@ -85,7 +85,14 @@ impl Calls<'_, '_> {
         self.push(None, group, resource, verbs, name);
     }
 
-    fn push(&mut self, namespace: Option<String>, group: &str, resource: &str, verbs: &[&'static str], name: Option<&str>) {
+    fn push(
+        &mut self,
+        namespace: Option<String>,
+        group: &str,
+        resource: &str,
+        verbs: &[&'static str],
+        name: Option<&str>,
+    ) {
         for verb in verbs {
             self.needs.push(Need {
                 cluster: self.step.cluster.clone(),

@@ -106,19 +106,21 @@ pub fn fold(needs: &[Need]) -> ClusterRules {
 
 fn fold_scope(needs: &[&Need]) -> Vec<Rule> {
     let open_key = |n: &Need| (n.group.clone(), n.resource.clone(), n.verb);
-    let granted_to_all: BTreeSet<(String, String, &str)> = needs
-        .iter()
-        .filter(|n| n.name.is_none() || !carries_name(n.verb, &n.resource))
-        .map(|n| open_key(n))
-        .collect();
+    let granted_to_all: BTreeSet<(String, String, &str)> =
+        needs.iter().filter(|n| n.name.is_none() || !carries_name(n.verb, &n.resource)).map(|n| open_key(n)).collect();
     let mut open: BTreeMap<Resource, BTreeMap<&'static str, Usage>> = BTreeMap::new();
     let mut named: BTreeMap<Resource, BTreeMap<String, BTreeMap<&'static str, Usage>>> = BTreeMap::new();
     for need in needs {
         let resource = (need.group.clone(), need.resource.clone());
         match &need.name {
-            Some(name) if !granted_to_all.contains(&open_key(need)) => {
-                named.entry(resource).or_default().entry(name.clone()).or_default().entry(need.verb).or_default().add(need)
-            }
+            Some(name) if !granted_to_all.contains(&open_key(need)) => named
+                .entry(resource)
+                .or_default()
+                .entry(name.clone())
+                .or_default()
+                .entry(need.verb)
+                .or_default()
+                .add(need),
             _ => open.entry(resource).or_default().entry(need.verb).or_default().add(need),
         }
     }

@@ -24,7 +24,10 @@ use super::state::State;
 pub enum Identity {
     /// No token: full access.
     Admin,
-    ServiceAccount { namespace: String, name: String },
+    ServiceAccount {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Identity {
@@ -116,8 +119,10 @@ fn allowed(state: &State, identity: &Identity, request: &Attributes<'_>) -> bool
     let groups = identity.groups();
     let binds = |binding: &Value| subjects_match(binding, &identity.user(), identity, &groups);
     let cluster_bindings = state.all(&ResourceKey::new(RBAC, "clusterrolebindings"));
-    let cluster_wide =
-        cluster_bindings.iter().filter(|b| binds(b)).any(|b| role_of(state, b, "").is_some_and(|r| grants(&r, request)));
+    let cluster_wide = cluster_bindings
+        .iter()
+        .filter(|b| binds(b))
+        .any(|b| role_of(state, b, "").is_some_and(|r| grants(&r, request)));
     if cluster_wide {
         return true;
     }
@@ -125,7 +130,10 @@ fn allowed(state: &State, identity: &Identity, request: &Attributes<'_>) -> bool
         return false;
     }
     let bindings = state.store.list(&ResourceKey::new(RBAC, "rolebindings"), Some(request.namespace));
-    bindings.iter().filter(|b| binds(b)).any(|b| role_of(state, b, request.namespace).is_some_and(|r| grants(&r, request)))
+    bindings
+        .iter()
+        .filter(|b| binds(b))
+        .any(|b| role_of(state, b, request.namespace).is_some_and(|r| grants(&r, request)))
 }
 
 const RBAC: &str = "rbac.authorization.k8s.io";
@@ -151,7 +159,8 @@ fn subjects_match(binding: &Value, user: &str, identity: &Identity, groups: &[St
             ("Group", _) => groups.iter().any(|g| g == field("name")),
             ("ServiceAccount", Identity::ServiceAccount { namespace, name }) => {
                 // A subject without a namespace means the binding's own (RoleBindings).
-                let subject_namespace = if field("namespace").is_empty() { binding_namespace } else { field("namespace") };
+                let subject_namespace =
+                    if field("namespace").is_empty() { binding_namespace } else { field("namespace") };
                 field("name") == name && subject_namespace == namespace
             }
             _ => false,
@@ -212,7 +221,8 @@ mod tests {
         let any_scale = json!({"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["*"]});
         assert!(rule_allows(&any_scale, &request("update", "deployments", "scale", "x")));
         assert!(!rule_allows(&any_scale, &request("get", "deployments", "", "x")));
-        let named = json!({"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["db"], "verbs": ["list"]});
+        let named =
+            json!({"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["db"], "verbs": ["list"]});
         assert!(!rule_allows(&named, &request("list", "statefulsets", "", "")), "a list without a name");
         let everything = json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]});
         assert!(rule_allows(&everything, &request("delete", "statefulsets", "", "db")));

@@ -122,7 +122,8 @@ impl ApiError {
     /// An authorisation refusal, worded as the API server's: `pods "p" is forbidden:
     /// User "..." cannot get resource ...` (no name for lists and creates).
     pub fn access_denied(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        let object = if name.is_empty() { qualified(plural, group) } else { format!("{} \"{name}\"", qualified(plural, group)) };
+        let object =
+            if name.is_empty() { qualified(plural, group) } else { format!("{} \"{name}\"", qualified(plural, group)) };
         ApiError::new(403, "Forbidden", format!("{object} is forbidden: {why}")).with_details(group, plural, name)
     }
 

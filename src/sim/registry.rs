@@ -147,7 +147,14 @@ impl Registry {
             ResourceType::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[]),
             ResourceType::builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[]),
             ResourceType::builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[]),
-            ResourceType::builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[]),
+            ResourceType::builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                &[],
+            ),
             ResourceType::builtin(
                 "apiextensions.k8s.io",
                 "v1",
