@@ -388,3 +388,49 @@ fn the_ebs_example_derives_these_roles() {
         .find(|r| r["verbs"].as_array().unwrap().contains(&json!("patch")));
     assert_eq!(patch_pvs.and_then(|r| r["resourceNames"].as_array()).map(Vec::len), Some(3), "{cluster_role}");
 }
+
+/// With `--with-rollback` rights, a run is applied and rolled back as the ServiceAccount
+/// (what a drill does); without them the rollback is refused with a 403.
+async fn rolls_back_with_derived_rights(example: Example) {
+    let (loaded, _) = drplan::lang::load_plan(&plan_path(example.plan));
+    let loaded = loaded.expect("plan loads");
+    let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
+    let facts = ClusterInventories::from_paths(&[manifests(example.plan)], &names).expect("cluster state");
+    let (graph, _) = drplan::graph::build(&loaded, BuildOptions { facts: Some(&facts), intents_only: false });
+    let graph = graph.expect("graph");
+    let with_rollback =
+        drplan::rbac::derive(&graph, &Options { rollback: true, facts: Some(&facts), ..Options::default() });
+    let apply_only = derived(example.plan, false);
+
+    for (rbac, rolls_back) in [(&apply_only, false), (&with_rollback, true)] {
+        let label = format!("{}-rollback-{rolls_back}", example.plan);
+        let (env, applied) = apply_with(example, &label, rbac, &rbac.manifests_of(CLUSTER)).await;
+        applied.assert_success("dr apply");
+        let run_id = applied.run_id().expect("run id");
+        let rolled_back = env.dr(&["rollback", &run_id], &[]).await;
+        let logs = env.dump_logs(&rolled_back);
+        if rolls_back {
+            rolled_back.assert_success(&format!("dr rollback as {}", rbac.user()));
+            let refused: Vec<_> = env
+                .sim
+                .requests()
+                .into_iter()
+                .filter(|r| r.code == 403 && !(r.resource == "secrets" && r.verb == "get"))
+                .collect();
+            assert!(refused.is_empty(), "no request was refused: {refused:?}");
+        } else {
+            assert_eq!(rolled_back.code, Some(1), "apply-only rights do not roll back\n{logs}");
+            assert!(logs.contains("is forbidden: User"), "{logs}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebs_cassandra_restore_rolls_back_with_its_derived_rollback_rights() {
+    rolls_back_with_derived_rights(EBS_RESTORE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aks_disk_rebind_rolls_back_with_its_derived_rollback_rights() {
+    rolls_back_with_derived_rights(Example { plan: "aks-disk-rebind", config: fast_config, seed: false }).await;
+}

@@ -21,6 +21,9 @@ pub struct RbacArgs {
     /// Only what `dr plan` needs (list per kind and namespace; EFS describes).
     #[arg(long)]
     pub read_only: bool,
+    /// Also grant what `dr rollback` of a run needs (as a drill that rolls back does).
+    #[arg(long, conflicts_with = "read_only")]
+    pub with_rollback: bool,
     /// Namespace of the ServiceAccount the roles are bound to.
     #[arg(short = 'n', long, default_value = "drplan")]
     pub namespace: String,
@@ -100,6 +103,7 @@ fn derive(args: &RbacArgs) -> Result<Rbac, Diagnostics> {
     }
     let options = Options {
         read_only: args.read_only,
+        rollback: args.with_rollback,
         facts: facts.as_ref().map(|f| f as _),
         service_account_namespace: args.namespace.clone(),
         account_id: args.account_id.clone(),

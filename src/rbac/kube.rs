@@ -31,6 +31,10 @@ pub fn needs(graph: &StepGraph, options: &Options<'_>) -> Vec<Need> {
                     calls.only_when = Some(WHEN_FALLBACK);
                 }
                 calls.action(action);
+                if options.rollback {
+                    calls.only_when = None;
+                    calls.undo(action);
+                }
             }
         }
     }
@@ -181,6 +185,54 @@ impl Calls<'_, '_> {
             | Action::EfsCreateReplication(_)
             | Action::EfsSetOverwriteProtection(_) => {}
         }
+    }
+
+    /// What `dr rollback` calls to compensate the step (`steps::kube::undo`).
+    fn undo(&mut self, action: &Action) {
+        match action {
+            // Back to the recorded replicas, then wait until Ready.
+            Action::Scale(p) => {
+                self.scale(&p.workload);
+                let (group, resource) = workload_resource(&p.workload);
+                self.here(group, resource, &["list", "watch"], None);
+            }
+            // Back to zero, then wait until its pods are gone.
+            Action::ScaleBack(p) => {
+                self.scale(&p.workload);
+                self.wait(&WaitCondition::PodsGone { workload: p.workload.clone() });
+            }
+            Action::SnapshotPvc(_) => self.here(SNAPSHOTS, "volumesnapshots", &["get", "delete"], None),
+            Action::SetReclaimPolicy(p) => {
+                let pv = self.volume_of(&p.claim);
+                self.cluster_wide(CORE, "persistentvolumes", &["patch"], pv.as_deref());
+            }
+            // The original claim recreated and bound to its retained volume again.
+            Action::DeletePvc(p) => {
+                let claim = p.claim.value.as_str();
+                self.here(CORE, "persistentvolumeclaims", &["get"], Some(claim));
+                self.here(CORE, "persistentvolumeclaims", &["create", "list", "watch"], None);
+                let pv = self.volume_of(claim);
+                self.cluster_wide(CORE, "persistentvolumes", &["get", "patch"], pv.as_deref());
+            }
+            Action::RestorePvc(p) => self.delete_own_claim(&p.claim.value),
+            Action::BindStaticPv(p) => {
+                self.delete_own_claim(&p.claim);
+                self.cluster_wide(CORE, "persistentvolumes", &["get", "delete"], Some(&p.pv_name));
+            }
+            Action::SetWorkloadClaim(p) => {
+                let (group, resource) = workload_resource(&p.workload);
+                self.here(group, resource, &["get", "patch"], Some(&p.workload.name));
+            }
+            Action::DeleteObject(p) => self.object(&p.object, &["create"]),
+            Action::Exec(p) if p.undo.is_some() => self.exec(p),
+            _ => {}
+        }
+    }
+
+    /// A claim the run created, deleted and waited for until gone.
+    fn delete_own_claim(&mut self, claim: &str) {
+        self.here(CORE, "persistentvolumeclaims", &["get", "delete"], Some(claim));
+        self.here(CORE, "persistentvolumeclaims", &["list", "watch"], None);
     }
 
     /// `scale` and `scaleBack`: read and patch the scale subresource.

@@ -30,6 +30,8 @@ pub use rules::Rule;
 pub struct Options<'a> {
     /// Only what `dr plan` needs (lists, EFS describes): for review jobs and dashboards.
     pub read_only: bool,
+    /// Also what `dr rollback` of a run of the plan needs (a drill rolls back).
+    pub rollback: bool,
     /// The facts the graph was expanded with, to name the PersistentVolumes bound to
     /// claims (without them, those rules cannot carry `resourceNames`).
     pub facts: Option<&'a dyn ClusterFacts>,
@@ -41,7 +43,13 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { read_only: false, facts: None, service_account_namespace: "drplan".into(), account_id: None }
+        Options {
+            read_only: false,
+            rollback: false,
+            facts: None,
+            service_account_namespace: "drplan".into(),
+            account_id: None,
+        }
     }
 }
 

@@ -85,6 +85,8 @@ impl Usage {
 }
 
 type Resource = (String, String);
+/// How each verb is used.
+type VerbUses = BTreeMap<&'static str, Usage>;
 
 /// The rules of one cluster: a Role's per namespace, the ClusterRole's.
 pub fn fold(needs: &[Need]) -> ClusterRules {
@@ -127,7 +129,7 @@ fn fold_scope(needs: &[&Need]) -> Vec<Rule> {
     let mut rules: Vec<Rule> = open.into_iter().map(|(resource, verbs)| rule(resource, Vec::new(), verbs)).collect();
     for (resource, names) in named {
         // Names used with the same verbs share a rule.
-        let mut by_verbs: BTreeMap<Vec<&'static str>, (Vec<String>, BTreeMap<&'static str, Usage>)> = BTreeMap::new();
+        let mut by_verbs: BTreeMap<Vec<&'static str>, (Vec<String>, VerbUses)> = BTreeMap::new();
         for (name, verbs) in names {
             let entry = by_verbs.entry(verbs.keys().copied().collect()).or_default();
             entry.0.push(name);

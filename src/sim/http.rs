@@ -348,7 +348,7 @@ async fn resource_request(
         Ok(intent) => intent,
         Err(e) => return error_response(&e),
     };
-    if let Err(denied) = authorize(shared, identity, &path, intent.verb, &params) {
+    if let Some(denied) = refusal(shared, identity, &path, intent.verb, &params) {
         return denied;
     }
     let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -389,7 +389,7 @@ async fn exec_request(
     path: ResourcePath,
 ) -> Response<ResponseBody> {
     // Kubernetes (1.30+) authorises an exec over WebSocket as `create` on `pods/exec`.
-    if let Err(denied) = authorize(shared, identity, &path, "create", &HashMap::new()) {
+    if let Some(denied) = refusal(shared, identity, &path, "create", &HashMap::new()) {
         return denied;
     }
     let faults = decide_faults(&mut shared.lock(), "create", &path.plural);
@@ -411,16 +411,16 @@ async fn exec_request(
     response
 }
 
-/// Checks a resource request against RBAC; a refusal is audited and answered with 403.
-fn authorize(
+/// Checks a resource request against RBAC: the 403 answer (audited) when refused.
+fn refusal(
     shared: &Shared,
     identity: &auth::Identity,
     path: &ResourcePath,
     verb: &str,
     params: &HashMap<String, String>,
-) -> Result<(), Response<ResponseBody>> {
+) -> Option<Response<ResponseBody>> {
     if *identity == auth::Identity::Admin {
-        return Ok(());
+        return None;
     }
     let named_by_selector = matches!(verb, "list" | "watch").then(|| name_in_field_selector(params)).flatten();
     let request = auth::Attributes {
@@ -432,7 +432,7 @@ fn authorize(
         name: path.name.as_deref().or(named_by_selector.as_deref()).unwrap_or_default(),
     };
     let decided = auth::authorize(&shared.lock(), identity, &request);
-    decided.map_err(|e| {
+    decided.err().map(|e| {
         audit(shared, path, verb, e.code);
         error_response(&e)
     })
@@ -451,7 +451,7 @@ fn name_in_field_selector(params: &HashMap<String, String>) -> Option<String> {
 /// `POST .../serviceaccounts/NAME/token` (TokenRequest, what `kubectl create token`
 /// sends): a bearer token acting as that ServiceAccount.
 fn token_request(shared: &Shared, identity: &auth::Identity, path: &ResourcePath) -> Response<ResponseBody> {
-    if let Err(denied) = authorize(shared, identity, path, "create", &HashMap::new()) {
+    if let Some(denied) = refusal(shared, identity, path, "create", &HashMap::new()) {
         return denied;
     }
     let (ns, name) = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
