@@ -228,3 +228,37 @@ subjects: [{kind: ServiceAccount, name: reader, namespace: db}]
         Api::<Pod>::namespaced(kube::Client::try_from(config).unwrap(), "db").list(&ListParams::default()).await;
     assert!(matches!(forged, Err(kube::Error::Api(s)) if s.code == 401), "a forged token is refused");
 }
+
+/// `dr rbac PLAN | kubectl apply -f -`: the YAML it prints is what kubectl applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_what_dr_rbac_prints() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sim = SimCluster::start(&[root.join("plans/ebs-cassandra-restore")], SimConfig::default()).await.unwrap();
+    let dir = scratch_dir("kubectl-dr-rbac");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+    let printed = Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["rbac", root.join("plans/ebs-cassandra-restore.yaml").to_str().unwrap()])
+        .output()
+        .expect("dr rbac runs");
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let manifests = dir.join("rbac.yaml");
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: drplan\n---\n";
+    std::fs::write(&manifests, [namespace.as_bytes(), &printed.stdout].concat()).unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()]).await;
+    for line in [
+        "serviceaccount/drplan-ebs-cassandra-restore created",
+        "role.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "rolebinding.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "clusterrole.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "clusterrolebinding.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+    ] {
+        assert!(applied.contains(line), "{line}\n{applied}");
+    }
+    let rules = kubectl(
+        &kubeconfig,
+        &["get", "role", "drplan-ebs-cassandra-restore", "-n", "cassandra", "-o", "jsonpath={.rules[*].resources}"],
+    )
+    .await;
+    assert!(rules.contains("statefulsets/scale"), "{rules}");
+}

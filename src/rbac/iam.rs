@@ -72,10 +72,8 @@ pub fn policy(graph: &StepGraph, options: &Options<'_>) -> Option<IamPolicy> {
     let mut grants = BTreeSet::new();
     for (_, step) in graph.steps() {
         let Some(action) = step.action() else { continue };
-        if options.read_only {
-            grants.extend(plan_reads(action));
-        } else {
-            grants.extend(plan_reads(action));
+        grants.extend(plan_reads(action));
+        if !options.read_only {
             grants.extend(step_calls(action, &arns));
         }
     }

@@ -31,8 +31,8 @@ pub fn needs(graph: &StepGraph, options: &Options<'_>) -> Vec<Need> {
                     calls.only_when = Some(WHEN_FALLBACK);
                 }
                 calls.action(action);
+                // A fallback that did not run has nothing to undo: its undo is as conditional.
                 if options.rollback {
-                    calls.only_when = None;
                     calls.undo(action);
                 }
             }
