@@ -434,3 +434,64 @@ async fn ebs_cassandra_restore_rolls_back_with_its_derived_rollback_rights() {
 async fn aks_disk_rebind_rolls_back_with_its_derived_rollback_rights() {
     rolls_back_with_derived_rights(Example { plan: "aks-disk-rebind", config: fast_config, seed: false }).await;
 }
+
+/// The IAM policy of the EBS step kinds: each create on the ARNs the plan names, tags
+/// only within the create call that makes the resource (`ec2:CreateAction`).
+#[test]
+fn ebs_steps_get_their_ec2_actions_with_tags_only_on_create() {
+    let dir = std::env::temp_dir().join(format!("drplan-rbac-ebs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("ebs-copy.yaml");
+    std::fs::write(
+        &plan,
+        r#"apiVersion: drplan.dev/v1alpha1
+kind: DrPlan
+metadata: {name: ebs-copy}
+clusters:
+  - {name: primary, context: prod}
+steps:
+  - id: snap
+    ebsSnapshot: {region: us-east-1, volumeId: vol-0123456789abcdef0}
+  - id: snap-done
+    wait:
+      for:
+        ebsSnapshotCompleted: {region: us-east-1, snapshot: {fromStep: snap}}
+  - id: copy
+    after: snap-done
+    ebsCopySnapshot: {sourceRegion: us-east-1, region: us-west-2, snapshot: {fromStep: snap}}
+  - id: volume
+    ebsCreateVolume: {region: us-west-2, availabilityZone: us-west-2a, snapshot: {fromStep: copy}}
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["rbac", plan.to_str().unwrap(), "--iam", "--account-id", "123456789012"])
+        .output()
+        .expect("dr runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let statements = policy["Statement"].as_array().unwrap();
+    let with = |action: &str| -> Vec<&Value> {
+        statements.iter().filter(|s| s["Action"].as_array().unwrap().contains(&json!(action))).collect()
+    };
+    let create_snapshot = with("ec2:CreateSnapshot");
+    assert_eq!(
+        create_snapshot[0]["Resource"],
+        json!(["arn:aws:ec2:us-east-1:123456789012:volume/vol-0123456789abcdef0", "arn:aws:ec2:us-east-1::snapshot/*"])
+    );
+    let tags = with("ec2:CreateTags");
+    let mut conditions: Vec<&str> =
+        tags.iter().map(|s| s["Condition"]["StringEquals"]["ec2:CreateAction"].as_str().unwrap()).collect();
+    conditions.sort();
+    assert_eq!(conditions, ["CopySnapshot", "CreateSnapshot", "CreateVolume"], "every tag grant is conditional");
+    assert_eq!(with("ec2:CreateVolume")[0]["Resource"][0], "arn:aws:ec2:us-west-2:123456789012:volume/*");
+    assert_eq!(with("ec2:DescribeSnapshots")[0]["Resource"], json!(["*"]));
+    assert!(with("ec2:DeleteSnapshot").is_empty() && with("ec2:DeleteVolume").is_empty(), "nothing is deleted");
+    // `--read-only`: `dr plan` reads nothing in EC2 yet, so no policy at all.
+    let read_only = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["rbac", plan.to_str().unwrap(), "--iam", "--read-only"])
+        .output()
+        .expect("dr runs");
+    assert_eq!(read_only.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&read_only.stderr).contains("needs no IAM policy"));
+}

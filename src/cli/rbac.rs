@@ -122,7 +122,9 @@ fn manifests_for(plan: &Path, given: &[PathBuf]) -> Vec<PathBuf> {
 
 fn render(rbac: &Rbac, args: &RbacArgs) -> Result<String, String> {
     if args.iam {
-        let policy = rbac.iam.as_ref().ok_or("the plan has no cloud steps: it needs no IAM policy")?;
+        let why =
+            if rbac.read_only { "`dr plan` of this plan makes no AWS calls" } else { "the plan has no cloud steps" };
+        let policy = rbac.iam.as_ref().ok_or(format!("{why}: it needs no IAM policy"))?;
         return Ok(format!("{}\n", serde_json::to_string_pretty(&policy.to_json()).unwrap_or_default()));
     }
     let mut items: Vec<Value> = Vec::new();
@@ -136,6 +138,9 @@ fn render(rbac: &Rbac, args: &RbacArgs) -> Result<String, String> {
     {
         let known: Vec<&str> = rbac.clusters.keys().map(String::as_str).collect();
         return Err(format!("the plan has no Kubernetes steps in cluster `{wanted}` (it has: {})", known.join(", ")));
+    }
+    if items.is_empty() {
+        eprintln!("note: the plan makes no Kubernetes calls: it needs no Kubernetes rights");
     }
     if rbac.iam.is_some() {
         eprintln!("note: the plan has cloud steps too; `dr rbac --iam` prints their IAM policy");
