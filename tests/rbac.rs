@@ -224,8 +224,9 @@ async fn ebs_cassandra_restore_runs_with_exactly_its_derived_rights() {
     every_rule_is_needed(EBS_RESTORE, |_| true).await;
 }
 
-/// Each verb of the EBS example's rules is needed too (watches excepted: a refused watch
-/// is retried as a cut watch would be, which takes the step's whole retry budget).
+/// Each verb of the EBS example's rules is needed too. Watches excepted: a wait whose
+/// condition already holds at its initial list never starts its watch, so whether a run
+/// watches depends on timing (`a_refused_watch_fails_its_step_without_retrying` covers one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebs_cassandra_restore_needs_each_verb_of_its_rules() {
     let rbac = derived(EBS_RESTORE.plan, false);
@@ -494,4 +495,31 @@ steps:
         .expect("dr runs");
     assert_eq!(read_only.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&read_only.stderr).contains("needs no IAM policy"));
+}
+
+/// A watch the API server refuses (403) fails its step at once, naming the permission:
+/// retrying cannot grant it (a cut or throttled watch is still retried). The sim runs
+/// slowly enough here that the restored pods are not Ready when the wait starts, so the
+/// wait has to watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_watch_fails_its_step_without_retrying() {
+    fn slow() -> SimConfig {
+        SimConfig { speed: 5.0, ..SimConfig::default() }
+    }
+    let example = Example { config: slow, ..EBS_RESTORE };
+    let rbac = derived(example.plan, false);
+    let workloads = rules_of(&rbac)
+        .into_iter()
+        .find(|l| l.rule.resource == "statefulsets" && l.rule.verbs.contains(&"watch".to_string()))
+        .expect("a rule watching StatefulSets");
+    let objects = manifests_with(&rbac, &workloads, |rules| {
+        let rule = &mut rules[workloads.index];
+        let kept: Vec<Value> = rule["verbs"].as_array().unwrap().iter().filter(|v| *v != "watch").cloned().collect();
+        rule["verbs"] = json!(kept);
+    });
+    let (env, result) = apply_with(example, "ebs-no-watch", &rbac, &objects).await;
+    let logs = env.dump_logs(&result);
+    assert_eq!(result.code, Some(1), "{logs}");
+    assert!(logs.contains(&refusal(&rbac, &workloads, "watch")), "names the missing permission\n{logs}");
+    assert!(!logs.contains("retrying"), "a 403 is not retried\n{logs}");
 }
