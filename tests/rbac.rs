@@ -11,10 +11,9 @@ mod apply_common;
 
 use std::path::{Path, PathBuf};
 
-use apply_common::{Env, env, fast_config, manifests, plan_path, seed_cassandra};
-use drplan::cluster::ClusterInventories;
-use drplan::graph::BuildOptions;
-use drplan::rbac::{Options, Rbac, Rule};
+use apply_common::{Env, env, fast_config, plan_path, seed_cassandra};
+use drplan::rbac::file::FileOptions;
+use drplan::rbac::{Rbac, Rule};
 use drplan::sim::SimConfig;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -25,14 +24,12 @@ const CLUSTER: &str = "primary";
 
 /// The rights `plan` needs, derived from its graph expanded against the state beside it.
 fn derived(plan: &str, read_only: bool) -> Rbac {
-    let (loaded, diags) = drplan::lang::load_plan(&plan_path(plan));
-    let loaded = loaded.unwrap_or_else(|| panic!("{plan} loads: {diags:?}"));
-    let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
-    let facts = ClusterInventories::from_paths(&[manifests(plan)], &names).expect("cluster state");
-    let (graph, diags) = drplan::graph::build(&loaded, BuildOptions { facts: Some(&facts), intents_only: false });
-    let graph = graph.unwrap_or_else(|| panic!("{plan} builds: {diags:?}"));
-    let options = Options { read_only, facts: Some(&facts), ..Options::default() };
-    drplan::rbac::derive(&graph, &options)
+    derived_with(plan, FileOptions { read_only, ..FileOptions::default() })
+}
+
+fn derived_with(plan: &str, options: FileOptions) -> Rbac {
+    drplan::rbac::file::derive_for_plan(&plan_path(plan), &options)
+        .unwrap_or_else(|diags| panic!("{plan}: {:?}", diags.iter().map(|d| &d.message).collect::<Vec<_>>()))
 }
 
 /// Creates `objects` in the sim, as the admin (the ServiceAccount's namespace first).
@@ -393,14 +390,7 @@ fn the_ebs_example_derives_these_roles() {
 /// With `--with-rollback` rights, a run is applied and rolled back as the ServiceAccount
 /// (what a drill does); without them the rollback is refused with a 403.
 async fn rolls_back_with_derived_rights(example: Example) {
-    let (loaded, _) = drplan::lang::load_plan(&plan_path(example.plan));
-    let loaded = loaded.expect("plan loads");
-    let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
-    let facts = ClusterInventories::from_paths(&[manifests(example.plan)], &names).expect("cluster state");
-    let (graph, _) = drplan::graph::build(&loaded, BuildOptions { facts: Some(&facts), intents_only: false });
-    let graph = graph.expect("graph");
-    let with_rollback =
-        drplan::rbac::derive(&graph, &Options { rollback: true, facts: Some(&facts), ..Options::default() });
+    let with_rollback = derived_with(example.plan, FileOptions { rollback: true, ..FileOptions::default() });
     let apply_only = derived(example.plan, false);
 
     for (rbac, rolls_back) in [(&apply_only, false), (&with_rollback, true)] {

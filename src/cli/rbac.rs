@@ -1,14 +1,13 @@
 //! `dr rbac`: prints the least-privilege RBAC (or, with `--iam`, the IAM policy) a plan
 //! needs. Arguments and rendering only; the derivation is [`crate::rbac`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::cluster::ClusterInventories;
 use crate::diag::Diagnostics;
-use crate::graph::{BuildOptions, StepKind};
-use crate::rbac::{Options, Rbac};
+use crate::rbac::Rbac;
+use crate::rbac::file::FileOptions;
 
 #[derive(clap::Args, Debug)]
 pub struct RbacArgs {
@@ -70,54 +69,14 @@ pub fn run(args: &RbacArgs) -> i32 {
 }
 
 fn derive(args: &RbacArgs) -> Result<Rbac, Diagnostics> {
-    let (loaded, mut diags) = crate::lang::load_plan(&args.plan);
-    let Some(loaded) = loaded else { return Err(diags) };
-    let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
-    let paths = manifests_for(&args.plan, &args.cluster_from);
-    let facts = if paths.is_empty() {
-        None
-    } else {
-        match ClusterInventories::from_paths(&paths, &names) {
-            Ok(facts) => Some(facts),
-            Err(more) => {
-                diags.extend(more);
-                return Err(diags.sorted());
-            }
-        }
-    };
-    let options = BuildOptions { facts: facts.as_ref().map(|f| f as _), intents_only: false };
-    let (graph, more) = crate::graph::build(&loaded, options);
-    diags.extend(more);
-    let graph = match graph {
-        Some(graph) if !diags.has_errors() => graph,
-        _ => return Err(diags.sorted()),
-    };
-    if let Some((_, step)) = graph.steps().find(|(_, s)| matches!(s.kind, StepKind::Intent(_))) {
-        let message = format!("`{}` cannot be expanded without the cluster's state", step.id);
-        let diag = crate::diag::Diagnostic::error("drplan::rbac::unexpanded", message)
-            .in_file(&loaded.source)
-            .with_label(step.origin, "this intent")
-            .with_help("pass --cluster-from DIR (a `kubectl get -o yaml` dump of the cluster)");
-        diags.push(diag);
-        return Err(diags);
-    }
-    let options = Options {
+    let options = FileOptions {
+        cluster_from: args.cluster_from.clone(),
         read_only: args.read_only,
         rollback: args.with_rollback,
-        facts: facts.as_ref().map(|f| f as _),
         service_account_namespace: args.namespace.clone(),
         account_id: args.account_id.clone(),
     };
-    Ok(crate::rbac::derive(&graph, &options))
-}
-
-/// The manifests given, else the directory beside the plan when there is one.
-fn manifests_for(plan: &Path, given: &[PathBuf]) -> Vec<PathBuf> {
-    if !given.is_empty() {
-        return given.to_vec();
-    }
-    let beside = plan.with_extension("");
-    if beside.is_dir() { vec![beside] } else { Vec::new() }
+    crate::rbac::file::derive_for_plan(&args.plan, &options)
 }
 
 fn render(rbac: &Rbac, args: &RbacArgs) -> Result<String, String> {

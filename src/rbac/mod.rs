@@ -7,11 +7,13 @@
 //! - [`rules`]: needs folded into RBAC rules, `resourceNames` where the object is known
 //!   by name, split where Kubernetes cannot restrict a verb by name; the manifests.
 //! - [`iam`]: what the cloud steps call on AWS, as an IAM policy document.
+//! - [`file`]: the rights of a plan file (load, expand against manifests, derive).
 //!
 //! The derivation reads the step DAG only (and, for the names of the volumes bound to
 //! claims, the cluster facts the graph was expanded with); the tests prove it against
 //! the simulated cluster with RBAC enforced (`tests/rbac.rs`).
 
+pub mod file;
 pub mod iam;
 pub mod kube;
 pub mod rules;
