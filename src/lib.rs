@@ -8,6 +8,7 @@
 //! - [`graph`]: intents expanded into a DAG of steps, checked for safety, rendered.
 //! - [`state`]: live state read for a plan, predicted changes, diffs (`dr plan`).
 //! - [`exec`]: the executor: bounded parallelism, retries, a checkpoint per transition.
+//! - [`rbac`]: the least-privilege RBAC and IAM policy a plan needs (`dr rbac`).
 //! - [`sim`]: the simulated cluster (`dr sim`).
 //! - [`checkpoint`]: durable, locked run records for resume and rollback (Terraform's `states`).
 //! - [`diag`]: diagnostics shared by every stage (Terraform's `tfdiags`).
@@ -24,6 +25,7 @@ pub mod exec;
 pub mod graph;
 pub mod lang;
 pub mod ops;
+pub mod rbac;
 pub mod sim;
 pub mod state;
 pub mod steps;

@@ -397,3 +397,82 @@ async fn missing_aws_credentials_stop_the_cloud_step_with_a_clear_error() {
     assert_eq!(env.calls("DeleteReplicationConfiguration"), 0);
     assert_eq!(env.replications().len(), 1, "nothing changed in AWS");
 }
+
+/// The rights `dr rbac` derives for an EFS example (both clusters, and the IAM policy).
+fn derived_rights(plan: &str) -> drplan::rbac::Rbac {
+    let (loaded, diags) = drplan::lang::load_plan(&plans().join(format!("{plan}.yaml")));
+    let loaded = loaded.unwrap_or_else(|| panic!("{plan} loads: {diags:?}"));
+    let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
+    let facts = drplan::cluster::ClusterInventories::from_paths(&[plans().join(plan)], &names).expect("cluster state");
+    let options = drplan::graph::BuildOptions { facts: Some(&facts), intents_only: false };
+    let (graph, diags) = drplan::graph::build(&loaded, options);
+    let graph = graph.unwrap_or_else(|| panic!("{plan} builds: {diags:?}"));
+    let options = drplan::rbac::Options { facts: Some(&facts), ..Default::default() };
+    drplan::rbac::derive(&graph, &options)
+}
+
+/// Grants each cluster's derived manifests in its sim and writes a kubeconfig whose
+/// users are the ServiceAccount's tokens.
+async fn act_as_service_accounts(env: &mut EfsEnv, rbac: &drplan::rbac::Rbac) {
+    use kube::api::{Api, DynamicObject, PostParams};
+    let mut users = Vec::new();
+    for (cluster, sim, context) in [("primary", &env.primary, PRIMARY_CONTEXT), ("dr", &env.dr, DR_CONTEXT)] {
+        let client = sim.client().unwrap();
+        let namespace: DynamicObject =
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drplan"}}))
+                .unwrap();
+        let namespaces: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("", "v1", "Namespace")),
+        );
+        let _ = namespaces.create(&PostParams::default(), &namespace).await;
+        for object in rbac.manifests_of(cluster) {
+            let (group, version) = object["apiVersion"].as_str().unwrap().rsplit_once('/').unwrap_or(("", "v1"));
+            let gvk = kube::core::GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+            let resource = kube::core::ApiResource::from_gvk(&gvk);
+            let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let typed: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+            api.create(&PostParams::default(), &typed).await.unwrap_or_else(|e| panic!("creating {object}: {e}"));
+        }
+        let token = sim.service_account_token(&rbac.service_account_namespace, &rbac.name).expect("token");
+        users.push(json!({"name": context, "user": {"token": token}}));
+    }
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&env.kubeconfig).unwrap()).unwrap();
+    config["users"] = json!(users);
+    let path = env.kubeconfig.with_file_name("kubeconfig-service-account");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    env.kubeconfig = path;
+}
+
+/// `dr rbac` for the two-cluster EFS plans: each runs as the ServiceAccount with the
+/// derived roles in each cluster, and calls exactly the EFS actions its IAM policy
+/// allows (`dr apply` reads the replications first, then each step's calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efs_plans_run_with_their_derived_rights_and_call_exactly_their_iam_actions() {
+    for plan in ["efs-failover", "efs-failback"] {
+        let rbac = derived_rights(plan);
+        let mut env = efs_env(plan, &format!("rbac-{plan}"), Faults::default()).await;
+        act_as_service_accounts(&mut env, &rbac).await;
+        let result = env.apply(&[]).await;
+        result.assert_success(&format!("dr apply {plan} as {}", rbac.user()));
+        for sim in [&env.primary, &env.dr] {
+            let refused: Vec<_> = sim.requests().into_iter().filter(|r| r.code == 403).collect();
+            assert!(refused.is_empty(), "{plan}: nothing refused: {refused:?}");
+        }
+        let called: std::collections::BTreeSet<String> = env
+            .world()
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.status < 300)
+            .map(|r| format!("elasticfilesystem:{}", r.operation))
+            .collect();
+        let policy = rbac.iam.as_ref().expect("an IAM policy");
+        assert_eq!(policy.actions(), called, "{plan}: the policy allows exactly the calls made");
+        let document = policy.to_json().to_string();
+        assert!(document.contains(&format!("file-system/{PRIMARY_FS}")), "{plan}: by ARN: {document}");
+    }
+}

@@ -163,3 +163,102 @@ async fn pods_from_a_dump_are_as_ready_as_their_statefulset() {
     assert_eq!(ready, "true", "container statuses agree with the Ready condition");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `kubectl create token` (the TokenRequest API) mints a ServiceAccount token in the sim;
+/// requests with it get what the Role bound to the ServiceAccount allows, and the API
+/// server's 403 for the rest. (kubectl itself sends no credentials over plain HTTP, so
+/// the token is used through kube-rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_mints_a_service_account_token_that_gets_what_its_role_allows() {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    use kube::api::{Api, ListParams};
+
+    let sim = SimCluster::start(&[fixture("cassandra")], SimConfig::default()).await.unwrap();
+    let dir = scratch_dir("kubectl-rbac");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+    let manifests = dir.join("rbac.yaml");
+    std::fs::write(
+        &manifests,
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: db}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: db}
+rules:
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: db}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: reader, namespace: db}]
+"#,
+    )
+    .unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()]).await;
+    let token = kubectl(&kubeconfig, &["create", "token", "reader", "-n", "db"]).await.trim().to_string();
+    assert!(token.len() > 16, "{token}");
+
+    let mut config = kube::Config::new(sim.url().parse().unwrap());
+    config.auth_info.token = Some(token.into());
+    let client = kube::Client::try_from(config).unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), "db").list(&ListParams::default()).await.expect("pods allowed");
+    assert!(!pods.items.is_empty(), "the reader lists the pods");
+    let refused = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "db").list(&ListParams::default()).await;
+    match refused {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+            assert_eq!(
+                status.message,
+                "persistentvolumeclaims is forbidden: User \"system:serviceaccount:db:reader\" cannot list resource \
+                 \"persistentvolumeclaims\" in API group \"\" in the namespace \"db\""
+            );
+        }
+        other => panic!("listing claims must be forbidden: {other:?}"),
+    }
+    // A token nobody issued is 401.
+    let mut config = kube::Config::new(sim.url().parse().unwrap());
+    config.auth_info.token = Some("sim-sa.forged".to_string().into());
+    let forged =
+        Api::<Pod>::namespaced(kube::Client::try_from(config).unwrap(), "db").list(&ListParams::default()).await;
+    assert!(matches!(forged, Err(kube::Error::Api(s)) if s.code == 401), "a forged token is refused");
+}
+
+/// `dr rbac PLAN | kubectl apply -f -`: the YAML it prints is what kubectl applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_what_dr_rbac_prints() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sim = SimCluster::start(&[root.join("plans/ebs-cassandra-restore")], SimConfig::default()).await.unwrap();
+    let dir = scratch_dir("kubectl-dr-rbac");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "sim").unwrap();
+    let printed = Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["rbac", root.join("plans/ebs-cassandra-restore.yaml").to_str().unwrap()])
+        .output()
+        .expect("dr rbac runs");
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let manifests = dir.join("rbac.yaml");
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: drplan\n---\n";
+    std::fs::write(&manifests, [namespace.as_bytes(), &printed.stdout].concat()).unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()]).await;
+    for line in [
+        "serviceaccount/drplan-ebs-cassandra-restore created",
+        "role.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "rolebinding.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "clusterrole.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+        "clusterrolebinding.rbac.authorization.k8s.io/drplan-ebs-cassandra-restore created",
+    ] {
+        assert!(applied.contains(line), "{line}\n{applied}");
+    }
+    let rules = kubectl(
+        &kubeconfig,
+        &["get", "role", "drplan-ebs-cassandra-restore", "-n", "cassandra", "-o", "jsonpath={.rules[*].resources}"],
+    )
+    .await;
+    assert!(rules.contains("statefulsets/scale"), "{rules}");
+}

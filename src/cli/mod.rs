@@ -9,6 +9,7 @@ pub mod commit;
 pub mod drill;
 pub mod plan;
 pub mod progress;
+pub mod rbac;
 pub mod runs;
 
 use std::path::{Path, PathBuf};
@@ -152,6 +153,9 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Print the Kubernetes RBAC (ServiceAccount, Roles, ClusterRole, bindings) with
+    /// exactly the rights a plan's steps use, or with `--iam` the IAM policy of its cloud steps.
+    Rbac(rbac::RbacArgs),
     /// The simulated cluster: serve manifests as a Kubernetes API on loopback.
     Sim {
         #[command(subcommand)]
@@ -329,6 +333,7 @@ fn quiet_on_closed_pipe(command: &Command) -> bool {
         command,
         Command::Validate { .. }
             | Command::Graph { .. }
+            | Command::Rbac(_)
             | Command::Schema { .. }
             | Command::Plan { .. }
             | Command::Runs { .. }
@@ -355,6 +360,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Validate { plans, cluster_from } => validate(&plans, &cluster_from),
         Command::Graph { plan, cluster_from, format } => graph_command(&plan, &cluster_from, format),
+        Command::Rbac(args) => rbac::run(&args),
         Command::Schema { of } => {
             match of {
                 SchemaOf::Plan => print!("{}", lang::schema::plan_schema_json()),

@@ -170,7 +170,29 @@ impl SimHandle {
     /// Writes a kubeconfig (JSON, which is valid YAML) usable by kubectl and
     /// `kube::Config::from_custom_kubeconfig`, with `context` as its current context.
     pub fn write_kubeconfig(&self, path: &Path, context: &str) -> Result<(), SimError> {
-        std::fs::write(path, serde_json::to_vec_pretty(&kubeconfig(&self.url(), context)).unwrap_or_default())?;
+        let config = kubeconfig(&self.url(), context, json!({}));
+        std::fs::write(path, serde_json::to_vec_pretty(&config).unwrap_or_default())?;
+        Ok(())
+    }
+
+    /// A bearer token of the ServiceAccount `namespace/name` (which must exist): requests
+    /// with it are authorised by the RBAC objects in the sim ([`super::auth`]).
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, SimError> {
+        super::auth::issue_token(&mut self.shared.lock(), namespace, name)
+            .map_err(|e| SimError::Client(format!("{}: {}", e.code, e.message)))
+    }
+
+    /// [`write_kubeconfig`](Self::write_kubeconfig) acting as a ServiceAccount.
+    pub fn write_service_account_kubeconfig(
+        &self,
+        path: &Path,
+        context: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), SimError> {
+        let token = self.service_account_token(namespace, name)?;
+        let config = kubeconfig(&self.url(), context, json!({ "token": token }));
+        std::fs::write(path, serde_json::to_vec_pretty(&config).unwrap_or_default())?;
         Ok(())
     }
 
@@ -249,12 +271,12 @@ impl SimHandle {
     }
 }
 
-fn kubeconfig(url: &str, context: &str) -> Value {
+fn kubeconfig(url: &str, context: &str, user: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{ "name": context, "cluster": { "server": url } }],
-        "users": [{ "name": context, "user": {} }],
+        "users": [{ "name": context, "user": user }],
         "contexts": [{ "name": context, "context": { "cluster": context, "user": context, "namespace": "default" } }],
         "current-context": context,
         "preferences": {},

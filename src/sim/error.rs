@@ -119,6 +119,19 @@ impl ApiError {
             .with_details(group, plural, name)
     }
 
+    /// An authorisation refusal, worded as the API server's: `pods "p" is forbidden:
+    /// User "..." cannot get resource ...` (no name for lists and creates).
+    pub fn access_denied(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
+        let object =
+            if name.is_empty() { qualified(plural, group) } else { format!("{} \"{name}\"", qualified(plural, group)) };
+        ApiError::new(403, "Forbidden", format!("{object} is forbidden: {why}")).with_details(group, plural, name)
+    }
+
+    /// A bearer token the server does not know.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::api::{Propagation, Subresource};
+use super::auth;
 use super::cluster::Shared;
 use super::controllers::reconcile;
 use super::error::{ApiError, ApiResult};
@@ -208,6 +209,13 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let params = query_params(req.uri().query());
+    let authorization = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let identity = match auth::authenticate(&shared.lock(), authorization) {
+        Ok(identity) => identity,
+        Err(e) => return Ok(error_response(&e)),
+    };
+    // Discovery, version and health are open to every authenticated user (as the
+    // `system:discovery` and `system:public-info-viewer` roles make them).
     let response = match route(req.uri().path()) {
         Route::Version => json_response(200, &version()),
         Route::Health => bytes_response(200, "text/plain", Bytes::from_static(b"ok")),
@@ -228,9 +236,16 @@ async fn handle(
         },
         Route::ClaimData { namespace, claim } => claim_data(&shared, req, &namespace, &claim).await,
         Route::Resource(path) if path.plural == "pods" && path.subresource.as_deref() == Some("exec") => {
-            exec_request(&shared, req, path).await
+            exec_request(&shared, &identity, req, path).await
         }
-        Route::Resource(path) => resource_request(&shared, stopped, req, path, params).await,
+        Route::Resource(path)
+            if path.plural == "serviceaccounts"
+                && path.subresource.as_deref() == Some("token")
+                && req.method() == Method::POST =>
+        {
+            token_request(&shared, &identity, &path)
+        }
+        Route::Resource(path) => resource_request(&shared, stopped, &identity, req, path, params).await,
         Route::NotFound => error_response(&ApiError::no_route()),
     };
     Ok(response)
@@ -323,6 +338,7 @@ fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision
 async fn resource_request(
     shared: &Arc<Shared>,
     stopped: watch::Receiver<bool>,
+    identity: &auth::Identity,
     req: Request<Incoming>,
     path: ResourcePath,
     params: HashMap<String, String>,
@@ -331,6 +347,9 @@ async fn resource_request(
         Ok(intent) => intent,
         Err(e) => return error_response(&e),
     };
+    if let Some(denied) = refusal(shared, identity, &path, intent.verb, &params) {
+        return denied;
+    }
     let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let faults = decide_faults(&mut shared.lock(), intent.verb, &path.plural);
     if !faults.latency.is_zero() {
@@ -362,7 +381,16 @@ async fn resource_request(
 
 /// `pods/NAME/exec`: audited as `create` (as the API server does); faults delay or fail it,
 /// and a response latency holds the answer back after the command ran.
-async fn exec_request(shared: &Arc<Shared>, req: Request<Incoming>, path: ResourcePath) -> Response<ResponseBody> {
+async fn exec_request(
+    shared: &Arc<Shared>,
+    identity: &auth::Identity,
+    req: Request<Incoming>,
+    path: ResourcePath,
+) -> Response<ResponseBody> {
+    // Kubernetes (1.30+) authorises an exec over WebSocket as `create` on `pods/exec`.
+    if let Some(denied) = refusal(shared, identity, &path, "create", &HashMap::new()) {
+        return denied;
+    }
     let faults = decide_faults(&mut shared.lock(), "create", &path.plural);
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
@@ -379,6 +407,74 @@ async fn exec_request(shared: &Arc<Shared>, req: Request<Incoming>, path: Resour
     if !faults.response_latency.is_zero() {
         tokio::time::sleep(faults.response_latency).await;
     }
+    response
+}
+
+/// Checks a resource request against RBAC: the 403 answer (audited) when refused.
+fn refusal(
+    shared: &Shared,
+    identity: &auth::Identity,
+    path: &ResourcePath,
+    verb: &str,
+    params: &HashMap<String, String>,
+) -> Option<Response<ResponseBody>> {
+    if *identity == auth::Identity::Admin {
+        return None;
+    }
+    let named_by_selector = matches!(verb, "list" | "watch").then(|| name_in_field_selector(params)).flatten();
+    let request = auth::Attributes {
+        verb,
+        group: &path.group,
+        resource: &path.plural,
+        subresource: path.subresource.as_deref().unwrap_or_default(),
+        namespace: path.namespace.as_deref().unwrap_or_default(),
+        name: path.name.as_deref().or(named_by_selector.as_deref()).unwrap_or_default(),
+    };
+    let decided = auth::authorize(&shared.lock(), identity, &request);
+    decided.err().map(|e| {
+        audit(shared, path, verb, e.code);
+        error_response(&e)
+    })
+}
+
+/// `metadata.name=X` in a list's field selector: the API server takes it as the
+/// request's object name, so `resourceNames` rules can allow the list or watch.
+fn name_in_field_selector(params: &HashMap<String, String>) -> Option<String> {
+    let selector = params.get("fieldSelector")?;
+    selector.split(',').find_map(|term| {
+        let (key, value) = term.split_once("==").or_else(|| term.split_once('='))?;
+        (key.trim() == "metadata.name").then(|| value.trim().to_string())
+    })
+}
+
+/// `POST .../serviceaccounts/NAME/token` (TokenRequest, what `kubectl create token`
+/// sends): a bearer token acting as that ServiceAccount.
+fn token_request(shared: &Shared, identity: &auth::Identity, path: &ResourcePath) -> Response<ResponseBody> {
+    if let Some(denied) = refusal(shared, identity, path, "create", &HashMap::new()) {
+        return denied;
+    }
+    let (ns, name) = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
+    let issued = {
+        let mut state = shared.lock();
+        let now = state.now();
+        let expires = now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
+        let times = (super::clock::format_time(now), super::clock::format_time(expires));
+        auth::issue_token(&mut state, &ns, &name).map(|token| (token, times))
+    };
+    let response = match issued {
+        Ok((token, (now, expires))) => json_response(
+            201,
+            &json!({
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": { "name": name, "namespace": ns, "creationTimestamp": now },
+                "spec": { "audiences": ["https://kubernetes.default.svc"] },
+                "status": { "token": token, "expirationTimestamp": expires },
+            }),
+        ),
+        Err(e) => error_response(&e),
+    };
+    audit(shared, path, "create", response.status().as_u16());
     response
 }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`cluster`]: starting a sim and the [`SimHandle`] tests and the CLI hold.
 //! - [`http`]: the REST server (routing, content negotiation, watch streams, faults).
+//! - [`auth`]: ServiceAccount tokens and RBAC authorisation (opt-in: requests with a token).
 //! - [`api`]: the verbs on the state; [`admission`] and [`schema`] validate what is stored.
 //! - [`store`], [`registry`]: objects, resourceVersions, watch history; served resource types.
 //! - [`controllers`]: StatefulSet, Deployment, scheduler, kubelet, PV binder and provider,
@@ -17,6 +18,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod aws;
 pub mod cli;
 pub mod clock;

@@ -144,6 +144,17 @@ impl Registry {
             ResourceType::builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"]),
             ResourceType::builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
             ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
+            ResourceType::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[]),
+            ResourceType::builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[]),
+            ResourceType::builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[]),
+            ResourceType::builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                &[],
+            ),
             ResourceType::builtin(
                 "apiextensions.k8s.io",
                 "v1",
@@ -157,7 +168,16 @@ impl Registry {
             t.has_scale = matches!(t.kind.as_str(), "StatefulSet" | "Deployment" | "ReplicaSet");
             t.has_status = !matches!(
                 t.kind.as_str(),
-                "ConfigMap" | "Secret" | "Event" | "StorageClass" | "Lease" | "ServiceAccount"
+                "ConfigMap"
+                    | "Secret"
+                    | "Event"
+                    | "StorageClass"
+                    | "Lease"
+                    | "ServiceAccount"
+                    | "Role"
+                    | "RoleBinding"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
             );
         }
         Registry { types: types.into_iter().map(|t| (t.key(), t)).collect() }

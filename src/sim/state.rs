@@ -69,6 +69,8 @@ pub struct State {
     /// The simulated AWS account, when one is attached: claims on its EFS file systems
     /// read and write its data.
     pub aws: Option<Arc<super::aws::AwsWorld>>,
+    /// ServiceAccount tokens issued (token → namespace and name), see [`super::auth`].
+    pub tokens: HashMap<String, (String, String)>,
     ids: u64,
 }
 
@@ -88,6 +90,7 @@ impl State {
             gc_pending: false,
             exec: ExecState::default(),
             aws: None,
+            tokens: HashMap::new(),
             ids: 0,
         }
     }

@@ -435,8 +435,10 @@ fn expand(state: &mut State, claim: &Value) -> bool {
     };
     volume.modifications.retain(|t| *t > window_start);
     if volume.modifications.len() >= limit.max {
-        let retry_at = after(volume.modifications[0], limit.window);
-        state.wake_at(retry_at);
+        // With `max: 0` no modification is ever allowed: there is no time to retry at.
+        if let Some(retry_at) = volume.modifications.first().map(|first| after(*first, limit.window)) {
+            state.wake_at(retry_at);
+        }
         return report_rate_limited(state, claim, &volume_id);
     }
     volume.modifications.push(now);

@@ -214,6 +214,30 @@ pub fn classify(context: &str, e: kube::Error) -> StepError {
     }
 }
 
+/// Maps a failed watch to a step error: one the API server refuses (401, 403) will not
+/// be granted by retrying, so the step fails with the server's message; a cut, throttled
+/// or failing watch is worth retrying.
+pub fn watch_failed(context: &str, error: &kube::runtime::watcher::Error) -> StepError {
+    use kube::runtime::watcher::Error as W;
+    let refused = match error {
+        W::InitialListFailed(kube::Error::Api(s))
+        | W::WatchStartFailed(kube::Error::Api(s))
+        | W::WatchFailed(kube::Error::Api(s)) => Some((s.code, s.message.as_str())),
+        W::WatchError(s) => Some((s.code, s.message.as_str())),
+        _ => None,
+    };
+    match refused {
+        Some((code @ (401 | 403), message)) => StepError::failed(format!("{context}: {message} ({code})")),
+        _ => StepError::transient(format!("{context}: {error}")),
+    }
+}
+
+/// [`watch_failed`] for the waits of `kube::runtime::wait`.
+pub fn wait_failed(context: &str, error: &kube::runtime::wait::Error) -> StepError {
+    let kube::runtime::wait::Error::ProbeFailed(error) = error;
+    watch_failed(context, error)
+}
+
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }

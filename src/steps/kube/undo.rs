@@ -276,7 +276,7 @@ async fn delete_own_claim(k: &Kube<'_>, name: &str, owner: &str) -> Result<(), S
     await_condition(api, name, conditions::is_deleted(&uid))
         .await
         .map(|_| ())
-        .map_err(|e| StepError::transient(format!("waiting for PVC {name} to be deleted: {e}")))
+        .map_err(|e| super::wait_failed(&format!("waiting for PVC {name} to be deleted"), &e))
 }
 
 async fn delete_own_volume(k: &Kube<'_>, name: &str, owner: &str) -> Result<(), StepError> {

@@ -68,7 +68,7 @@ pub async fn wait_snapshot_ready(k: &Kube<'_>, claim: &str) -> Result<(), StepEr
     };
     let snapshot = await_condition(api, &name, settled)
         .await
-        .map_err(|e| StepError::transient(format!("watching VolumeSnapshot {name}: {e}")))?;
+        .map_err(|e| super::wait_failed(&format!("watching VolumeSnapshot {name}"), &e))?;
     match snapshot.as_ref().and_then(|s| s.data.pointer("/status/error/message")).and_then(Value::as_str) {
         Some(error) if snapshot.as_ref().and_then(|s| s.data.pointer("/status/readyToUse")) != Some(&json!(true)) => {
             Err(StepError::failed(format!("VolumeSnapshot {name} failed: {error}")))
@@ -153,7 +153,7 @@ pub async fn delete_claim(k: &Kube<'_>, claim: &str, accept_data_loss: bool) -> 
     await_condition(api, claim, conditions::is_deleted(&uid))
         .await
         .map(|_| ())
-        .map_err(|e| StepError::transient(format!("waiting for PVC {claim} to be deleted: {e}")))
+        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to be deleted"), &e))
 }
 
 async fn check_deletion_is_safe(
@@ -334,7 +334,7 @@ pub async fn wait_bound(k: &Kube<'_>, claim: &str) -> Result<(), StepError> {
     await_condition(k.api::<PersistentVolumeClaim>(), claim, bound)
         .await
         .map(|_| ())
-        .map_err(|e| StepError::transient(format!("waiting for PVC {claim} to bind: {e}")))
+        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to bind"), &e))
 }
 
 /// Expands a claim and waits for the new capacity; a provider refusal (such as EBS's
@@ -361,7 +361,7 @@ pub async fn resize(k: &Kube<'_>, p: &ResizePvcParams) -> Result<(), StepError> 
     };
     let pvc = await_condition(api, claim, settled)
         .await
-        .map_err(|e| StepError::transient(format!("waiting for PVC {claim} to grow: {e}")))?;
+        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to grow"), &e))?;
     let refusal = pvc.as_ref().and_then(provider_refusal);
     let falls_back = p.on_rate_limit == RateLimitFallback::RestoreBigger;
     match refusal {

@@ -126,7 +126,7 @@ pub async fn wait_pods_gone(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepErr
     let mut seen: HashSet<String> = HashSet::new();
     let mut initial: Option<HashSet<String>> = None;
     while let Some(event) = stream.next().await {
-        let event = event.map_err(|e| StepError::transient(format!("watching pods of {w}: {e}")))?;
+        let event = event.map_err(|e| super::watch_failed(&format!("watching pods of {w}"), &e))?;
         match event {
             watcher::Event::Init => initial = Some(HashSet::new()),
             watcher::Event::InitApply(pod) => {
@@ -199,7 +199,7 @@ pub async fn wait_ready_at(k: &Kube<'_>, w: &WorkloadRef, at: Option<i32>) -> Re
         WorkloadKind::StatefulSet => await_ready(k.api::<StatefulSet>(), &w.name, statefulset_fields, at).await,
         WorkloadKind::Deployment => await_ready(k.api::<Deployment>(), &w.name, deployment_fields, at).await,
     }
-    .map_err(|e| StepError::transient(format!("waiting for {w} to be ready: {e}")))
+    .map_err(|e| super::wait_failed(&format!("waiting for {w} to be ready"), &e))
 }
 
 /// Points pod-template volume `volume` at `claim`, recording the claim it used before.
@@ -282,7 +282,7 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
     kube::runtime::wait::await_condition(pods, name, replaced_and_ready)
         .await
         .map(|_| ())
-        .map_err(|e| StepError::transient(format!("waiting for pod {name} to come back: {e}")))
+        .map_err(|e| super::wait_failed(&format!("waiting for pod {name} to come back"), &e))
 }
 
 /// Pods (not finished) that mount `claim`, for the deletion interlock.
