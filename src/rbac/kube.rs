@@ -26,7 +26,9 @@ pub fn needs(graph: &StepGraph, options: &Options<'_>) -> Vec<Need> {
                 let waits_for_ready =
                     matches!(action, Action::Wait(w) if matches!(w.condition, WaitCondition::PodsReady { .. }));
                 let restored = if waits_for_ready { restored_claims_before(graph, index) } else { Vec::new() };
-                let mut calls = Calls { step, facts: options.facts, only_when: None, restored, needs: &mut needs };
+                let stopped = workloads_stopped_before(graph, index);
+                let mut calls =
+                    Calls { step, facts: options.facts, only_when: None, restored, stopped, needs: &mut needs };
                 if step.fallback_for.is_some() {
                     calls.only_when = Some(WHEN_FALLBACK);
                 }
@@ -74,6 +76,8 @@ struct Calls<'a, 'n> {
     only_when: Option<&'static str>,
     /// Claims restored or bound by the steps of this step's entry before it.
     restored: Vec<String>,
+    /// Workloads stopped by steps before this one (and not started again), in its place.
+    stopped: Vec<WorkloadRef>,
     needs: &'n mut Vec<Need>,
 }
 
@@ -239,6 +243,11 @@ impl Calls<'_, '_> {
         self.here(CORE, "persistentvolumeclaims", &["list", "watch"], None);
     }
 
+    fn scale_read(&mut self, w: &WorkloadRef) {
+        let (group, resource) = workload_resource(w);
+        self.here(group, &format!("{resource}/scale"), &["get"], Some(&w.name));
+    }
+
     /// `scale` and `scaleBack`: read and patch the scale subresource.
     fn scale(&mut self, w: &WorkloadRef) {
         let (group, resource) = workload_resource(w);
@@ -248,6 +257,13 @@ impl Calls<'_, '_> {
     /// The interlock before deleting a claim: no pod uses it, a ready snapshot of this
     /// run exists, its volume is not reclaimed with Delete.
     fn deletion_checks(&mut self, claim: &str, accept_data_loss: bool) {
+        // Has another controller scaled a stopped workload that uses the claim back up?
+        for workload in std::mem::take(&mut self.stopped) {
+            let (group, resource) = workload_resource(&workload);
+            self.here(group, resource, &["get"], Some(&workload.name));
+            self.scale_read(&workload);
+            self.stopped.push(workload);
+        }
         self.here(CORE, "pods", &["list"], None);
         if accept_data_loss {
             return;
@@ -336,6 +352,35 @@ fn exec_pod(p: &crate::steps::ExecParams) -> Option<String> {
 
 /// The claims the `restorePvc` and `bindStaticPv` steps of `index`'s entry (and
 /// namespace) before it create: a `podsReady` wait reads each back.
+/// What `steps::kube::workloads::scaled_back_up_by_another` reads: the workloads an
+/// earlier step scaled to 0 in this step's place, unless a later `scaleBack` started them.
+fn workloads_stopped_before(graph: &StepGraph, index: petgraph::graph::NodeIndex) -> Vec<WorkloadRef> {
+    let step = graph.step(index);
+    let ancestors: Vec<&Step> = graph
+        .ancestors(index)
+        .into_iter()
+        .map(|a| graph.step(a))
+        .filter(|a| a.namespace == step.namespace && a.cluster == step.cluster)
+        .collect();
+    let restarted: Vec<&WorkloadRef> = ancestors
+        .iter()
+        .filter_map(|a| match a.action() {
+            Some(Action::ScaleBack(p)) => Some(&p.workload),
+            _ => None,
+        })
+        .collect();
+    let mut stopped: Vec<WorkloadRef> = ancestors
+        .iter()
+        .filter_map(|a| match a.action() {
+            Some(Action::Scale(p)) if p.replicas == 0 && !restarted.contains(&&p.workload) => Some(p.workload.clone()),
+            _ => None,
+        })
+        .collect();
+    stopped.sort_by_key(|w| w.to_string());
+    stopped.dedup();
+    stopped
+}
+
 fn restored_claims_before(graph: &StepGraph, index: petgraph::graph::NodeIndex) -> Vec<String> {
     let step = graph.step(index);
     graph

@@ -109,13 +109,20 @@ pub async fn fetch(clients: &BTreeMap<String, Client>, needs: &BTreeSet<ListNeed
         let items = match list(client, need).await {
             Ok(items) => items,
             Err(kube::Error::Api(s)) if need.optional && s.code == 404 => continue,
-            // Who else reconciles the workloads is read cluster-wide; without the right to
-            // list GitOps objects the plan still runs, and detection sees what it can.
-            Err(kube::Error::Api(s)) if need.optional && s.code == 403 && is_reconciler_kind(need) => continue,
+            // A GitOps kind whose CRD is not installed reconciles nothing. One that is
+            // installed but may not be read is not skipped: a self-healing controller the
+            // plan cannot see would fight the restore unnoticed.
             Err(e) => {
                 let scope = need.namespace.as_deref().map(|ns| format!(" in {ns}")).unwrap_or_default();
                 let failure = explain(&e);
-                let message = format!("listing {}{scope} of cluster {}: {}", need.kind, need.cluster, failure.reason);
+                let hint = if is_reconciler_kind(need) {
+                    "; drplan reads who else reconciles the workloads it stops (Argo CD, Flux) and needs \
+                     `list` on this kind (`dr rbac --read-only PLAN` prints the rights `dr plan` needs)"
+                } else {
+                    ""
+                };
+                let message =
+                    format!("listing {}{scope} of cluster {}: {}{hint}", need.kind, need.cluster, failure.reason);
                 return Err(FetchError { cluster: need.cluster.clone(), message, kind: failure.kind });
             }
         };
