@@ -169,11 +169,26 @@ fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Respon
 }
 
 fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    let retry_after = (error.code == 429).then_some(1);
+    error_response_retry_after(error, retry_after)
+}
+
+/// An error answer; with `retry_after` (seconds), a `Retry-After` header as the API
+/// server sends with 429 (and sometimes 503).
+fn error_response_retry_after(error: &ApiError, retry_after: Option<u64>) -> Response<ResponseBody> {
     let mut response = json_response(error.code, &error.to_status());
-    if error.code == 429 {
-        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(seconds));
     }
     response
+}
+
+/// The answer to a request a fault rule fails.
+fn injected_response(error: &ApiError, faults: &FaultDecision) -> Response<ResponseBody> {
+    match faults.retry_after {
+        Some(seconds) => error_response_retry_after(error, Some(seconds)),
+        None => error_response(error),
+    }
 }
 
 /// What the request does, for faults and the audit log.
@@ -301,24 +316,46 @@ struct FaultDecision {
     error: Option<ApiError>,
     cut_after_events: Option<usize>,
     cut_after: Option<Duration>,
+    /// `Retry-After` seconds of the injected error.
+    retry_after: Option<u64>,
 }
 
 fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision {
     let mut decision = FaultDecision::default();
-    let rules: Vec<_> = state.config.faults.rules.iter().filter(|r| r.matches(verb, resource)).cloned().collect();
-    for rule in rules {
+    let rules: Vec<(usize, _)> = state
+        .config
+        .faults
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.matches(verb, resource))
+        .map(|(at, r)| (at, r.clone()))
+        .collect();
+    if state.fault_failures.len() < state.config.faults.rules.len() {
+        state.fault_failures.resize(state.config.faults.rules.len(), 0);
+    }
+    for (at, rule) in rules {
         decision.latency += rule.latency.unwrap_or_default();
         decision.response_latency += rule.response_latency.unwrap_or_default();
         decision.cut_after_events = decision.cut_after_events.or(rule.watch_cut_after_events);
         decision.cut_after = decision.cut_after.or(rule.watch_cut_after);
+        let exhausted = rule.times.is_some_and(|times| state.fault_failures[at] >= times);
         if let Some(code) = rule.status
             && decision.error.is_none()
+            && !exhausted
             && state.rng.next_f64() < rule.rate.unwrap_or(1.0)
         {
+            state.fault_failures[at] += 1;
             decision.error = Some(ApiError::injected(code));
+            decision.retry_after = rule.retry_after.map(whole_seconds_up);
         }
     }
     decision
+}
+
+/// `Retry-After` carries whole seconds; a fraction rounds up so a client never comes back early.
+fn whole_seconds_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 async fn resource_request(
@@ -338,7 +375,7 @@ async fn resource_request(
         tokio::time::sleep(faults.latency).await;
     }
     let response = match faults.error.clone() {
-        Some(error) => error_response(&error),
+        Some(error) => injected_response(&error, &faults),
         None if intent.watch => start_watch(shared, stopped, &path, &params, &faults, &accept),
         None => match read_body(req).await {
             Ok((accept, content_type, body)) => {
@@ -370,7 +407,7 @@ async fn exec_request(shared: &Arc<Shared>, req: Request<Incoming>, path: Resour
     }
     let (ns, name) = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
     let response = match faults.error.clone() {
-        Some(error) => error_response(&error),
+        Some(error) => injected_response(&error, &faults),
         None => match super::exec::serve(shared, req, &ns, &name).await {
             Ok(upgrade) => upgrade.map(|()| Full::new(Bytes::new()).boxed()),
             Err(e) => error_response(&e),

@@ -60,6 +60,8 @@ pub struct State {
     pub snapshot_data: HashMap<String, SnapshotData>,
     pub requests: Vec<RequestRecord>,
     pub rng: XorShift,
+    /// Requests each fault rule (by position) has failed so far, for `times`.
+    pub fault_failures: Vec<usize>,
     /// The earliest sim time a controller waits for; the ticker reconciles when it passes.
     pub next_wakeup: Option<Timestamp>,
     /// Set by deletions so garbage collection only scans when something went away.
@@ -84,6 +86,7 @@ impl State {
             snapshot_data: HashMap::new(),
             requests: Vec::new(),
             rng: XorShift::new(seed),
+            fault_failures: Vec::new(),
             next_wakeup: None,
             gc_pending: false,
             exec: ExecState::default(),
