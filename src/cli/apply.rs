@@ -423,6 +423,7 @@ async fn execute(
         clients: targets.clients.clone(),
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: run_args.step_timeout,
+        watches: Default::default(),
     };
     let runner = Arc::new(crate::cloud::runner::PlanRunner { kube, cloud: targets.cloud.clone() });
     execute_with(graph, record, store, runner, run_args).await.map(|(code, _)| code)
@@ -540,6 +541,7 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
         original: original.clone(),
         applied,
         ready_timeout: run_args.step_timeout,
+        watches: Default::default(),
     });
     let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
     if status == checkpoint::RunStatus::Succeeded {

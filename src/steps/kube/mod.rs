@@ -9,6 +9,7 @@ mod objects;
 pub(crate) mod outcome;
 pub mod undo;
 mod volumes;
+pub mod watches;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::Action;
+use watches::{SharedWatches, Watched};
 
 pub use exec::output_lines as exec_output_lines;
 pub use workloads::original_replicas_key;
@@ -35,6 +37,8 @@ pub struct KubeRunner {
     pub accept_data_loss: bool,
     /// Timeout of waits whose step names none.
     pub default_timeout: Duration,
+    /// One watch per cluster, kind and namespace, shared by the run's waits.
+    pub watches: SharedWatches,
 }
 
 impl KubeRunner {
@@ -57,7 +61,7 @@ impl StepRunner for KubeRunner {
             return Err(StepError::failed(format!("intent `{}` was not expanded", step.id)));
         };
         let client = self.client(step)?;
-        let k = Kube { client, ns: step.namespace.clone(), ctx, step };
+        let k = Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches };
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
@@ -135,6 +139,7 @@ pub(crate) struct Kube<'a> {
     pub ns: String,
     pub ctx: &'a StepContext,
     pub step: &'a Step,
+    pub watches: &'a SharedWatches,
 }
 
 impl Kube<'_> {
@@ -159,6 +164,17 @@ impl Kube<'_> {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         }
+    }
+
+    /// Waits, on the run's shared watch of `api`'s kind and namespace, until `condition`
+    /// holds for the object `name` (`None`: absent); returns the object as it then was.
+    pub async fn until_named<K: Watched>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        condition: impl Fn(Option<&K>) -> bool,
+    ) -> Result<Option<K>, String> {
+        self.watches.until_named(&self.step.cluster, api, name, condition).await
     }
 
     /// A name-safe token of the run id, for object names (`{run}` in templates).
