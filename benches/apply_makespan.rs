@@ -58,7 +58,12 @@ async fn run(parallelism: usize, max_waits: usize) -> (Duration, BTreeMap<String
     store.create_run(&record).unwrap();
     let mut clients = BTreeMap::new();
     clients.insert("primary".to_string(), sim.client().unwrap());
-    let runner = Arc::new(KubeRunner { clients, accept_data_loss: false, default_timeout: Duration::from_secs(120) });
+    let runner = Arc::new(KubeRunner {
+        clients,
+        accept_data_loss: false,
+        default_timeout: Duration::from_secs(120),
+        watches: Default::default(),
+    });
     let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
     let options = drplan::exec::Options { parallelism, max_waits, ..Default::default() };

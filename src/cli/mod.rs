@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::checkpoint::{StateStore, StoreLocation};
+use crate::cluster::throttle::RateLimit;
 use crate::diag::plural;
 use crate::graph::{self, render::Format};
 use crate::lang;
@@ -262,6 +263,13 @@ pub struct TargetArgs {
     /// Send AWS requests to this endpoint (a test endpoint such as `dr sim serve --aws`).
     #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
+    /// Requests per second to each API server (client-side limit, as kubectl's and
+    /// client-go's; 0 turns it off).
+    #[arg(long, value_name = "QPS", env = "DR_KUBE_QPS", default_value_t = RateLimit::DEFAULT.qps)]
+    pub kube_qps: f64,
+    /// Requests that may go at once to each API server after a quiet spell.
+    #[arg(long, value_name = "N", env = "DR_KUBE_BURST", default_value_t = RateLimit::DEFAULT.burst)]
+    pub kube_burst: u32,
 }
 
 impl TargetArgs {
@@ -272,6 +280,7 @@ impl TargetArgs {
             sim: self.sim,
             sim_speed: self.sim_speed,
             aws_endpoint_url: self.aws_endpoint_url.clone(),
+            rate_limit: RateLimit { qps: self.kube_qps, burst: self.kube_burst },
         }
     }
 }
@@ -279,9 +288,12 @@ impl TargetArgs {
 /// How a run executes and is shown.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Steps run at once.
+    /// Steps that change something run at once.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
+    /// Waits run at once (they only watch, so they do not take --parallelism slots).
+    #[arg(long, default_value_t = crate::exec::Options::default().max_waits)]
+    pub max_waits: usize,
     /// Where runs and locks are kept.
     #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
     pub state_dir: PathBuf,
@@ -299,7 +311,13 @@ pub struct RunArgs {
 impl RunArgs {
     pub async fn options(&self, target: &TargetArgs) -> Result<RunOptions, String> {
         let (store, store_location) = open_store(self.state_store.as_deref(), &self.state_dir, Some(target)).await?;
-        Ok(RunOptions { parallelism: self.parallelism, step_timeout: self.step_timeout, store, store_location })
+        Ok(RunOptions {
+            parallelism: self.parallelism,
+            max_waits: self.max_waits,
+            step_timeout: self.step_timeout,
+            store,
+            store_location,
+        })
     }
 
     fn console(&self) -> Console {

@@ -1,16 +1,31 @@
 //! Connecting to live clusters (kubeconfig and context, or in-cluster configuration),
-//! and saying why a connection failed in words a person can act on.
+//! every client rate limited ([`super::throttle`]), and saying why a connection failed
+//! in words a person can act on.
 //! Reading their state for a plan is [`crate::state`]'s job.
 
 use std::path::Path;
 
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+
+use super::throttle::{RateLimit, ThrottleLayer};
 
 /// A client for a kube context (`None`: the current one) of a kubeconfig (`None`: the
 /// default lookup, `KUBECONFIG` or `~/.kube/config`, or in-cluster config).
 pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Client, String> {
     connect_named(kubeconfig, context, "").await.map(|(client, _)| client)
+}
+
+/// A client for `config` whose every request is rate limited to `limit` and waits out
+/// the server's 429 `Retry-After`.
+pub fn client_for(mut config: Config, limit: RateLimit) -> Result<Client, String> {
+    // kube's own retry layer sits below ours: its retries would skip the rate limit, and
+    // it waits out any `Retry-After`, an hour included. Throttling is ours; 5xx answers
+    // go to the step, whose retries the executor bounds.
+    config.default_retry = false;
+    let builder = ClientBuilder::try_from(config).map_err(|e| format!("creating a Kubernetes client: {e}"))?;
+    Ok(builder.with_layer(&ThrottleLayer::new(limit)).build())
 }
 
 /// [`connect`], also returning the server's URL. `origin` says where the context name
@@ -21,10 +36,19 @@ pub async fn connect_named(
     context: Option<&str>,
     origin: &str,
 ) -> Result<(Client, String), String> {
+    connect_limited(kubeconfig, context, origin, RateLimit::DEFAULT).await
+}
+
+/// [`connect_named`] with a rate limit other than the default.
+pub async fn connect_limited(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    origin: &str,
+    limit: RateLimit,
+) -> Result<(Client, String), String> {
     let config = load_config(kubeconfig, context, origin).await?;
     let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
-    let client = Client::try_from(config).map_err(|e| format!("creating a Kubernetes client: {e}"))?;
-    Ok((client, server))
+    Ok((client_for(config, limit)?, server))
 }
 
 /// The client configuration [`connect_named`] uses, for callers that build their client

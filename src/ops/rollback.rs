@@ -77,6 +77,7 @@ pub async fn rollback(
         original: original.clone(),
         applied,
         ready_timeout: run_options.step_timeout,
+        watches: Default::default(),
     });
     let end = run::execute_with(undo, record, runner, run_options, ui).await?;
     if end.status == checkpoint::RunStatus::Succeeded {

@@ -17,8 +17,10 @@ use crate::steps::kube::KubeRunner;
 /// How runs execute and where they are kept.
 #[derive(Clone)]
 pub struct RunOptions {
-    /// Steps run at once.
+    /// Steps that change something run at once.
     pub parallelism: usize,
+    /// Waits run at once (each reads the run's shared watch of its kind and namespace).
+    pub max_waits: usize,
     /// Timeout of steps that name none.
     pub step_timeout: Duration,
     /// Where runs and locks are kept.
@@ -141,6 +143,7 @@ pub(crate) async fn execute(
         clients: targets.clients.clone(),
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: options.step_timeout,
+        watches: Default::default(),
     };
     let runner = Arc::new(crate::cloud::runner::PlanRunner { kube, cloud: targets.cloud.clone() });
     execute_with(graph, record, runner, options, ui).await
@@ -156,7 +159,8 @@ pub(crate) async fn execute_with<R: crate::exec::StepRunner>(
 ) -> Result<RunEnd, String> {
     let view = ui.show_run(&record.run_id);
     let started = Instant::now();
-    let exec_options = crate::exec::Options { parallelism: options.parallelism, ..Default::default() };
+    let exec_options =
+        crate::exec::Options { parallelism: options.parallelism, max_waits: options.max_waits, ..Default::default() };
     let store = options.store.clone();
     let outcome = crate::exec::execute(Arc::new(graph), record, store, runner, exec_options, view.events, view.cancel)
         .await

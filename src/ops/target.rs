@@ -25,6 +25,8 @@ pub struct TargetOptions {
     pub sim_speed: f64,
     /// AWS endpoint to send requests to (a test endpoint such as `dr sim serve --aws`).
     pub aws_endpoint_url: Option<String>,
+    /// Client-side rate limit of each cluster's API client.
+    pub rate_limit: crate::cluster::throttle::RateLimit,
 }
 
 /// Connections to a plan's clusters; simulated clusters live as long as this does.
@@ -101,7 +103,8 @@ pub async fn connect(
             let sim = SimCluster::start(std::slice::from_ref(&manifests), config)
                 .await
                 .map_err(|e| format!("starting the simulated cluster from {}: {e}", manifests.display()))?;
-            targets.clients.insert(name.clone(), sim.client().map_err(|e| e.to_string())?);
+            let config = sim.kube_config().map_err(|e| e.to_string())?;
+            targets.clients.insert(name.clone(), live::client_for(config, options.rate_limit)?);
             targets.contexts.insert(name.clone(), format!("sim:{}", sim.url()));
             targets.servers.insert(name.clone(), sim.url());
             let reached = crate::cluster::ClusterTarget { server: Some(sim.url()), ..Default::default() };
@@ -127,7 +130,9 @@ pub async fn connect(
         } else {
             format!("the plan's `clusters[].context` of cluster `{name}`")
         };
-        let (client, server) = live::connect_named(options.kubeconfig.as_deref(), context.as_deref(), &origin).await?;
+        let (client, server) =
+            live::connect_limited(options.kubeconfig.as_deref(), context.as_deref(), &origin, options.rate_limit)
+                .await?;
         let reached = crate::cluster::resolve_target(options.kubeconfig.as_deref(), context.as_deref())?;
         targets.reached.insert(name.clone(), reached);
         targets.contexts.insert(name.clone(), context.unwrap_or_else(|| "(current)".into()));
@@ -164,7 +169,9 @@ pub async fn reconnect(record: &RunRecord, options: &TargetOptions) -> Result<Ta
         let context = options.context.as_deref().filter(|_| single);
         let now = crate::cluster::reach_again(name, recorded, options.kubeconfig.as_deref(), context)?;
         let origin = format!("the context run {} recorded for cluster `{name}`", record.run_id);
-        let (client, server) = live::connect_named(now.kubeconfig.as_deref(), now.context.as_deref(), &origin).await?;
+        let (client, server) =
+            live::connect_limited(now.kubeconfig.as_deref(), now.context.as_deref(), &origin, options.rate_limit)
+                .await?;
         targets.clients.insert(name.clone(), client);
         targets.servers.insert(name.clone(), server);
         targets.contexts.insert(name.clone(), now.context.clone().unwrap_or_else(|| "(in-cluster)".into()));

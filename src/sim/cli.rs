@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Serve on a non-loopback address (the sim has no authentication).
     #[arg(long)]
     pub allow_non_loopback: bool,
-    /// Fault injection rules (JSON or YAML: {seed, rules: [{verb, resource, status, rate, latency, responseLatency, watchCutAfterEvents, watchCutAfter}]}).
+    /// Fault injection rules (JSON or YAML: {seed, rules: [{verb, resource, status, rate, latency, responseLatency, watchCutAfterEvents, watchCutAfter, retryAfter, times}]}).
     #[arg(long)]
     pub faults: Option<PathBuf>,
     /// Sim seconds per real second.

@@ -161,10 +161,16 @@ impl SimHandle {
 
     /// A client for the sim (plain HTTP, no auth).
     pub fn client(&self) -> Result<kube::Client, SimError> {
+        kube::Client::try_from(self.kube_config()?).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    /// The client configuration for the sim, for callers that build their own client
+    /// (with their own layers, such as client-side rate limiting).
+    pub fn kube_config(&self) -> Result<kube::Config, SimError> {
         let uri = self.url().parse().map_err(|e| SimError::Client(format!("{e}")))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
-        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+        Ok(config)
     }
 
     /// Writes a kubeconfig (JSON, which is valid YAML) usable by kubectl and

@@ -85,7 +85,8 @@ pub struct FaultRule {
     /// Fraction of matching requests that fail, 0.0..=1.0 (default 1.0).
     pub rate: Option<f64>,
     /// Fail only this many matching requests, then let them through: a fault script
-    /// ("the first two creates conflict") rather than a dice roll. Counted down as it fires.
+    /// ("the first two creates conflict", a burst of throttling that ends) rather than a
+    /// dice roll. Counted down as it fires.
     pub times: Option<u32>,
     /// Added latency before the request is handled.
     #[serde(default, with = "humantime_serde_opt")]
@@ -99,6 +100,10 @@ pub struct FaultRule {
     /// Watch streams end after this long (real time).
     #[serde(default, with = "humantime_serde_opt")]
     pub watch_cut_after: Option<Duration>,
+    /// With `status: 429` (or 503): the `Retry-After` the answer carries, in whole seconds
+    /// rounded up, as API Priority and Fairness sends it (default 1 s for 429).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub retry_after: Option<Duration>,
 }
 
 /// Durations in fault files are humantime strings (`250ms`, `5s`).
@@ -174,10 +179,12 @@ mod tests {
     #[test]
     fn fault_rules_parse_from_json() {
         let faults: Faults = serde_json::from_str(
-            r#"{"seed": 3, "rules": [{"verb": "patch", "resource": "statefulsets", "status": 409, "rate": 0.5, "latency": "20ms"}]}"#,
+            r#"{"seed": 3, "rules": [{"verb": "patch", "resource": "statefulsets", "status": 409, "rate": 0.5, "latency": "20ms", "retryAfter": "2s", "times": 3}]}"#,
         )
         .unwrap();
         assert_eq!(faults.rules[0].latency, Some(Duration::from_millis(20)));
+        assert_eq!(faults.rules[0].retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(faults.rules[0].times, Some(3));
         assert!(faults.rules[0].matches("patch", "statefulsets"));
         assert!(!faults.rules[0].matches("get", "statefulsets"));
     }

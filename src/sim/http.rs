@@ -170,11 +170,26 @@ fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Respon
 }
 
 fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    let retry_after = (error.code == 429).then_some(1);
+    error_response_retry_after(error, retry_after)
+}
+
+/// An error answer; with `retry_after` (seconds), a `Retry-After` header as the API
+/// server sends with 429 (and sometimes 503).
+fn error_response_retry_after(error: &ApiError, retry_after: Option<u64>) -> Response<ResponseBody> {
     let mut response = json_response(error.code, &error.to_status());
-    if error.code == 429 {
-        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(seconds));
     }
     response
+}
+
+/// The answer to a request a fault rule fails.
+fn injected_response(error: &ApiError, faults: &FaultDecision) -> Response<ResponseBody> {
+    match faults.retry_after {
+        Some(seconds) => error_response_retry_after(error, Some(seconds)),
+        None => error_response(error),
+    }
 }
 
 /// What the request does, for faults and the audit log.
@@ -316,6 +331,8 @@ struct FaultDecision {
     error: Option<ApiError>,
     cut_after_events: Option<usize>,
     cut_after: Option<Duration>,
+    /// `Retry-After` seconds of the injected error.
+    retry_after: Option<u64>,
 }
 
 fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision {
@@ -330,9 +347,15 @@ fn decide_faults(state: &mut State, verb: &str, resource: &str) -> FaultDecision
             && let Some(code) = rule.fires(rng)
         {
             decision.error = Some(ApiError::injected(code));
+            decision.retry_after = rule.retry_after.map(whole_seconds_up);
         }
     }
     decision
+}
+
+/// `Retry-After` carries whole seconds; a fraction rounds up so a client never comes back early.
+fn whole_seconds_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 async fn resource_request(
@@ -356,7 +379,7 @@ async fn resource_request(
         tokio::time::sleep(faults.latency).await;
     }
     let response = match faults.error.clone() {
-        Some(error) => error_response(&error),
+        Some(error) => injected_response(&error, &faults),
         None if intent.watch => start_watch(shared, stopped, &path, &params, &faults, &accept),
         None => match read_body(req).await {
             Ok((accept, content_type, body)) => {
@@ -397,7 +420,7 @@ async fn exec_request(
     }
     let (ns, name) = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
     let response = match faults.error.clone() {
-        Some(error) => error_response(&error),
+        Some(error) => injected_response(&error, &faults),
         None => match super::exec::serve(shared, req, &ns, &name).await {
             Ok(upgrade) => upgrade.map(|()| Full::new(Bytes::new()).boxed()),
             Err(e) => error_response(&e),

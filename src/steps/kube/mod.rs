@@ -10,6 +10,7 @@ pub(crate) mod outcome;
 mod reconcilers;
 pub mod undo;
 mod volumes;
+pub mod watches;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::Action;
+use watches::{SharedWatches, Watched};
 
 pub use exec::output_lines as exec_output_lines;
 pub use workloads::original_replicas_key;
@@ -36,6 +38,8 @@ pub struct KubeRunner {
     pub accept_data_loss: bool,
     /// Timeout of waits whose step names none.
     pub default_timeout: Duration,
+    /// One watch per cluster, kind and namespace, shared by the run's waits.
+    pub watches: SharedWatches,
 }
 
 impl KubeRunner {
@@ -58,7 +62,7 @@ impl StepRunner for KubeRunner {
             return Err(StepError::failed(format!("intent `{}` was not expanded", step.id)));
         };
         let client = self.client(step)?;
-        let k = Kube { client, ns: step.namespace.clone(), ctx, step };
+        let k = Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches };
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
@@ -138,6 +142,7 @@ pub(crate) struct Kube<'a> {
     pub ns: String,
     pub ctx: &'a StepContext,
     pub step: &'a Step,
+    pub watches: &'a SharedWatches,
 }
 
 impl Kube<'_> {
@@ -162,6 +167,17 @@ impl Kube<'_> {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         }
+    }
+
+    /// Waits, on the run's shared watch of `api`'s kind and namespace, until `condition`
+    /// holds for the object `name` (`None`: absent); returns the object as it then was.
+    pub async fn until_named<K: Watched>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        condition: impl Fn(Option<&K>) -> bool,
+    ) -> Result<Option<K>, watches::WatchError> {
+        self.watches.until_named(&self.step.cluster, api, name, condition).await
     }
 
     /// A name-safe token of the run id, for object names (`{run}` in templates).
@@ -229,6 +245,15 @@ pub fn watch_failed(context: &str, error: &kube::runtime::watcher::Error) -> Ste
     match refused {
         Some((code @ (401 | 403), message)) => StepError::failed(format!("{context}: {message} ({code})")),
         _ => StepError::transient(format!("{context}: {error}")),
+    }
+}
+
+/// [`watch_failed`] for the waits on the run's shared watches.
+pub fn shared_wait_failed(context: &str, error: &watches::WatchError) -> StepError {
+    if error.refused {
+        StepError::failed(format!("{context}: {error}"))
+    } else {
+        StepError::transient(format!("{context}: {error}"))
     }
 }
 

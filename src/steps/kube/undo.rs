@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
 use super::{Kube, classify, is_already_exists, is_not_found, label_value, workloads};
@@ -104,6 +103,8 @@ pub struct UndoRunner {
     /// How long a workload brought back may take to be Ready again (and one stopped, to
     /// have no pods left).
     pub ready_timeout: std::time::Duration,
+    /// One watch per cluster, kind and namespace, shared by the rollback's waits.
+    pub watches: super::watches::SharedWatches,
 }
 
 impl UndoRunner {
@@ -135,7 +136,7 @@ impl StepRunner for UndoRunner {
             .cloned()
             .ok_or_else(|| StepError::failed(format!("no connection to cluster `{}`", step.cluster)))?;
         let owner = label_value(&self.original.run_id);
-        let k = Kube { client, ns: step.namespace.clone(), ctx, step };
+        let k = Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches };
         let id = original_id.as_str();
         match action {
             // A rollback is done when what it brought back serves again, not when the
@@ -273,10 +274,10 @@ async fn delete_own_claim(k: &Kube<'_>, name: &str, owner: &str) -> Result<(), S
         Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => return Err(classify(&format!("deleting PVC {name}"), e)),
     }
-    await_condition(api, name, conditions::is_deleted(&uid))
+    k.until_named(&api, name, super::volumes::is_gone(&uid))
         .await
         .map(|_| ())
-        .map_err(|e| super::wait_failed(&format!("waiting for PVC {name} to be deleted"), &e))
+        .map_err(|e| super::shared_wait_failed(&format!("waiting for PVC {name} to be deleted"), &e))
 }
 
 async fn delete_own_volume(k: &Kube<'_>, name: &str, owner: &str) -> Result<(), StepError> {

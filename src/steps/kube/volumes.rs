@@ -4,7 +4,6 @@
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::ApiResource;
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
 use super::{Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, is_not_found, label_value};
@@ -66,9 +65,10 @@ pub async fn wait_snapshot_ready(k: &Kube<'_>, claim: &str) -> Result<(), StepEr
                 || o.data.pointer("/status/error/message").is_some()
         })
     };
-    let snapshot = await_condition(api, &name, settled)
+    let snapshot = k
+        .until_named(&api, &name, settled)
         .await
-        .map_err(|e| super::wait_failed(&format!("watching VolumeSnapshot {name}"), &e))?;
+        .map_err(|e| super::shared_wait_failed(&format!("watching VolumeSnapshot {name}"), &e))?;
     match snapshot.as_ref().and_then(|s| s.data.pointer("/status/error/message")).and_then(Value::as_str) {
         Some(error) if snapshot.as_ref().and_then(|s| s.data.pointer("/status/readyToUse")) != Some(&json!(true)) => {
             Err(StepError::failed(format!("VolumeSnapshot {name} failed: {error}")))
@@ -150,10 +150,16 @@ pub async fn delete_claim(k: &Kube<'_>, claim: &str, accept_data_loss: bool) -> 
         Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => return Err(classify(&format!("deleting PVC {claim}"), e)),
     }
-    await_condition(api, claim, conditions::is_deleted(&uid))
+    k.until_named(&api, claim, is_gone(&uid))
         .await
         .map(|_| ())
-        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to be deleted"), &e))
+        .map_err(|e| super::shared_wait_failed(&format!("waiting for PVC {claim} to be deleted"), &e))
+}
+
+/// The object with `uid` is gone: absent, or replaced by another of the same name
+/// (`kube::runtime::wait::conditions::is_deleted`).
+pub fn is_gone<K: kube::Resource>(uid: &str) -> impl Fn(Option<&K>) -> bool + '_ {
+    move |o: Option<&K>| o.is_none_or(|o| o.meta().uid.as_deref() != Some(uid))
 }
 
 async fn check_deletion_is_safe(
@@ -331,10 +337,10 @@ pub async fn wait_bound(k: &Kube<'_>, claim: &str) -> Result<(), StepError> {
     let bound = |o: Option<&PersistentVolumeClaim>| {
         o.and_then(|o| o.status.as_ref()).and_then(|s| s.phase.as_deref()) == Some("Bound")
     };
-    await_condition(k.api::<PersistentVolumeClaim>(), claim, bound)
+    k.until_named(&k.api::<PersistentVolumeClaim>(), claim, bound)
         .await
         .map(|_| ())
-        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to bind"), &e))
+        .map_err(|e| super::shared_wait_failed(&format!("waiting for PVC {claim} to bind"), &e))
 }
 
 /// Expands a claim and waits for the new capacity; a provider refusal (such as EBS's
@@ -359,9 +365,10 @@ pub async fn resize(k: &Kube<'_>, p: &ResizePvcParams) -> Result<(), StepError> 
             .is_some_and(|q| q.bytes() >= wanted);
         grown || provider_refusal(o).is_some()
     };
-    let pvc = await_condition(api, claim, settled)
+    let pvc = k
+        .until_named(&api, claim, settled)
         .await
-        .map_err(|e| super::wait_failed(&format!("waiting for PVC {claim} to grow"), &e))?;
+        .map_err(|e| super::shared_wait_failed(&format!("waiting for PVC {claim} to grow"), &e))?;
     let refusal = pvc.as_ref().and_then(provider_refusal);
     let falls_back = p.on_rate_limit == RateLimitFallback::RestoreBigger;
     match refusal {

@@ -3,11 +3,9 @@
 
 use std::collections::HashSet;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::{Kube, classify, is_not_found};
@@ -118,33 +116,26 @@ pub(super) async fn pod_selector(k: &Kube<'_>, w: &WorkloadRef) -> Result<String
     Ok(labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
 }
 
-/// Waits, on a watch, until no pod of the workload exists.
+/// Waits, on the run's shared watch of the namespace's pods, until no pod of the
+/// workload exists.
 pub async fn wait_pods_gone(k: &Kube<'_>, w: &WorkloadRef) -> Result<(), StepError> {
     let selector = pod_selector(k, w).await?;
+    let wanted: Vec<(String, String)> = selector
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    let selected = |pod: &Pod| {
+        let labels = pod.metadata.labels.as_ref();
+        wanted.iter().all(|(key, value)| labels.and_then(|l| l.get(key)) == Some(value))
+    };
     let pods: Api<Pod> = k.api();
-    let mut stream = watcher(pods, watcher::Config::default().labels(&selector)).boxed();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut initial: Option<HashSet<String>> = None;
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(|e| super::watch_failed(&format!("watching pods of {w}"), &e))?;
-        match event {
-            watcher::Event::Init => initial = Some(HashSet::new()),
-            watcher::Event::InitApply(pod) => {
-                initial.get_or_insert_with(HashSet::new).insert(pod.metadata.name.unwrap_or_default());
-            }
-            watcher::Event::InitDone => seen = initial.take().unwrap_or_default(),
-            watcher::Event::Apply(pod) => {
-                seen.insert(pod.metadata.name.unwrap_or_default());
-            }
-            watcher::Event::Delete(pod) => {
-                seen.remove(&pod.metadata.name.unwrap_or_default());
-            }
-        }
-        if initial.is_none() && seen.is_empty() {
-            return Ok(());
-        }
-    }
-    Err(StepError::transient(format!("the watch on pods of {w} ended")))
+    k.watches
+        .until(&k.step.cluster, &pods, &ListParams::default().labels(&selector), |view| {
+            (!view.iter().any(selected)).then_some(())
+        })
+        .await
+        .map_err(|e| super::shared_wait_failed(&format!("watching pods of {w}"), &e))
 }
 
 fn workload_ready(
@@ -178,28 +169,27 @@ fn deployment_fields(o: &Deployment) -> ReadyFields {
     (wanted, status.and_then(|s| s.ready_replicas), status.and_then(|s| s.observed_generation), o.metadata.generation)
 }
 
-/// Waits on a watch of one object until its fields say every wanted replica is ready.
-async fn await_ready<K>(
+/// Waits on the shared watch of the kind until one object's fields say every wanted
+/// replica is ready.
+async fn await_ready<K: super::Watched>(
+    k: &Kube<'_>,
     api: Api<K>,
     name: &str,
     fields: fn(&K) -> ReadyFields,
     at: Option<i32>,
-) -> Result<(), kube::runtime::wait::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
+) -> Result<(), super::watches::WatchError> {
     let ready = move |o: Option<&K>| o.is_some_and(|o| ready_at(fields(o), at));
-    kube::runtime::wait::await_condition(api, name, ready).await.map(|_| ())
+    k.until_named(&api, name, ready).await.map(|_| ())
 }
 
 /// Waits, on a watch, until every wanted replica of the workload is ready and (when
 /// `at` is given) the workload asks for exactly `at` replicas.
 pub async fn wait_ready_at(k: &Kube<'_>, w: &WorkloadRef, at: Option<i32>) -> Result<(), StepError> {
     match w.kind {
-        WorkloadKind::StatefulSet => await_ready(k.api::<StatefulSet>(), &w.name, statefulset_fields, at).await,
-        WorkloadKind::Deployment => await_ready(k.api::<Deployment>(), &w.name, deployment_fields, at).await,
+        WorkloadKind::StatefulSet => await_ready(k, k.api::<StatefulSet>(), &w.name, statefulset_fields, at).await,
+        WorkloadKind::Deployment => await_ready(k, k.api::<Deployment>(), &w.name, deployment_fields, at).await,
     }
-    .map_err(|e| super::wait_failed(&format!("waiting for {w} to be ready"), &e))
+    .map_err(|e| super::shared_wait_failed(&format!("waiting for {w} to be ready"), &e))
 }
 
 /// Points pod-template volume `volume` at `claim`, recording the claim it used before.
@@ -279,10 +269,10 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
                     .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
     };
-    kube::runtime::wait::await_condition(pods, name, replaced_and_ready)
+    k.until_named(&pods, name, replaced_and_ready)
         .await
         .map(|_| ())
-        .map_err(|e| super::wait_failed(&format!("waiting for pod {name} to come back"), &e))
+        .map_err(|e| super::shared_wait_failed(&format!("waiting for pod {name} to come back"), &e))
 }
 
 /// Pods (not finished) that mount `claim`, for the deletion interlock.
