@@ -375,6 +375,7 @@ mod library {
         let store = Arc::new(LocalDirStore::new(dir.join("state")));
         let runs = RunOptions {
             parallelism: 4,
+            max_waits: drplan::exec::Options::default().max_waits,
             step_timeout: Duration::from_secs(120),
             store,
             store_location: dir.join("state").display().to_string(),

@@ -97,6 +97,10 @@ pub async fn drill(
     ui.notice(Notice::Note("\nVerifying the restored service"));
     let mut verified = verify::verify(&graph, &timings, &targets.clients).await;
     verified.recovery_points.extend(efs_points);
+    let run_label = crate::steps::kube::label_value(end.run_id());
+    for point in &mut verified.recovery_points {
+        point.created_at = point.captured_by_run_clock(&run_label, &timings);
+    }
     let outage = measure::outage(&graph, &timings);
     let (rto, rpo) = measure_objectives(&end, outage, &verified, loaded.plan.objectives.as_ref());
 

@@ -35,6 +35,25 @@ pub struct RecoveryPoint {
     pub from: String,
     /// When the data was captured: the snapshot's creation, the last replication.
     pub created_at: Timestamp,
+    /// The run label and step annotation of a snapshot drplan took: which run and step.
+    pub taken_by: Option<(String, String)>,
+}
+
+impl RecoveryPoint {
+    /// The capture time by the run's own clock where the run took the point itself: no
+    /// earlier than the start of the step that took it. `creationTime` comes from the
+    /// cluster's clock, in whole seconds, and is compared with step times from drplan's
+    /// host clock; a snapshot the run took after the disruption must not read as older
+    /// than it (clock skew, truncation).
+    pub fn captured_by_run_clock(&self, run_label: &str, timings: &[StepTiming]) -> Timestamp {
+        let started = self
+            .taken_by
+            .as_ref()
+            .filter(|(run, _)| run == run_label)
+            .and_then(|(_, step)| timings.iter().find(|t| &t.id == step))
+            .and_then(|t| t.started);
+        started.map_or(self.created_at, |started| started.max(self.created_at))
+    }
 }
 
 /// What verification observed.
@@ -122,7 +141,16 @@ async fn recovery_point(client: &Client, namespace: &str, claim: &str, pvc: &Val
     let snapshot = source["name"].as_str()?.to_string();
     let object = get(client, namespace, "snapshot.storage.k8s.io/v1", "VolumeSnapshot", &snapshot).await.ok()?;
     let created_at = object["status"]["creationTime"].as_str()?.parse::<Timestamp>().ok()?;
-    Some(RecoveryPoint { restored: format!("claim {claim}"), from: format!("snapshot {snapshot}"), created_at })
+    let metadata = &object["metadata"];
+    let run = metadata["labels"][crate::steps::manifests::RUN_LABEL].as_str();
+    let step = metadata["annotations"][crate::steps::manifests::STEP_ANNOTATION].as_str();
+    let taken_by = run.zip(step).map(|(run, step)| (run.to_string(), step.to_string()));
+    Some(RecoveryPoint {
+        restored: format!("claim {claim}"),
+        from: format!("snapshot {snapshot}"),
+        created_at,
+        taken_by,
+    })
 }
 
 /// Every replica of the workload is Ready.
@@ -165,9 +193,52 @@ pub async fn efs_recovery_points(
                 restored: format!("EFS file system {}", p.source_file_system_id),
                 from: format!("replica {} (last replicated)", destination.file_system_id()),
                 created_at,
+                taken_by: None,
             }),
             None => problems.push(format!("the replica {} was never synced", destination.file_system_id())),
         }
     }
     (points, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(id: &str, started: &str) -> StepTiming {
+        StepTiming {
+            id: id.into(),
+            kind: "snapshotPvc",
+            description: String::new(),
+            status: StepStatus::Succeeded,
+            started: Some(started.parse().unwrap()),
+            finished: None,
+            error: None,
+        }
+    }
+
+    fn point(taken_by: Option<(&str, &str)>) -> RecoveryPoint {
+        RecoveryPoint {
+            restored: "claim a".into(),
+            from: "snapshot a-dr".into(),
+            // The cluster's clock, a second behind drplan's.
+            created_at: "2026-12-03T08:00:04Z".parse().unwrap(),
+            taken_by: taken_by.map(|(run, step)| (run.into(), step.into())),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_this_run_took_is_no_older_than_the_step_that_took_it() {
+        let timings = [timing("snap-a", "2026-12-03T08:00:05.200Z")];
+        let ours = point(Some(("run-1", "snap-a")));
+        assert_eq!(ours.captured_by_run_clock("run-1", &timings), "2026-12-03T08:00:05.200Z".parse().unwrap());
+    }
+
+    #[test]
+    fn a_snapshot_of_another_run_keeps_its_creation_time() {
+        let timings = [timing("snap-a", "2026-12-03T08:00:05.200Z")];
+        let created = point(None).created_at;
+        assert_eq!(point(Some(("run-0", "snap-a"))).captured_by_run_clock("run-1", &timings), created);
+        assert_eq!(point(None).captured_by_run_clock("run-1", &timings), created);
+    }
 }
