@@ -205,6 +205,57 @@ async fn efs_failback_replicates_dr_writes_home_and_reverses_the_replication() {
     assert_eq!(env.calls("DeleteReplicationConfiguration"), 1, "the back-replication only");
 }
 
+/// When each step of a run started and finished, from its run record.
+fn step_times(
+    env: &EfsEnv,
+    result: &DrResult,
+) -> std::collections::BTreeMap<String, (jiff::Timestamp, jiff::Timestamp)> {
+    use drplan::checkpoint::StateStore;
+    let run = result.run_id().expect("the run id is printed");
+    let record = drplan::checkpoint::LocalDirStore::new(&env.state_dir).load_run(&run).expect("run record");
+    let time = |t: &Option<String>, id: &str| -> jiff::Timestamp {
+        t.as_deref().unwrap_or_else(|| panic!("step {id} has no time")).parse().expect("RFC 3339 time")
+    };
+    record.steps.iter().map(|(id, s)| (id.clone(), (time(&s.started_at, id), time(&s.finished_at, id)))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efs_failback_is_down_only_from_stopping_the_dr_writers_to_the_primary_being_ready() {
+    let env = efs_env("efs-failback", "downtime", Faults::default()).await;
+    env.dr.write_claim_data(NS, CLAIM, "orders taken in us-west-2").unwrap();
+    let result = env.apply(&[]).await;
+    result.assert_success("dr apply efs-failback");
+    let times = step_times(&env, &result);
+    let (down_from, _) = times["stop-dr-writers"];
+    let (_, up_at) = times["wait-primary-app-ready"];
+    // The long initial sync of the back-replication ran while DR still served.
+    for before in ["efs-failback/unprotect-primary", "efs-failback/replicate-back", "efs-failback/primary-synced"] {
+        let (_, finished) = times[before];
+        assert!(finished <= down_from, "{before} finished at {finished}, after the writers stopped at {down_from}");
+    }
+    // Inside the window: only the cutover itself (and the forward replication beside it).
+    let cutover = [
+        "stop-dr-writers",
+        "wait-dr-writers-gone",
+        "final-sync",
+        "efs-failback/cutover",
+        "efs-failback/primary-writable",
+        "start-primary-app",
+        "wait-primary-app-ready",
+        "efs-failback/unprotect-replica",
+        "efs-failback/replicate-forward",
+    ];
+    for (id, (started, _)) in &times {
+        let inside = *started >= down_from && *started <= up_at;
+        assert!(!inside || cutover.contains(&id.as_str()), "{id} started at {started}, inside the downtime");
+    }
+    let (run_start, _) = times.values().min_by_key(|(s, _)| *s).copied().unwrap();
+    let (_, run_end) = times.values().max_by_key(|(_, f)| *f).copied().unwrap();
+    let down = up_at.duration_since(down_from);
+    let whole = run_end.duration_since(run_start);
+    assert!(down < whole, "the service was down {down:?} of a {whole:?} run");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efs_failback_survives_throttling_and_server_errors() {
     let faults: Faults = serde_json::from_value(json!({
