@@ -448,3 +448,63 @@ async fn missing_aws_credentials_stop_the_cloud_step_with_a_clear_error() {
     assert_eq!(env.calls("DeleteReplicationConfiguration"), 0);
     assert_eq!(env.replications().len(), 1, "nothing changed in AWS");
 }
+
+/// After a failover, protect the DR file system (now serving) by replicating it into a
+/// new file system back in us-east-1 that EFS creates.
+const PROTECT_PLAN: &str = r#"
+apiVersion: drplan.dev/v1alpha1
+kind: DrPlan
+metadata:
+  name: efs-protect-dr
+clusters:
+  - name: primary
+    context: arn:aws:eks:us-east-1:123456789012:cluster/reports-prod-use1
+    namespace: reports
+    region: us-east-1
+steps:
+  - id: protect-dr
+    efsCreateReplication:
+      region: us-west-2
+      sourceFileSystemId: fs-0fedcba9876543210
+      destinationRegion: us-east-1
+"#;
+
+/// File systems EFS holds in `region`, by id.
+fn file_systems_in(env: &EfsEnv, region: &str) -> Vec<String> {
+    env.world().lock().file_systems.values().filter(|f| f.region == region).map(|f| f.id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_into_a_new_file_system_is_created_once_and_named_in_the_run() {
+    // The failback state: the DR file system serves, nothing replicates it.
+    let late = json!({ "rules": [{ "verb": "CreateReplicationConfiguration", "responseLatency": "2s" }] });
+    let env = efs_env("efs-failback", "new-destination", serde_json::from_value(late).unwrap()).await;
+    let plan = env.state_dir.with_file_name("protect.yaml");
+    std::fs::write(&plan, PROTECT_PLAN).unwrap();
+    let plan = plan.to_string_lossy().into_owned();
+    let before = file_systems_in(&env, "us-east-1");
+
+    // Killed after EFS created the replication and before dr heard of it.
+    let mut child = KillOnDrop(Some(env.command(&["apply", &plan, "--auto-approve"], &[]).spawn().unwrap()));
+    env.eventually("the create to reach EFS", || env.calls("CreateReplicationConfiguration") == 1).await;
+    drop(child.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    env.world().lock().faults = Faults::default();
+    let run = std::fs::read_dir(env.state_dir.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|name| !name.starts_with('.'))
+        .expect("the run was recorded");
+    env.dr(&["resume", &run], &[]).await.assert_success("dr resume");
+
+    let created: Vec<String> = file_systems_in(&env, "us-east-1").into_iter().filter(|f| !before.contains(f)).collect();
+    assert_eq!(created.len(), 1, "one new file system: {created:?}");
+    assert_eq!(env.calls("CreateReplicationConfiguration"), 1, "the resume adopted the replication");
+    assert_eq!(env.replications(), vec![(REPLICA_FS.to_string(), created[0].clone(), "ENABLING".to_string())]);
+    use drplan::checkpoint::StateStore;
+    let record = drplan::checkpoint::LocalDirStore::new(&env.state_dir).load_run(&run).unwrap();
+    let captured = &record.steps["protect-dr"].captured;
+    assert_eq!(captured.get("destinationFileSystemId"), Some(&json!(created[0])), "{captured:?}");
+}
