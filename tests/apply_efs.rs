@@ -301,13 +301,15 @@ async fn a_destination_with_protection_enabled_is_refused_and_reported() {
     std::fs::write(&plan, text).unwrap();
     let result = env.dr(&["apply", &plan.to_string_lossy(), "--auto-approve"], &[]).await;
     assert_eq!(result.code, Some(1), "{}\n{}", result.stdout, result.stderr);
+    // Refused before the run: the plan read the destination's protection.
     assert!(
-        result.stderr.contains("replicate-back")
-            && result.stderr.contains("CreateReplicationConfiguration")
-            && result.stderr.contains("ConflictException"),
+        result.stderr.contains("step replicate-back is blocked")
+            && result.stderr.contains(&format!("{PRIMARY_FS} has replication overwrite protection ENABLED"))
+            && result.stderr.contains("Nothing was changed"),
         "{}",
         result.stderr
     );
+    assert_eq!(env.calls("CreateReplicationConfiguration"), 0, "not even tried");
     assert!(env.replications().is_empty(), "nothing was changed");
     assert!(env.read(&env.primary).contains("before the disaster"), "the original's data is untouched");
 }
@@ -507,4 +509,40 @@ async fn a_replication_into_a_new_file_system_is_created_once_and_named_in_the_r
     let record = drplan::checkpoint::LocalDirStore::new(&env.state_dir).load_run(&run).unwrap();
     let captured = &record.steps["protect-dr"].captured;
     assert_eq!(captured.get("destinationFileSystemId"), Some(&json!(created[0])), "{captured:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_plan_diffs_efs_state_and_finds_its_steps_satisfied_or_blocked() {
+    let env = efs_env("efs-failover", "plan-diff", Faults::default()).await;
+    let plan = env.plan.to_string_lossy().into_owned();
+    let step_line = |out: &str| {
+        out.lines().find(|l| l.contains("efs-failover/delete-replication ")).unwrap_or_default().to_lowercase()
+    };
+
+    let planned = env.dr(&["plan", &plan], &[]).await;
+    assert_eq!(planned.code, Some(2), "changes to make: {}", planned.stderr);
+    for expected in [
+        "- EfsReplication fs-0123456789abcdef0 [aws]",
+        "~ EfsFileSystem fs-0fedcba9876543210 [aws]",
+        "-replicationOverwriteProtection: REPLICATING",
+        "+replicationOverwriteProtection: ENABLED",
+    ] {
+        assert!(planned.stdout.contains(expected), "missing {expected:?} in\n{}", planned.stdout);
+    }
+    assert!(step_line(&planned.stdout).trim_start().starts_with("to do"), "{}", planned.stdout);
+
+    // Deleted by an earlier attempt and still DELETING: nothing left for the step to do.
+    env.world().lock().replications[0].status = drplan::sim::aws::ReplicationStatus::Deleting;
+    let deleting = env.dr(&["plan", &plan], &[]).await;
+    let line = step_line(&deleting.stdout);
+    assert!(line.trim_start().starts_with("satisfied") && line.contains("already being deleted"), "{line}");
+
+    // Gone: the delete would fail, and apply refuses before changing anything.
+    env.world().lock().replications.clear();
+    let gone = env.dr(&["plan", &plan], &[]).await;
+    let line = step_line(&gone.stdout);
+    assert!(line.trim_start().starts_with("blocked") && line.contains("replicationnotfound"), "{line}");
+    assert_eq!(env.calls("DeleteReplicationConfiguration"), 0, "dr plan changes nothing");
+    let requests = env.world().lock().requests.len();
+    assert_eq!(requests, 6, "one DescribeReplicationConfigurations and one DescribeFileSystems per plan");
 }

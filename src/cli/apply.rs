@@ -192,6 +192,8 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets) -> Result<Prepared,
         return Err("the plan is not valid against the live cluster state".into());
     }
     let graph = graph.ok_or("the plan could not be built")?;
+    let mut live = live;
+    crate::cloud::read::add_efs_state(&graph, &targets.cloud, &mut live).await;
     let (states, changes) = state::predict(&graph, &live);
     Ok(Prepared { graph, live, states, changes })
 }
