@@ -205,6 +205,57 @@ async fn efs_failback_replicates_dr_writes_home_and_reverses_the_replication() {
     assert_eq!(env.calls("DeleteReplicationConfiguration"), 1, "the back-replication only");
 }
 
+/// When each step of a run started and finished, from its run record.
+fn step_times(
+    env: &EfsEnv,
+    result: &DrResult,
+) -> std::collections::BTreeMap<String, (jiff::Timestamp, jiff::Timestamp)> {
+    use drplan::checkpoint::StateStore;
+    let run = result.run_id().expect("the run id is printed");
+    let record = drplan::checkpoint::LocalDirStore::new(&env.state_dir).load_run(&run).expect("run record");
+    let time = |t: &Option<String>, id: &str| -> jiff::Timestamp {
+        t.as_deref().unwrap_or_else(|| panic!("step {id} has no time")).parse().expect("RFC 3339 time")
+    };
+    record.steps.iter().map(|(id, s)| (id.clone(), (time(&s.started_at, id), time(&s.finished_at, id)))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn efs_failback_is_down_only_from_stopping_the_dr_writers_to_the_primary_being_ready() {
+    let env = efs_env("efs-failback", "downtime", Faults::default()).await;
+    env.dr.write_claim_data(NS, CLAIM, "orders taken in us-west-2").unwrap();
+    let result = env.apply(&[]).await;
+    result.assert_success("dr apply efs-failback");
+    let times = step_times(&env, &result);
+    let (down_from, _) = times["stop-dr-writers"];
+    let (_, up_at) = times["wait-primary-app-ready"];
+    // The long initial sync of the back-replication ran while DR still served.
+    for before in ["efs-failback/unprotect-primary", "efs-failback/replicate-back", "efs-failback/primary-synced"] {
+        let (_, finished) = times[before];
+        assert!(finished <= down_from, "{before} finished at {finished}, after the writers stopped at {down_from}");
+    }
+    // Inside the window: only the cutover itself (and the forward replication beside it).
+    let cutover = [
+        "stop-dr-writers",
+        "wait-dr-writers-gone",
+        "final-sync",
+        "efs-failback/cutover",
+        "efs-failback/primary-writable",
+        "start-primary-app",
+        "wait-primary-app-ready",
+        "efs-failback/unprotect-replica",
+        "efs-failback/replicate-forward",
+    ];
+    for (id, (started, _)) in &times {
+        let inside = *started >= down_from && *started <= up_at;
+        assert!(!inside || cutover.contains(&id.as_str()), "{id} started at {started}, inside the downtime");
+    }
+    let (run_start, _) = times.values().min_by_key(|(s, _)| *s).copied().unwrap();
+    let (_, run_end) = times.values().max_by_key(|(_, f)| *f).copied().unwrap();
+    let down = up_at.duration_since(down_from);
+    let whole = run_end.duration_since(run_start);
+    assert!(down < whole, "the service was down {down:?} of a {whole:?} run");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efs_failback_survives_throttling_and_server_errors() {
     let faults: Faults = serde_json::from_value(json!({
@@ -250,13 +301,15 @@ async fn a_destination_with_protection_enabled_is_refused_and_reported() {
     std::fs::write(&plan, text).unwrap();
     let result = env.dr(&["apply", &plan.to_string_lossy(), "--auto-approve"], &[]).await;
     assert_eq!(result.code, Some(1), "{}\n{}", result.stdout, result.stderr);
+    // Refused before the run: the plan read the destination's protection.
     assert!(
-        result.stderr.contains("replicate-back")
-            && result.stderr.contains("CreateReplicationConfiguration")
-            && result.stderr.contains("ConflictException"),
+        result.stderr.contains("step replicate-back is blocked")
+            && result.stderr.contains(&format!("{PRIMARY_FS} has replication overwrite protection ENABLED"))
+            && result.stderr.contains("Nothing was changed"),
         "{}",
         result.stderr
     );
+    assert_eq!(env.calls("CreateReplicationConfiguration"), 0, "not even tried");
     assert!(env.replications().is_empty(), "nothing was changed");
     assert!(env.read(&env.primary).contains("before the disaster"), "the original's data is untouched");
 }
@@ -475,4 +528,100 @@ async fn efs_plans_run_with_their_derived_rights_and_call_exactly_their_iam_acti
         let document = policy.to_json().to_string();
         assert!(document.contains(&format!("file-system/{PRIMARY_FS}")), "{plan}: by ARN: {document}");
     }
+}
+
+/// After a failover, protect the DR file system (now serving) by replicating it into a
+/// new file system back in us-east-1 that EFS creates.
+const PROTECT_PLAN: &str = r#"
+apiVersion: drplan.dev/v1alpha1
+kind: DrPlan
+metadata:
+  name: efs-protect-dr
+clusters:
+  - name: primary
+    context: arn:aws:eks:us-east-1:123456789012:cluster/reports-prod-use1
+    namespace: reports
+    region: us-east-1
+steps:
+  - id: protect-dr
+    efsCreateReplication:
+      region: us-west-2
+      sourceFileSystemId: fs-0fedcba9876543210
+      destinationRegion: us-east-1
+"#;
+
+/// File systems EFS holds in `region`, by id.
+fn file_systems_in(env: &EfsEnv, region: &str) -> Vec<String> {
+    env.world().lock().file_systems.values().filter(|f| f.region == region).map(|f| f.id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_into_a_new_file_system_is_created_once_and_named_in_the_run() {
+    // The failback state: the DR file system serves, nothing replicates it.
+    let late = json!({ "rules": [{ "verb": "CreateReplicationConfiguration", "responseLatency": "2s" }] });
+    let env = efs_env("efs-failback", "new-destination", serde_json::from_value(late).unwrap()).await;
+    let plan = env.state_dir.with_file_name("protect.yaml");
+    std::fs::write(&plan, PROTECT_PLAN).unwrap();
+    let plan = plan.to_string_lossy().into_owned();
+    let before = file_systems_in(&env, "us-east-1");
+
+    // Killed after EFS created the replication and before dr heard of it.
+    let mut child = KillOnDrop(Some(env.command(&["apply", &plan, "--auto-approve"], &[]).spawn().unwrap()));
+    env.eventually("the create to reach EFS", || env.calls("CreateReplicationConfiguration") == 1).await;
+    drop(child.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    env.world().lock().faults = Faults::default();
+    let run = std::fs::read_dir(env.state_dir.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|name| !name.starts_with('.'))
+        .expect("the run was recorded");
+    env.dr(&["resume", &run], &[]).await.assert_success("dr resume");
+
+    let created: Vec<String> = file_systems_in(&env, "us-east-1").into_iter().filter(|f| !before.contains(f)).collect();
+    assert_eq!(created.len(), 1, "one new file system: {created:?}");
+    assert_eq!(env.calls("CreateReplicationConfiguration"), 1, "the resume adopted the replication");
+    assert_eq!(env.replications(), vec![(REPLICA_FS.to_string(), created[0].clone(), "ENABLING".to_string())]);
+    use drplan::checkpoint::StateStore;
+    let record = drplan::checkpoint::LocalDirStore::new(&env.state_dir).load_run(&run).unwrap();
+    let captured = &record.steps["protect-dr"].captured;
+    assert_eq!(captured.get("destinationFileSystemId"), Some(&json!(created[0])), "{captured:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_plan_diffs_efs_state_and_finds_its_steps_satisfied_or_blocked() {
+    let env = efs_env("efs-failover", "plan-diff", Faults::default()).await;
+    let plan = env.plan.to_string_lossy().into_owned();
+    let step_line = |out: &str| {
+        out.lines().find(|l| l.contains("efs-failover/delete-replication ")).unwrap_or_default().to_lowercase()
+    };
+
+    let planned = env.dr(&["plan", &plan], &[]).await;
+    assert_eq!(planned.code, Some(2), "changes to make: {}", planned.stderr);
+    for expected in [
+        "- EfsReplication fs-0123456789abcdef0 [aws]",
+        "~ EfsFileSystem fs-0fedcba9876543210 [aws]",
+        "-replicationOverwriteProtection: REPLICATING",
+        "+replicationOverwriteProtection: ENABLED",
+    ] {
+        assert!(planned.stdout.contains(expected), "missing {expected:?} in\n{}", planned.stdout);
+    }
+    assert!(step_line(&planned.stdout).trim_start().starts_with("to do"), "{}", planned.stdout);
+
+    // Deleted by an earlier attempt and still DELETING: nothing left for the step to do.
+    env.world().lock().replications[0].status = drplan::sim::aws::ReplicationStatus::Deleting;
+    let deleting = env.dr(&["plan", &plan], &[]).await;
+    let line = step_line(&deleting.stdout);
+    assert!(line.trim_start().starts_with("satisfied") && line.contains("already being deleted"), "{line}");
+
+    // Gone: the delete would fail, and apply refuses before changing anything.
+    env.world().lock().replications.clear();
+    let gone = env.dr(&["plan", &plan], &[]).await;
+    let line = step_line(&gone.stdout);
+    assert!(line.trim_start().starts_with("blocked") && line.contains("replicationnotfound"), "{line}");
+    assert_eq!(env.calls("DeleteReplicationConfiguration"), 0, "dr plan changes nothing");
+    let requests = env.world().lock().requests.len();
+    assert_eq!(requests, 6, "one DescribeReplicationConfigurations and one DescribeFileSystems per plan");
 }

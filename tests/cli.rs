@@ -128,3 +128,22 @@ fn schema_command_prints_the_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(schema["title"], "drplan DR plan");
 }
+
+/// Every example plan is valid, so its intent-level graph (no cluster facts) must draw too;
+/// `efs-failback` hooks steps into its intent's phases from both sides (`after:` one
+/// sub-step, `before:` another), which collapsed into one node once read as a cycle.
+#[test]
+fn the_intent_level_graph_of_every_example_plan_draws_without_errors() {
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&plans).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        seen += 1;
+        let out = dr(&["graph", &path.display().to_string()]);
+        assert_eq!(out.status.code(), Some(0), "dr graph {}: {}", path.display(), text(&out));
+    }
+    assert!(seen >= 8, "found only {seen} example plans");
+}

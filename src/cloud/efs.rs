@@ -147,58 +147,93 @@ pub async fn create_replication(
     p: &EfsCreateReplicationParams,
 ) -> Result<(), StepError> {
     let source = &p.source_file_system_id;
-    let Some(destination) = &p.destination_file_system_id else {
-        return Err(StepError::failed(format!(
-            "step `{}`: replicating into a new file system is not supported by this build; name destinationFileSystemId",
-            ctx.step_id
-        )));
-    };
-    if adopt_replication(client, ctx, &p.region, source, destination).await? {
-        return Ok(());
+    let wanted = Destination { region: &p.destination_region, file_system_id: p.destination_file_system_id.as_deref() };
+    if let Some(adopted) = adopt_replication(client, ctx, &p.region, source, &wanted).await? {
+        return ctx.capture(DESTINATION, json!(adopted));
     }
     ctx.capture(CREATE_SENT, json!(true))?;
     let call = Call { step: &ctx.step_id, operation: "EFS CreateReplicationConfiguration", region: &p.region };
-    let target = DestinationToCreate::builder().region(&p.destination_region).file_system_id(destination).build();
-    match client.create_replication_configuration().source_file_system_id(source).destinations(target).send().await {
-        Ok(_) => Ok(()),
+    let mut target = DestinationToCreate::builder().region(&p.destination_region);
+    if let Some(existing) = wanted.file_system_id {
+        target = target.file_system_id(existing);
+    }
+    match client
+        .create_replication_configuration()
+        .source_file_system_id(source)
+        .destinations(target.build())
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let created = out.destinations().first().map(|d| d.file_system_id().to_string()).unwrap_or_default();
+            ctx.capture(DESTINATION, json!(created))
+        }
         // Created before a crash, answered too late: adopt it if it is the one asked for.
         Err(e) if code_of(&e) == Some("ReplicationAlreadyExists") => {
-            if adopt_replication(client, ctx, &p.region, source, destination).await? {
-                Ok(())
-            } else {
-                Err(classify(&call, e))
+            match adopt_replication(client, ctx, &p.region, source, &wanted).await? {
+                Some(adopted) => ctx.capture(DESTINATION, json!(adopted)),
+                None => Err(classify(&call, e)),
             }
         }
         Err(e) => Err(classify(&call, e)),
     }
 }
 
-/// `true` when the replication source → destination exists; a conflict when either file
-/// system is in another one.
+/// The destination file system a create step replicated into (for a new one, the id
+/// EFS gave it), captured so the run record and `dr runs` name it.
+pub const DESTINATION: &str = "destinationFileSystemId";
+
+/// What a create step asks for: an existing file system, or a new one EFS creates in
+/// the region.
+struct Destination<'a> {
+    region: &'a str,
+    file_system_id: Option<&'a str>,
+}
+
+impl Destination<'_> {
+    fn matches(&self, d: &aws_sdk_efs::types::Destination) -> bool {
+        match self.file_system_id {
+            Some(id) => d.file_system_id() == id,
+            // A new file system: any destination in the region is the one this step
+            // created (EFS allows one replication per source).
+            None => d.region() == self.region,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.file_system_id.map_or_else(|| format!("a new file system in {}", self.region), String::from)
+    }
+}
+
+/// The destination's id when the replication source → destination exists; a conflict
+/// when either file system is in another one.
 async fn adopt_replication(
     client: &aws_sdk_efs::Client,
     ctx: &StepContext,
     region: &str,
     source: &str,
-    destination: &str,
-) -> Result<bool, StepError> {
+    wanted: &Destination<'_>,
+) -> Result<Option<String>, StepError> {
     let listed = replications(client, &ctx.step_id, region).await?;
     for r in &listed {
-        let to = r.destinations().first().map(|d| d.file_system_id()).unwrap_or_default();
+        let destination = r.destinations().first();
+        let to = destination.map(|d| d.file_system_id()).unwrap_or_default();
         let deleting = status_of(r) == Some(&ReplicationStatus::Deleting);
-        if r.source_file_system_id() == source && to == destination && !deleting {
-            return Ok(true);
+        if r.source_file_system_id() == source && destination.is_some_and(|d| wanted.matches(d)) && !deleting {
+            return Ok(Some(to.to_string()));
         }
-        if involves(r, source) || involves(r, destination) {
+        let busy = involves(r, source) || wanted.file_system_id.is_some_and(|id| involves(r, id));
+        if busy {
             let status = status_of(r).map(|s| s.as_str()).unwrap_or("unknown");
             return Err(StepError::conflict(format!(
-                "step `{}`: {} → {to} ({status}) already involves {source} or {destination}; EFS allows one replication per file system; nothing was changed",
+                "step `{}`: {} → {to} ({status}) already involves {source} or {}; EFS allows one replication per file system; nothing was changed",
                 ctx.step_id,
-                r.source_file_system_id()
+                r.source_file_system_id(),
+                wanted.describe()
             )));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 pub async fn set_protection(

@@ -5,6 +5,7 @@
 //! - [`errors`]: AWS errors → step errors (throttling and 5xx retried; the rest reported
 //!   with the step, the API call and the provider's message).
 //! - [`efs`]: EFS replication steps and waits.
+//! - [`read`]: EFS state read into the plan's live state, so `dr plan` diffs it.
 //! - [`report`]: cloud state and the RPO a failover would have now, for `dr plan`.
 //! - [`runner`]: the step runner that sends cloud steps here and the rest to Kubernetes.
 //!
@@ -13,6 +14,7 @@
 
 pub mod efs;
 pub mod errors;
+pub mod read;
 pub mod report;
 pub mod runner;
 

@@ -1,15 +1,14 @@
-//! Cloud state for `dr plan`: the replications the plan's EFS steps act on, read with one
-//! DescribeReplicationConfigurations call per region, and the recovery point a failover
-//! would have now (the destination's `LastReplicatedTimestamp` against `objectives.rpo`).
+//! Cloud state for `dr plan`: the replications the plan's EFS steps act on (as
+//! [`super::read`] read them), and the recovery point a failover would have now (the
+//! destination's `LastReplicatedTimestamp` against `objectives.rpo`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_efs::types::ReplicationConfigurationDescription;
+use serde_json::Value;
 
-use super::CloudAccess;
-use super::errors::{Call, classify};
 use crate::graph::StepGraph;
+use crate::state::LiveState;
 use crate::steps::Action;
 
 /// What `dr plan` prints about cloud state: notes, warnings, and the calls it made.
@@ -20,54 +19,40 @@ pub struct CloudReport {
     pub requests: usize,
 }
 
-/// Reads the replications the plan's `efsDeleteReplication` steps delete.
-pub async fn efs_replications(graph: &StepGraph, rpo: Option<Duration>, cloud: &CloudAccess) -> CloudReport {
-    let mut report = CloudReport::default();
-    let mut by_region: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+/// The replications the plan's `efsDeleteReplication` steps delete, as [`super::read`]
+/// read them into `live` (no further AWS calls), and what cannot be read.
+pub fn efs_replications(graph: &StepGraph, rpo: Option<Duration>, live: &LiveState) -> CloudReport {
+    let mut report = CloudReport { warnings: live.cloud_warnings.clone(), ..CloudReport::default() };
+    let mut deletes: BTreeSet<(String, String, String)> = BTreeSet::new();
     for (_, step) in graph.steps() {
         if let Some(Action::EfsDeleteReplication(p)) = step.action() {
-            by_region.entry(p.region.clone()).or_default().insert((step.id.clone(), p.source_file_system_id.clone()));
+            deletes.insert((p.region.clone(), step.id.clone(), p.source_file_system_id.clone()));
         }
     }
-    for (region, deletes) in by_region {
-        let client = cloud.efs(&region).await;
-        report.requests += 1;
-        let call = Call { step: "(plan)", operation: "EFS DescribeReplicationConfigurations", region: &region };
-        let listed = match client.describe_replication_configurations().send().await {
-            Ok(out) => out.replications().to_vec(),
-            Err(e) => {
-                report.warnings.push(format!("cannot read EFS state: {}", classify(&call, e)));
-                continue;
-            }
-        };
-        for (step, source) in deletes {
-            match listed.iter().find(|r| r.source_file_system_id() == source) {
-                Some(r) => describe(&mut report, &step, &region, r, rpo),
-                None => report.warnings.push(format!(
-                    "step `{step}`: no EFS replication with source {source} in {region}: the delete will fail (ReplicationNotFound)"
-                )),
-            }
+    for (region, step, source) in deletes {
+        if !live.cloud_regions_read.contains(&region) {
+            continue;
+        }
+        // One the plan creates first has no recovery point yet; a missing one blocks the
+        // step, which the plan's step list says.
+        if let Some(r) = live.get(&super::read::replication_key(&source)) {
+            describe(&mut report, &step, &region, &r, rpo);
         }
     }
     report
 }
 
-fn describe(
-    report: &mut CloudReport,
-    step: &str,
-    region: &str,
-    r: &ReplicationConfigurationDescription,
-    rpo: Option<Duration>,
-) {
-    let Some(destination) = r.destinations().first() else { return };
-    let last = destination.last_replicated_timestamp().map(|t| t.secs());
-    let age = last.map(|l| Duration::from_secs((jiff::Timestamp::now().as_second() - l).max(0) as u64));
+fn describe(report: &mut CloudReport, step: &str, region: &str, r: &Value, rpo: Option<Duration>) {
+    let text = |pointer: &str| r.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
+    let last = r.pointer("/destinations/0/lastReplicatedTimestamp").and_then(Value::as_str);
+    let last = last.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let age = last.map(|l| Duration::from_secs((jiff::Timestamp::now().as_second() - l.as_second()).max(0) as u64));
     let age_text = age.map_or("never".to_string(), |a| format!("{} ago", humantime::format_duration(a)));
     report.notes.push(format!(
         "EFS replication {} → {} ({region}): {}, last replicated {age_text}",
-        r.source_file_system_id(),
-        destination.file_system_id(),
-        destination.status().as_str()
+        text("/sourceFileSystemId"),
+        text("/destinations/0/fileSystemId"),
+        text("/destinations/0/status"),
     ));
     match (age, rpo) {
         (Some(age), Some(rpo)) if age > rpo => report.warnings.push(format!(

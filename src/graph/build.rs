@@ -125,13 +125,21 @@ fn link_entry(ctx: &mut Ctx<'_>, graph: &mut StepGraph, fragments: &HashMap<&str
         let Some((_, exits)) = resolve_ref(ctx, graph, fragments, dep, "after") else {
             continue;
         };
-        connect(graph, &exits, &this.entries, dep.span);
+        if names_phase_of_collapsed_intent(graph, fragments, &dep.value) {
+            connect_unless_cycle(graph, &exits, &this.entries, dep.span);
+        } else {
+            connect(graph, &exits, &this.entries, dep.span);
+        }
     }
     for dependent in &entry.before {
         let Some((entries, _)) = resolve_ref(ctx, graph, fragments, dependent, "before") else {
             continue;
         };
-        connect(graph, &this.exits, &entries, dependent.span);
+        if names_phase_of_collapsed_intent(graph, fragments, &dependent.value) {
+            connect_unless_cycle(graph, &this.exits, &entries, dependent.span);
+        } else {
+            connect(graph, &this.exits, &entries, dependent.span);
+        }
     }
     let during_refs = match &entry.body {
         EntryBody::Intent(Intent::SetAside(aside)) => Some(&aside.during),
@@ -202,6 +210,31 @@ fn resolve_ref(
         "no step has this id",
     );
     None
+}
+
+/// `intent-id/sub-step` where the intent is drawn as one node (`dr graph` without
+/// cluster facts).
+fn names_phase_of_collapsed_intent(graph: &StepGraph, fragments: &HashMap<&str, Fragment>, id: &str) -> bool {
+    let Some((entry, _)) = id.split_once('/') else { return false };
+    let Some(fragment) = fragments.get(entry) else { return false };
+    graph.index_of(id).is_none()
+        && matches!(graph.step(NodeIndex::new(fragment.entries[0])).kind, super::StepKind::Intent(_))
+}
+
+/// Like [`connect`], but leaves out an edge that would close a cycle. A collapsed
+/// intent has no node for its phases, and an entry may run after one phase and before
+/// a later one (stop writers between a failback's sync and its cutover): against the
+/// whole intent that reads as a cycle, so only the first order is drawn. The expanded
+/// graph, where the phases exist, checks the real order.
+fn connect_unless_cycle(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {
+    for &f in from {
+        for &t in to {
+            let (f, t) = (NodeIndex::new(f), NodeIndex::new(t));
+            if !petgraph::algo::has_path_connecting(&graph.graph, t, f, None) {
+                graph.graph.update_edge(f, t, Edge { written_at: Some(span) });
+            }
+        }
+    }
 }
 
 fn connect(graph: &mut StepGraph, from: &[usize], to: &[usize], span: Span) {

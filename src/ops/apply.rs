@@ -63,7 +63,8 @@ async fn apply_saved(
 ) -> Result<Ended, String> {
     let targets = target::connect(&saved.plan_path, &saved.clusters, targets).await?;
     let graph = graph::saved::from_json(&saved.graph)?;
-    let live = plan::fetch_live(&targets, &state::needs_of(&graph), ui).await?;
+    let mut live = plan::fetch_live(&targets, &state::needs_of(&graph), ui).await?;
+    crate::cloud::read::add_efs_state(&graph, &targets.cloud, &mut live).await;
     let stale = plan::stale_objects(&saved, &live);
     if !stale.is_empty() {
         let mut message = String::from("error: the saved plan is stale; these objects changed since it was made:");

@@ -52,6 +52,8 @@ pub async fn prepare(loaded: &LoadedPlan, targets: &Targets, ui: &dyn Frontend) 
         return Err("the plan is not valid against the live cluster state".into());
     }
     let graph = graph.ok_or("the plan could not be built")?;
+    let mut live = live;
+    crate::cloud::read::add_efs_state(&graph, &targets.cloud, &mut live).await;
     let (states, changes) = state::predict(&graph, &live);
     Ok(Prepared { graph, live, states, changes })
 }
@@ -132,7 +134,7 @@ pub async fn plan(
     let targets = target::connect(plan_path, &clusters, options).await?;
     let prepared = prepare(&loaded, &targets, ui).await?;
     let rpo = loaded.plan.objectives.as_ref().and_then(|o| o.rpo.as_ref()).map(|r| r.value.0);
-    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &targets.cloud).await;
+    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &prepared.live);
     Ok(Ok(Planned { loaded, clusters, targets, prepared, cloud }))
 }
 

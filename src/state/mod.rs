@@ -5,6 +5,7 @@
 //! effect is predicted by replaying its steps, in order, over a copy of that state with
 //! the same object builders `dr apply` uses, so the diff shows what apply will send.
 
+mod efs;
 mod live;
 pub mod markdown;
 pub mod output;
@@ -73,6 +74,11 @@ pub struct LiveState {
     objects: BTreeMap<ObjectKey, Box<RawValue>>,
     /// API requests made to read it (one per list).
     pub requests: usize,
+    /// Regions whose EFS state was read (objects of the cluster `aws`); steps in other
+    /// regions are predicted as to do, their state unknown.
+    pub cloud_regions_read: std::collections::BTreeSet<String>,
+    /// Why some cloud state could not be read.
+    pub cloud_warnings: Vec<String>,
 }
 
 /// The version of an object a saved plan depends on.

@@ -68,8 +68,8 @@ impl Change {
 /// Shown in names that include the run, which is only known when applying.
 pub const RUN_PLACEHOLDER: &str = "RUN";
 
-struct Replay<'a> {
-    live: &'a LiveState,
+pub(super) struct Replay<'a> {
+    pub(super) live: &'a LiveState,
     /// Every object a step looked at or changed. Hashed, not ordered: it is looked up
     /// several times per step, and comparing keys field by field dominated the replay.
     objects: HashMap<ObjectKey, Slot>,
@@ -107,7 +107,7 @@ struct Replayed {
 /// copying it for each of them was most of the prediction's time. A step that changes
 /// one gets its own copy on the first write (`Rc::make_mut`).
 #[derive(Clone, Debug, Default)]
-struct Shared(Rc<Value>);
+pub(super) struct Shared(Rc<Value>);
 
 impl Deref for Shared {
     type Target = Value;
@@ -172,7 +172,7 @@ fn index_pods(live: &LiveState) -> PodIndex<'_> {
 
 impl Replay<'_> {
     /// The object as replayed so far.
-    fn get(&mut self, key: &ObjectKey) -> Option<Shared> {
+    pub(super) fn get(&mut self, key: &ObjectKey) -> Option<Shared> {
         let slot = self.slot(key);
         match &slot.replayed {
             Some(replayed) => replayed.state.clone(),
@@ -185,7 +185,7 @@ impl Replay<'_> {
         self.slot(key).original.clone()
     }
 
-    fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
+    pub(super) fn set(&mut self, key: ObjectKey, step: &Step, value: Option<Value>) {
         let slot = self.slot(&key);
         let replayed = slot.replayed.get_or_insert_with(Replayed::default);
         match (&value, &step.fallback_for) {
@@ -475,6 +475,9 @@ fn replay_step(r: &mut Replay<'_>, step: &Step) -> StepState {
             crate::steps::merge_patch(&mut object, &crate::steps::restoring_patch(&p.patch, &original));
             r.set(key, step, Some(object.into()));
             StepState::ToDo
+        }
+        Action::EfsDeleteReplication(_) | Action::EfsCreateReplication(_) | Action::EfsSetOverwriteProtection(_) => {
+            super::efs::replay(r, step, action).unwrap_or(StepState::ToDo)
         }
         // Cloud steps this build executes; their cloud state is checked when they run.
         cloud if crate::cloud::runner::executes(cloud) => StepState::ToDo,

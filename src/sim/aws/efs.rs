@@ -184,21 +184,30 @@ fn create_replication(
         .ok_or_else(|| AwsError::new(400, "ValidationException", "Destinations must list exactly one destination"))?;
     let destination = &destinations[0];
     let destination_region = destination["Region"].as_str().unwrap_or(region).to_string();
-    let Some(destination_id) = destination["FileSystemId"].as_str().map(resolve_id) else {
-        return Err(AwsError::bad_request(
-            "the simulated EFS replicates only into an existing file system (FileSystemId)",
-        ));
+    let destination_id = match destination["FileSystemId"].as_str().map(resolve_id) {
+        Some(id) => id,
+        // No FileSystemId: EFS creates the destination, already a replication target.
+        None => {
+            let id = state.new_file_system_id();
+            let created = FileSystem {
+                id: id.clone(),
+                region: destination_region.clone(),
+                name: None,
+                created: now,
+                protection: Protection::Disabled,
+                data: Vec::new(),
+            };
+            state.replication_of(source).map_or(Ok(()), |_| Err(already_replicating(source)))?;
+            state.file_systems.insert(id.clone(), created);
+            id
+        }
     };
     if destination_id == source {
         return Err(AwsError::bad_request("the source and destination file systems must differ"));
     }
     for id in [source, destination_id.as_str()] {
         if state.replication_of(id).is_some() {
-            return Err(AwsError::new(
-                409,
-                "ReplicationAlreadyExists",
-                format!("File system '{id}' is already included in a replication configuration."),
-            ));
+            return Err(already_replicating(id));
         }
     }
     let target = state.file_system_in(&destination_id, &destination_region)?;
@@ -227,6 +236,14 @@ fn create_replication(
     });
     let created = state.replications.last().map(|r| replication_json(state, r)).unwrap_or_default();
     Ok(created)
+}
+
+fn already_replicating(id: &str) -> AwsError {
+    AwsError::new(
+        409,
+        "ReplicationAlreadyExists",
+        format!("File system '{id}' is already included in a replication configuration."),
+    )
 }
 
 fn delete_replication(

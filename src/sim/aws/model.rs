@@ -169,6 +169,15 @@ pub struct AwsState {
 }
 
 impl AwsState {
+    /// An id for a file system EFS creates (a replication's new destination), unused
+    /// and stable for a given state, so runs are repeatable.
+    pub fn new_file_system_id(&self) -> String {
+        (self.file_systems.len() as u64..)
+            .map(|n| format!("fs-0a5e{:013x}", n + 1))
+            .find(|id| !self.file_systems.contains_key(id))
+            .unwrap_or_default()
+    }
+
     pub fn new(settings: AwsSettings, faults: Faults) -> AwsState {
         let rng = XorShift::new(faults.seed);
         AwsState {
