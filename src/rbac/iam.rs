@@ -83,10 +83,25 @@ pub fn policy(graph: &StepGraph, options: &Options<'_>) -> Option<IamPolicy> {
     Some(statements(grants))
 }
 
-/// `dr plan` reads the replications its EFS deletions delete (one Describe per region).
+/// `dr plan` reads the EFS state of every region an EFS step touches
+/// (`cloud::read::add_efs_state`): every replication and every file system, so `*`.
 fn plan_reads(action: &Action) -> Vec<Grant> {
+    let efs_wait = |w: &crate::steps::WaitParams| {
+        matches!(w.condition, WaitCondition::EfsReplicationDeleted { .. } | WaitCondition::EfsReplicationSynced { .. })
+    };
     match action {
-        Action::EfsDeleteReplication(_) => vec![any("elasticfilesystem:DescribeReplicationConfigurations")],
+        Action::EfsDeleteReplication(_) | Action::EfsCreateReplication(_) | Action::EfsSetOverwriteProtection(_) => {
+            vec![
+                any("elasticfilesystem:DescribeReplicationConfigurations"),
+                any("elasticfilesystem:DescribeFileSystems"),
+            ]
+        }
+        Action::Wait(w) if efs_wait(w) => {
+            vec![
+                any("elasticfilesystem:DescribeReplicationConfigurations"),
+                any("elasticfilesystem:DescribeFileSystems"),
+            ]
+        }
         _ => Vec::new(),
     }
 }
