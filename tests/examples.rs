@@ -28,7 +28,7 @@ fn build(name: &str) -> StepGraph {
 #[test]
 fn all_example_plans_validate_with_their_cluster_manifests() {
     let plans = plans();
-    assert_eq!(plans.len(), 8, "{plans:?}");
+    assert_eq!(plans.len(), 9, "{plans:?}");
     for plan in plans {
         let name = plan.file_stem().unwrap().to_str().unwrap().to_string();
         let graph = build(&name);
@@ -162,5 +162,35 @@ fn grow_plan_hangs_a_marked_fallback_chain_off_each_resize() {
     for (_, step) in graph.steps() {
         let again = reread.step(reread.index_of(&step.id).expect("same steps"));
         assert_eq!(again.fallback_for, step.fallback_for, "{}", step.id);
+    }
+}
+
+/// Plan 9: per claim a chain snapshot → completed → copy → completed → volume → static
+/// PV → bound, the copy made in the DR region from the primary's, each static PV on the
+/// volume its chain creates and pinned to that volume's zone; the DR start after all.
+#[test]
+fn ebs_cross_region_plan_chains_each_claim_from_snapshot_to_static_pv() {
+    let graph = build("ebs-cross-region");
+    let before = |a: &str, b: &str| graph.ancestors(find(&graph, b)).contains(&find(&graph, a));
+    for n in 0..3 {
+        let chain = ["snapshot", "snapshot-{n}-completed", "copy", "copy-{n}-completed", "volume", "bind", "bound"]
+            .map(|s| if s.contains("{n}") { s.replace("{n}", &n.to_string()) } else { format!("{s}-{n}") });
+        for pair in chain.windows(2) {
+            assert!(before(&pair[0], &pair[1]), "{} runs before {}", pair[0], pair[1]);
+        }
+        assert!(before(&format!("bound-{n}"), "start-dr"));
+        assert!(before("wait-primary-stopped", &format!("snapshot-{n}")));
+        let copy = graph.step(find(&graph, &format!("copy-{n}")));
+        let Some(Action::EbsCopySnapshot(p)) = copy.action() else { panic!("copy-{n} copies") };
+        assert_eq!((p.source_region.as_str(), p.region.as_str()), ("us-east-1", "us-west-2"));
+        assert!(p.encrypted && p.kms_key_id.is_some(), "the copy is encrypted with a DR-region key");
+        let volume = graph.step(find(&graph, &format!("volume-{n}")));
+        let Some(Action::EbsCreateVolume(v)) = volume.action() else { panic!("volume-{n} creates a volume") };
+        let bind = graph.step(find(&graph, &format!("bind-{n}")));
+        let Some(Action::BindStaticPv(b)) = bind.action() else { panic!("bind-{n} binds") };
+        assert_eq!(b.volume.volume_from_step.as_deref(), Some(format!("volume-{n}").as_str()));
+        assert_eq!(b.volume.zone.as_deref(), Some(v.availability_zone.as_str()));
+        assert_eq!(b.claim, format!("cassandra-data-cassandra-{n}"));
+        assert_eq!(bind.cluster, "dr");
     }
 }

@@ -535,12 +535,13 @@ pub async fn rollback(run_id: &str, target_args: &TargetArgs, run_args: &RunArgs
     };
     let undo = graph::saved::from_json(&record.plan)?;
     eprintln!("Rolling back run {} with run {} ({} compensating steps)", original.run_id, record.run_id, undo.len());
-    let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
+    let kube = crate::steps::kube::undo::UndoRunner {
         clients: targets.clients.clone(),
         original: original.clone(),
         applied,
         ready_timeout: run_args.step_timeout,
-    });
+    };
+    let runner = Arc::new(crate::cloud::runner::UndoPlanRunner { kube, cloud: targets.cloud.clone() });
     let (code, status) = execute_with(undo, record, store.clone(), runner, run_args).await?;
     if status == checkpoint::RunStatus::Succeeded {
         original.status = checkpoint::RunStatus::RolledBack;

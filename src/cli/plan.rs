@@ -89,7 +89,7 @@ async fn plan_or_diagnostics(
     let prepared = apply::prepare(&loaded, &targets).await?;
     let report = prepared.report();
     let rpo = loaded.plan.objectives.as_ref().and_then(|o| o.rpo.as_ref()).map(|r| r.value.0);
-    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &targets.cloud).await;
+    let cloud = crate::cloud::report::read(&prepared.graph, rpo, &targets.cloud).await;
     match format {
         PlanFormat::Text => {
             print_text(&report)?;

@@ -1,6 +1,9 @@
 //! Cloud state for `dr plan`: the replications the plan's EFS steps act on, read with one
 //! DescribeReplicationConfigurations call per region, and the recovery point a failover
-//! would have now (the destination's `LastReplicatedTimestamp` against `objectives.rpo`).
+//! would have now (the destination's `LastReplicatedTimestamp` against `objectives.rpo`);
+//! the EBS volumes the plan snapshots and the snapshots, copies and volumes its steps
+//! made (found by their `drplan.dev/step` tag), read with one DescribeVolumes and one
+//! DescribeSnapshots call per region, filtered to what the plan names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,6 +21,21 @@ pub struct CloudReport {
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
     pub requests: usize,
+}
+
+impl CloudReport {
+    fn extend(&mut self, other: CloudReport) {
+        self.notes.extend(other.notes);
+        self.warnings.extend(other.warnings);
+        self.requests += other.requests;
+    }
+}
+
+/// Everything `dr plan` reads in the cloud for `graph`: EFS replications and EBS state.
+pub async fn read(graph: &StepGraph, rpo: Option<Duration>, cloud: &CloudAccess) -> CloudReport {
+    let mut report = efs_replications(graph, rpo, cloud).await;
+    report.extend(super::ebs_report::ebs_state(graph, cloud).await);
+    report
 }
 
 /// Reads the replications the plan's `efsDeleteReplication` steps delete.
