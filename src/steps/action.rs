@@ -627,7 +627,7 @@ impl Action {
             Action::RestartPod(p) => format!("restart pod {} and wait until it is Ready", p.pod),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
             Action::EbsCopySnapshot(p) => {
-                format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
+                format!("copy {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
             }
             Action::EbsCreateVolume(p) => {
                 format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone)
@@ -670,8 +670,8 @@ impl Action {
 
 fn describe_source(source: &SnapshotSource) -> String {
     match source {
-        SnapshotSource::Id(id) => id.clone(),
-        SnapshotSource::FromStep(step) => format!("the snapshot of step {step}"),
+        SnapshotSource::Id(id) => format!("EBS snapshot {id}"),
+        SnapshotSource::FromStep(step) => format!("the EBS snapshot of step {step}"),
     }
 }
 
@@ -693,7 +693,7 @@ fn describe_condition(condition: &WaitCondition) -> String {
             format!("replication into {file_system_id} has caught up")
         }
         WaitCondition::EbsSnapshotCompleted { snapshot, .. } => {
-            format!("EBS snapshot {} is completed", describe_source(snapshot))
+            format!("{} is completed", describe_source(snapshot))
         }
     }
 }
