@@ -11,7 +11,9 @@
 //! - [`sim`]: the simulated cluster (`dr sim`).
 //! - [`checkpoint`]: durable, locked run records for resume and rollback (Terraform's `states`).
 //! - [`diag`]: diagnostics shared by every stage (Terraform's `tfdiags`).
-//! - [`cli`]: the `dr` command.
+//! - [`ops`]: the operations (plan, apply, resume, rollback, commit) as a library
+//!   (Terraform's `backend/local`).
+//! - [`cli`]: the `dr` command: parses arguments, calls [`ops`], renders (Terraform's `command`).
 
 pub mod checkpoint;
 pub mod cli;
@@ -21,6 +23,7 @@ pub mod diag;
 pub mod exec;
 pub mod graph;
 pub mod lang;
+pub mod ops;
 pub mod sim;
 pub mod state;
 pub mod steps;

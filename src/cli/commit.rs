@@ -1,82 +1,42 @@
-//! `dr commit RUN`: accept a succeeded run and free what it kept for rollback; with
-//! `--delete-snapshots`, also delete the VolumeSnapshots it took.
+//! `dr commit RUN`: shows what accepting a succeeded run frees (and, with
+//! `--delete-snapshots`, which VolumeSnapshots go), asks, and commits through `crate::ops`.
 
-use super::StateArgs;
-use super::apply::{TargetArgs, confirm, reconnect};
-use crate::checkpoint::{LockInfo, RunMode, RunStatus};
-use crate::graph;
-use crate::steps::kube::cleanup::{self, RunSnapshot};
-use crate::steps::kube::commit::{self, RetainedVolume};
+use std::sync::Arc;
 
-/// What `dr commit` was asked to do besides committing.
-#[derive(Clone, Copy, Debug)]
-pub struct CommitOptions {
-    pub auto_approve: bool,
-    pub delete_snapshots: bool,
-}
+use crate::checkpoint::StateStore;
+use crate::ops::commit::{self, CommitOptions, Pending, Review};
+use crate::ops::{Frontend, TargetOptions};
+use crate::steps::kube::cleanup::RunSnapshot;
+use crate::steps::kube::commit::RetainedVolume;
 
 pub async fn commit(
     run_id: &str,
-    target_args: &TargetArgs,
-    state: &StateArgs,
+    targets: &TargetOptions,
+    store: Arc<dyn StateStore>,
     options: CommitOptions,
+    auto_approve: bool,
+    ui: &dyn Frontend,
 ) -> Result<i32, String> {
-    let store = state.store();
-    let mut record = store.load_run(run_id).map_err(|e| e.to_string())?;
-    match (&record.mode, record.status) {
-        // A rolled-back (or already committed) run has nothing left to commit, but its
-        // snapshots may still be there.
-        (RunMode::Apply, RunStatus::RolledBack | RunStatus::Committed) if options.delete_snapshots => {
-            let lock =
-                store.lock(&record.lock_key(), &LockInfo::current(run_id, "commit")).map_err(|e| e.to_string())?;
-            let targets = reconnect(&record, target_args).await?;
-            let code = delete_snapshots(run_id, &targets.clients, options.auto_approve).await?;
-            drop(lock);
-            return Ok(code);
-        }
-        (_, RunStatus::Committed) => {
+    match commit::review(run_id, targets, store, options).await? {
+        Review::AlreadyCommitted => {
             eprintln!("Run {run_id} is already committed.");
-            return Ok(0);
+            Ok(0)
         }
-        (RunMode::Apply, RunStatus::Succeeded) => {}
-        (RunMode::Rollback { .. }, _) => return Err(format!("run {run_id} is a rollback; commit the runs you keep")),
-        (_, status) => {
-            return Err(format!(
-                "run {run_id} is {status}; only a succeeded run can be committed (resume it, or roll it back)"
-            ));
+        Review::Cleanup(pending) => delete_snapshots(pending, auto_approve, ui).await,
+        Review::Commit(pending) => {
+            print_review(run_id, &pending.volumes);
+            if options.delete_snapshots {
+                print_snapshots(&pending.snapshots);
+            }
+            if pending.changes_anything() && !auto_approve && !ui.confirm("\nDo you want to commit this run?")? {
+                eprintln!("Commit cancelled.");
+                return Ok(1);
+            }
+            pending.commit().await?;
+            eprintln!("Run {run_id} committed; it can no longer be rolled back.");
+            Ok(0)
         }
     }
-    let lock = store.lock(&record.lock_key(), &LockInfo::current(run_id, "commit")).map_err(|e| e.to_string())?;
-    let applied = graph::saved::from_json(&record.plan)?;
-    let mut volumes = commit::retained_by(&applied, &record);
-    let targets = reconnect(&record, target_args).await?;
-    commit::inspect(&targets.clients, &mut volumes).await?;
-    print_review(run_id, &volumes);
-    let snapshots = match options.delete_snapshots {
-        true => cleanup::snapshots_of(&targets.clients, run_id).await?,
-        false => Vec::new(),
-    };
-    if options.delete_snapshots {
-        print_snapshots(&snapshots);
-    }
-    let releasable: Vec<&RetainedVolume> = volumes.iter().filter(|v| v.keep_because.is_none()).collect();
-    let changes = !releasable.is_empty() || !snapshots.is_empty();
-    if changes && !options.auto_approve && !confirm("\nDo you want to commit this run?")? {
-        eprintln!("Commit cancelled.");
-        return Ok(1);
-    }
-    for volume in releasable {
-        commit::release(&targets.clients, volume).await?;
-    }
-    for snapshot in &snapshots {
-        cleanup::delete(&targets.clients, snapshot).await?;
-    }
-    record.status = RunStatus::Committed;
-    record.touch();
-    store.save_run(&record).map_err(|e| e.to_string())?;
-    drop(lock);
-    eprintln!("Run {run_id} committed; it can no longer be rolled back.");
-    Ok(0)
 }
 
 fn print_review(run_id: &str, volumes: &[RetainedVolume]) {
@@ -115,24 +75,19 @@ fn print_snapshots(snapshots: &[RunSnapshot]) {
 }
 
 /// `dr commit --delete-snapshots` of a run that was rolled back (or committed before).
-async fn delete_snapshots(
-    run_id: &str,
-    clients: &std::collections::BTreeMap<String, kube::Client>,
-    auto_approve: bool,
-) -> Result<i32, String> {
-    let snapshots = cleanup::snapshots_of(clients, run_id).await?;
+async fn delete_snapshots(pending: Pending, auto_approve: bool, ui: &dyn Frontend) -> Result<i32, String> {
+    let run_id = pending.run_id.clone();
     println!("Run {run_id} has nothing left to commit; cleaning up");
-    print_snapshots(&snapshots);
-    if snapshots.is_empty() {
+    print_snapshots(&pending.snapshots);
+    if pending.snapshots.is_empty() {
         return Ok(0);
     }
-    if !auto_approve && !confirm("\nDo you want to delete these snapshots?")? {
+    if !auto_approve && !ui.confirm("\nDo you want to delete these snapshots?")? {
         eprintln!("Cancelled.");
         return Ok(1);
     }
-    for snapshot in &snapshots {
-        cleanup::delete(clients, snapshot).await?;
-    }
-    eprintln!("Deleted the {} of run {run_id}.", crate::diag::plural(snapshots.len(), "VolumeSnapshot"));
+    let count = pending.snapshots.len();
+    pending.commit().await?;
+    eprintln!("Deleted the {} of run {run_id}.", crate::diag::plural(count, "VolumeSnapshot"));
     Ok(0)
 }

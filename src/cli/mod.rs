@@ -1,4 +1,6 @@
-//! The `dr` command line: parses arguments, runs a stage, prints results and diagnostics.
+//! The `dr` command line: parses arguments, calls a stage or an operation of `crate::ops`,
+//! and renders results and diagnostics. This file is the only one that dispatches: the
+//! other files of `cli/` do not import each other (tests/cli_layering.rs checks it).
 //!
 //! Exit codes: 0 success, 1 problems found or an error (like `terraform validate`).
 
@@ -8,15 +10,19 @@ pub mod plan;
 pub mod progress;
 pub mod runs;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::cluster::ClusterInventories;
-use crate::diag::{Diagnostics, plural};
-use crate::graph::{self, BuildOptions, StepGraph, render::Format};
-use crate::lang::{self, LoadedPlan};
+use crate::checkpoint::{LocalDirStore, StateStore};
+use crate::diag::plural;
+use crate::graph::{self, render::Format};
+use crate::lang;
+use crate::ops::{RunOptions, TargetOptions};
+pub use crate::ops::{load_and_build, load_and_build_from};
+use progress::{Console, Output, print_diagnostics};
 
 #[derive(Parser, Debug)]
 #[command(name = "dr", version, about = "Declarative, reviewable, resumable disaster recovery for Kubernetes")]
@@ -70,7 +76,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: plan::PlanFormat,
         #[command(flatten)]
-        target: apply::TargetArgs,
+        target: TargetArgs,
         /// Accepted so scripts can pass the same options to every command; `dr plan`
         /// compares with live state only and reads no earlier run.
         #[command(flatten)]
@@ -84,9 +90,9 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
         #[command(flatten)]
-        target: apply::TargetArgs,
+        target: TargetArgs,
         #[command(flatten)]
-        run: apply::RunArgs,
+        run: RunArgs,
     },
     /// Continue an interrupted or failed run.
     #[command(mut_arg("sim", |a| a.help(SIM_FOR_RUNS)), mut_arg("sim_speed", |a| a.hide(true)))]
@@ -94,9 +100,9 @@ pub enum Command {
         /// Id of the run to continue (`dr runs` lists them).
         run_id: String,
         #[command(flatten)]
-        target: apply::TargetArgs,
+        target: TargetArgs,
         #[command(flatten)]
-        run: apply::RunArgs,
+        run: RunArgs,
     },
     /// Undo a run's completed steps in reverse order (resumable, like a run).
     #[command(mut_arg("sim", |a| a.help(SIM_FOR_RUNS)), mut_arg("sim_speed", |a| a.hide(true)))]
@@ -104,9 +110,9 @@ pub enum Command {
         /// Id of the run to undo, or of an interrupted rollback to continue.
         run_id: String,
         #[command(flatten)]
-        target: apply::TargetArgs,
+        target: TargetArgs,
         #[command(flatten)]
-        run: apply::RunArgs,
+        run: RunArgs,
     },
     /// Accept a succeeded run: give the original volumes it retained for rollback their
     /// original reclaim policy back (for `Delete`, Kubernetes then deletes them). A
@@ -124,7 +130,7 @@ pub enum Command {
         #[arg(long)]
         delete_snapshots: bool,
         #[command(flatten)]
-        target: apply::TargetArgs,
+        target: TargetArgs,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -156,8 +162,72 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    pub fn store(&self) -> std::sync::Arc<dyn crate::checkpoint::StateStore> {
-        std::sync::Arc::new(crate::checkpoint::LocalDirStore::new(&self.state_dir))
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        Arc::new(LocalDirStore::new(&self.state_dir))
+    }
+}
+
+/// How to reach the plan's clusters.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context to use for a one-cluster plan (default: the cluster's `context:`).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Run against the simulated cluster loaded from the manifests beside the plan
+    /// (`plans/NAME/` for `plans/NAME.yaml`; one subdirectory per cluster).
+    #[arg(long)]
+    pub sim: bool,
+    /// Simulated seconds per real second with --sim.
+    #[arg(long, default_value_t = 10.0)]
+    pub sim_speed: f64,
+    /// Send AWS requests to this endpoint (a test endpoint such as `dr sim serve --aws`).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+}
+
+impl TargetArgs {
+    pub fn options(&self) -> TargetOptions {
+        TargetOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            sim: self.sim,
+            sim_speed: self.sim_speed,
+            aws_endpoint_url: self.aws_endpoint_url.clone(),
+        }
+    }
+}
+
+/// How a run executes and is shown.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Steps run at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+    /// Where runs and locks are kept.
+    #[arg(long, value_name = "DIR", env = "DRPLAN_STATE_DIR", default_value = ".drplan")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: Output,
+    /// Timeout of steps that name none.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub step_timeout: Duration,
+}
+
+impl RunArgs {
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            parallelism: self.parallelism,
+            step_timeout: self.step_timeout,
+            store: Arc::new(LocalDirStore::new(&self.state_dir)),
+            store_location: self.state_dir.display().to_string(),
+        }
+    }
+
+    fn console(&self) -> Console {
+        Console { output: self.output }
     }
 }
 
@@ -217,24 +287,36 @@ pub fn main() -> i32 {
             }
             0
         }
-        Command::Plan { plan, namespace, out, format, target, state: _ } => {
-            block_on(async move { plan::plan(&plan, &target, namespace.as_deref(), out.as_deref(), format).await })
-        }
-        Command::Apply { plan, auto_approve, target, run } => {
-            block_on(async move { apply::apply(&plan, &target, &run, auto_approve).await })
-        }
-        Command::Resume { run_id, target, run } => block_on(async move { apply::resume(&run_id, &target, &run).await }),
-        Command::Rollback { run_id, target, run } => {
-            block_on(async move { apply::rollback(&run_id, &target, &run).await })
-        }
-        Command::Commit { run_id, auto_approve, delete_snapshots, target, state } => {
-            let options = commit::CommitOptions { auto_approve, delete_snapshots };
-            block_on(async move { commit::commit(&run_id, &target, &state, options).await })
-        }
-        Command::Runs { output, state } => runs::runs(&state, output).unwrap_or_else(|message| {
-            eprintln!("error: {}", crate::diag::escape(&message));
-            1
+        Command::Plan { plan, namespace, out, format, target, state: _ } => block_on(async move {
+            let ui = Console { output: Output::Auto };
+            plan::plan(&plan, &target.options(), namespace.as_deref(), out.as_deref(), format, &ui).await
         }),
+        Command::Apply { plan, auto_approve, target, run } => block_on(async move {
+            let options = crate::ops::apply::ApplyOptions { auto_approve };
+            let ended =
+                crate::ops::apply::apply(&plan, &target.options(), &run.options(), options, &run.console()).await?;
+            Ok(apply::exit_code(&ended))
+        }),
+        Command::Resume { run_id, target, run } => block_on(async move {
+            let ended = crate::ops::resume::resume(&run_id, &target.options(), &run.options(), &run.console()).await?;
+            Ok(apply::exit_code(&ended))
+        }),
+        Command::Rollback { run_id, target, run } => block_on(async move {
+            let ended =
+                crate::ops::rollback::rollback(&run_id, &target.options(), &run.options(), &run.console()).await?;
+            Ok(apply::exit_code(&ended))
+        }),
+        Command::Commit { run_id, auto_approve, delete_snapshots, target, state } => block_on(async move {
+            let options = crate::ops::commit::CommitOptions { delete_snapshots };
+            let ui = Console { output: Output::Auto };
+            commit::commit(&run_id, &target.options(), state.store(), options, auto_approve, &ui).await
+        }),
+        Command::Runs { output, state } => {
+            runs::runs(state.store().as_ref(), &state.state_dir, output).unwrap_or_else(|message| {
+                eprintln!("error: {}", crate::diag::escape(&message));
+                1
+            })
+        }
         Command::Sim { command } => crate::sim::cli::run(command).unwrap_or_else(|message| {
             eprintln!("error: {}", crate::diag::escape(&message));
             1
@@ -260,53 +342,6 @@ fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32
         eprintln!("error: {}", crate::diag::escape(&message));
         1
     })
-}
-
-pub(crate) fn print_diagnostics(diags: &Diagnostics) {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for diag in diags.iter() {
-        eprint!("{}", diag.render(color));
-        eprintln!();
-    }
-}
-
-/// Loads a plan and builds its graph, collecting every problem.
-pub fn load_and_build(
-    path: &Path,
-    cluster_from: Option<&Path>,
-    intents_only: bool,
-) -> (Option<(LoadedPlan, StepGraph)>, Diagnostics) {
-    let paths: Vec<PathBuf> = cluster_from.map(Path::to_path_buf).into_iter().collect();
-    load_and_build_from(path, &paths, intents_only)
-}
-
-/// [`load_and_build`] with cluster manifests from several directories or files.
-pub fn load_and_build_from(
-    path: &Path,
-    cluster_from: &[PathBuf],
-    intents_only: bool,
-) -> (Option<(LoadedPlan, StepGraph)>, Diagnostics) {
-    let (loaded, mut diags) = lang::load_plan(path);
-    let Some(loaded) = loaded else {
-        return (None, diags);
-    };
-    let facts = match cluster_from {
-        [] => None,
-        paths => {
-            let names: Vec<String> = loaded.plan.clusters.iter().map(|c| c.name.value.clone()).collect();
-            match ClusterInventories::from_paths(paths, &names) {
-                Ok(facts) => Some(facts),
-                Err(more) => {
-                    diags.extend(more);
-                    return (None, diags);
-                }
-            }
-        }
-    };
-    let options = BuildOptions { facts: facts.as_ref().map(|f| f as _), intents_only };
-    let (graph, more) = graph::build(&loaded, options);
-    diags.extend(more);
-    (graph.map(|g| (loaded, g)), diags.sorted())
 }
 
 fn validate(plans: &[PathBuf], cluster_from: &[PathBuf]) -> i32 {

@@ -1,15 +1,18 @@
-//! Showing a run as it goes: a live view on a terminal, timestamped lines otherwise,
-//! JSON lines for machines; and the final summary.
+//! Showing operations as they go, on a terminal: the [`Console`] frontend of `crate::ops`
+//! (notices, diagnostics, approval prompts), each run's steps (a live view on a terminal,
+//! timestamped lines otherwise, JSON lines for machines) and the final summary.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::StepStatus;
+use crate::diag::Diagnostics;
 use crate::exec::Event;
+use crate::ops::{Frontend, Notice, RunView};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -29,6 +32,72 @@ impl Output {
             other => other,
         }
     }
+}
+
+/// The terminal frontend of operations: notices and diagnostics on standard error,
+/// approval asked on the terminal, runs shown in the chosen [`Output`].
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    pub output: Output,
+}
+
+impl Frontend for Console {
+    fn notice(&self, notice: Notice<'_>) {
+        match notice {
+            Notice::Note(text) => eprintln!("{text}"),
+            Notice::Warning(text) => eprintln!("warning: {text}"),
+            Notice::Review(text) => eprint!("{text}"),
+        }
+    }
+
+    fn diagnostics(&self, diags: &Diagnostics) {
+        print_diagnostics(diags);
+    }
+
+    fn confirm(&self, question: &str) -> Result<bool, String> {
+        confirm(question)
+    }
+
+    fn show_run(&self, run_id: &str) -> RunView {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (cancel_tx, cancel) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\nInterrupted: letting running steps finish; no new step starts. Resume later with `dr resume`."
+                );
+                let _ = cancel_tx.send(true);
+            }
+        });
+        let shown = tokio::spawn(render(events_rx, self.output, run_id.to_string()));
+        RunView { events, shown, cancel }
+    }
+
+    fn run_ended(&self, outcome: &crate::exec::Outcome, elapsed: Duration) {
+        summary(&mut std::io::stderr(), outcome, elapsed);
+        finished(self.output, outcome, elapsed);
+    }
+}
+
+/// Diagnostics on standard error, in colour on a terminal unless NO_COLOR is set.
+pub fn print_diagnostics(diags: &Diagnostics) {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    for diag in diags.iter() {
+        eprint!("{}", diag.render(color));
+        eprintln!();
+    }
+}
+
+/// Asks for "yes" on a terminal; refuses to prompt otherwise.
+pub fn confirm(question: &str) -> Result<bool, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("standard input is not a terminal, so drplan cannot ask for approval; review the plan and pass --auto-approve".into());
+    }
+    eprint!("{question} Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+    Ok(answer.trim() == "yes")
 }
 
 /// Consumes events until the executor drops its sender; JSON events carry `run_id`.

@@ -1,9 +1,10 @@
 //! `dr runs`: the runs kept in the state directory, as text or JSON.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
-use super::StateArgs;
-use crate::checkpoint::{RunMode, RunSummary};
+use crate::checkpoint::{RunMode, RunSummary, StateStore};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunsFormat {
@@ -13,14 +14,15 @@ pub enum RunsFormat {
     Json,
 }
 
-pub fn runs(state: &StateArgs, format: RunsFormat) -> Result<i32, String> {
-    let runs = state.store().list_runs().map_err(|e| e.to_string())?;
+/// Lists the runs in `store` (kept at `location`, for the message when there are none).
+pub fn runs(store: &dyn StateStore, location: &Path, format: RunsFormat) -> Result<i32, String> {
+    let runs = store.list_runs().map_err(|e| e.to_string())?;
     match format {
         RunsFormat::Json => {
             let listed: Vec<Value> = runs.iter().map(run_json).collect();
             println!("{}", serde_json::to_string_pretty(&listed).map_err(|e| e.to_string())?);
         }
-        RunsFormat::Text if runs.is_empty() => println!("No runs in {}.", state.state_dir.display()),
+        RunsFormat::Text if runs.is_empty() => println!("No runs in {}.", location.display()),
         RunsFormat::Text => {
             for run in runs {
                 println!("{}", run_line(&run));
