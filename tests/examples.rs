@@ -194,3 +194,24 @@ fn ebs_cross_region_plan_chains_each_claim_from_snapshot_to_static_pv() {
         assert_eq!(bind.cluster, "dr");
     }
 }
+
+/// A static PV pinned to another zone than the one its volume is created in could never
+/// be attached: `dr validate` refuses the plan at the PV's `volume:`.
+#[test]
+fn a_static_pv_in_another_zone_than_its_created_volume_is_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let text = std::fs::read_to_string(dir.join("ebs-cross-region.yaml")).unwrap();
+    let bind_0 = "volumeFromStep: volume-0\n        size: 2Gi\n        # Written as node affinity: the pod of cassandra-0 must run where its volume is.\n        zone: us-west-2";
+    let wrong = text.replacen(&format!("{bind_0}a"), &format!("{bind_0}b"), 1);
+    assert_ne!(wrong, text, "the variant changes the zone of bind-0");
+    let plan = std::env::temp_dir().join(format!("drplan-zone-mismatch-{}.yaml", std::process::id()));
+    std::fs::write(&plan, wrong).unwrap();
+    let (_, diags) = drplan::cli::load_and_build(&plan, Some(&dir.join("ebs-cross-region")), false);
+    let messages: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("pinned to zone us-west-2b but step `volume-0` creates its volume in us-west-2a")),
+        "{messages:#?}"
+    );
+}
