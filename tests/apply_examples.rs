@@ -130,3 +130,26 @@ async fn argocd_example_restores_under_a_paused_self_heal() {
         .count();
     assert_eq!(self_heal_reverts, 0, "Argo CD had nothing to revert");
 }
+
+/// The cloud examples run with `dr apply PLAN --sim`: the simulated clusters from the
+/// plan's directory and the simulated AWS from its `aws.yaml`, talked to through kube and
+/// the AWS SDK (faster sim time than the default, same code path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ebs_cross_region_example_applies_with_sim() {
+    let plan = apply_common::plan_path("ebs-cross-region");
+    let state = std::env::temp_dir().join(format!("drplan-ebs-sim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dr"));
+    command
+        .args(["apply", &apply_common::path_str(&plan), "--sim", "--sim-speed", "60", "--auto-approve"])
+        .args(["--output", "plain", "--state-dir", &apply_common::path_str(&state)])
+        .env("NO_COLOR", "1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("DRPLAN_FAILPOINT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let result = apply_common::wait_child(apply_common::KillOnDrop(Some(command.spawn().expect("dr starts")))).await;
+    result.assert_success("dr apply plans/ebs-cross-region.yaml --sim");
+    assert!(result.stderr.contains("copy-2") && result.stderr.contains("dr-ready"), "{}", result.stderr);
+}

@@ -185,3 +185,54 @@ fn grow_plan_hangs_a_marked_fallback_chain_off_each_resize() {
         assert_eq!(again.fallback_for, step.fallback_for, "{}", step.id);
     }
 }
+
+/// Plan 9: per claim a chain snapshot → completed → copy → completed → volume → static
+/// PV → bound, the copy made in the DR region from the primary's, each static PV on the
+/// volume its chain creates and pinned to that volume's zone; the DR start after all.
+#[test]
+fn ebs_cross_region_plan_chains_each_claim_from_snapshot_to_static_pv() {
+    let graph = build("ebs-cross-region");
+    let before = |a: &str, b: &str| graph.ancestors(find(&graph, b)).contains(&find(&graph, a));
+    for n in 0..3 {
+        let chain = ["snapshot", "snapshot-{n}-completed", "copy", "copy-{n}-completed", "volume", "bind", "bound"]
+            .map(|s| if s.contains("{n}") { s.replace("{n}", &n.to_string()) } else { format!("{s}-{n}") });
+        for pair in chain.windows(2) {
+            assert!(before(&pair[0], &pair[1]), "{} runs before {}", pair[0], pair[1]);
+        }
+        assert!(before(&format!("bound-{n}"), "start-dr"));
+        assert!(before("wait-primary-stopped", &format!("snapshot-{n}")));
+        let copy = graph.step(find(&graph, &format!("copy-{n}")));
+        let Some(Action::EbsCopySnapshot(p)) = copy.action() else { panic!("copy-{n} copies") };
+        assert_eq!((p.source_region.as_str(), p.region.as_str()), ("us-east-1", "us-west-2"));
+        assert!(p.encrypted && p.kms_key_id.is_some(), "the copy is encrypted with a DR-region key");
+        let volume = graph.step(find(&graph, &format!("volume-{n}")));
+        let Some(Action::EbsCreateVolume(v)) = volume.action() else { panic!("volume-{n} creates a volume") };
+        let bind = graph.step(find(&graph, &format!("bind-{n}")));
+        let Some(Action::BindStaticPv(b)) = bind.action() else { panic!("bind-{n} binds") };
+        assert_eq!(b.volume.volume_from_step.as_deref(), Some(format!("volume-{n}").as_str()));
+        assert_eq!(b.volume.zone.as_deref(), Some(v.availability_zone.as_str()));
+        assert_eq!(b.claim, format!("cassandra-data-cassandra-{n}"));
+        assert_eq!(bind.cluster, "dr");
+    }
+}
+
+/// A static PV pinned to another zone than the one its volume is created in could never
+/// be attached: `dr validate` refuses the plan at the PV's `volume:`.
+#[test]
+fn a_static_pv_in_another_zone_than_its_created_volume_is_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let text = std::fs::read_to_string(dir.join("ebs-cross-region.yaml")).unwrap();
+    let bind_0 = "volumeFromStep: volume-0\n        size: 2Gi\n        # Written as node affinity: the pod of cassandra-0 must run where its volume is.\n        zone: us-west-2";
+    let wrong = text.replacen(&format!("{bind_0}a"), &format!("{bind_0}b"), 1);
+    assert_ne!(wrong, text, "the variant changes the zone of bind-0");
+    let plan = std::env::temp_dir().join(format!("drplan-zone-mismatch-{}.yaml", std::process::id()));
+    std::fs::write(&plan, wrong).unwrap();
+    let (_, diags) = drplan::cli::load_and_build(&plan, Some(&dir.join("ebs-cross-region")), false);
+    let messages: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("pinned to zone us-west-2b but step `volume-0` creates its volume in us-west-2a")),
+        "{messages:#?}"
+    );
+}

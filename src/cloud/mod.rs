@@ -6,12 +6,16 @@
 //!   with the step, the API call and the provider's message).
 //! - [`efs`]: EFS replication steps and waits.
 //! - [`read`]: EFS state read into the plan's live state, so `dr plan` diffs it.
+//! - [`ebs`]: EBS snapshot, copy and volume steps, adopted by their tags after a crash.
+//! - [`ebs_report`]: EBS state for `dr plan` (one Describe per kind and region).
 //! - [`report`]: cloud state and the RPO a failover would have now, for `dr plan`.
 //! - [`runner`]: the step runner that sends cloud steps here and the rest to Kubernetes.
 //!
 //! The SDK runs on the same TLS stack as kube (hyper 1 + rustls with ring): its default
 //! HTTPS client would bring a second crypto library (aws-lc), so one is built here.
 
+pub mod ebs;
+pub mod ebs_report;
 pub mod efs;
 pub mod errors;
 pub mod read;
@@ -77,5 +81,9 @@ impl CloudAccess {
 
     pub async fn efs(&self, region: &str) -> aws_sdk_efs::Client {
         aws_sdk_efs::Client::new(&self.config(region).await)
+    }
+
+    pub async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config(region).await)
     }
 }

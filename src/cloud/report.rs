@@ -1,12 +1,16 @@
 //! Cloud state for `dr plan`: the replications the plan's EFS steps act on (as
 //! [`super::read`] read them), and the recovery point a failover would have now (the
-//! destination's `LastReplicatedTimestamp` against `objectives.rpo`).
+//! destination's `LastReplicatedTimestamp` against `objectives.rpo`); the EBS volumes the
+//! plan snapshots and the snapshots, copies and volumes its steps made (found by their
+//! `drplan.dev/step` tag), read with one DescribeVolumes and one DescribeSnapshots call per
+//! region, filtered to what the plan names.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::CloudAccess;
 use crate::graph::StepGraph;
 use crate::state::LiveState;
 use crate::steps::Action;
@@ -17,6 +21,22 @@ pub struct CloudReport {
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
     pub requests: usize,
+}
+
+impl CloudReport {
+    fn extend(&mut self, other: CloudReport) {
+        self.notes.extend(other.notes);
+        self.warnings.extend(other.warnings);
+        self.requests += other.requests;
+    }
+}
+
+/// Everything `dr plan` reports of the cloud for `graph`: the EFS replications (already
+/// read into `live`) and the EBS state (read here).
+pub async fn read(graph: &StepGraph, rpo: Option<Duration>, live: &LiveState, cloud: &CloudAccess) -> CloudReport {
+    let mut report = efs_replications(graph, rpo, live);
+    report.extend(super::ebs_report::ebs_state(graph, cloud).await);
+    report
 }
 
 /// The replications the plan's `efsDeleteReplication` steps delete, as [`super::read`]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CloudAccess;
-use super::efs;
+use super::{ebs, efs};
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::kube::KubeRunner;
@@ -35,24 +35,18 @@ pub fn is_cloud(action: &Action) -> bool {
     }
 }
 
-/// Whether this build executes a cloud step (EFS; EBS steps are graphed only).
+/// Whether this build executes a cloud step (all of them now: EFS and EBS).
 pub fn executes(action: &Action) -> bool {
-    match action {
-        Action::EfsDeleteReplication(_) | Action::EfsCreateReplication(_) | Action::EfsSetOverwriteProtection(_) => {
-            true
-        }
-        Action::Wait(w) => matches!(
-            w.condition,
-            WaitCondition::EfsReplicationDeleted { .. } | WaitCondition::EfsReplicationSynced { .. }
-        ),
-        _ => false,
-    }
+    is_cloud(action)
 }
 
 impl StepRunner for PlanRunner {
     async fn run(&self, step: &Step, ctx: &StepContext) -> Result<(), StepError> {
         match step.action() {
             Some(action) if is_cloud(action) => self.run_cloud(step, action, ctx).await,
+            Some(Action::BindStaticPv(p)) if p.volume.value.volume_from_step.is_some() => {
+                self.kube.run(&with_created_volume(step, ctx)?, ctx).await
+            }
             _ => self.kube.run(step, ctx).await,
         }
     }
@@ -64,6 +58,12 @@ impl PlanRunner {
             Action::EfsDeleteReplication(p) => efs::delete_replication(&self.cloud.efs(&p.region).await, ctx, p).await,
             Action::EfsCreateReplication(p) => efs::create_replication(&self.cloud.efs(&p.region).await, ctx, p).await,
             Action::EfsSetOverwriteProtection(p) => efs::set_protection(&self.cloud.efs(&p.region).await, ctx, p).await,
+            Action::EbsSnapshot(p) => ebs::snapshot(&self.cloud.ec2(&p.region).await, ctx, p).await,
+            Action::EbsCopySnapshot(p) => ebs::copy_snapshot(&self.cloud.ec2(&p.region).await, ctx, p).await,
+            Action::EbsCreateVolume(p) => {
+                let limit = self.kube.default_timeout;
+                within(limit, &step.id, ebs::create_volume(&self.cloud.ec2(&p.region).await, ctx, p)).await
+            }
             Action::Wait(WaitParams { condition, timeout, .. }) => {
                 let limit = timeout.as_ref().map(|t| t.value.0).unwrap_or(self.kube.default_timeout);
                 within(limit, &step.id, self.wait(condition, ctx)).await
@@ -83,9 +83,28 @@ impl PlanRunner {
             WaitCondition::EfsReplicationSynced { region, file_system_id } => {
                 efs::wait_synced(&self.cloud.efs(region).await, ctx, region, file_system_id).await
             }
+            WaitCondition::EbsSnapshotCompleted { region, snapshot } => {
+                ebs::wait_snapshot_completed(&self.cloud.ec2(region).await, ctx, region, snapshot).await
+            }
             _ => Err(StepError::new(ErrorKind::Unsupported, "this wait cannot be executed by this build yet")),
         }
     }
+}
+
+/// A `bindStaticPv` whose disk is the volume an `ebsCreateVolume` step created: the
+/// same step with that volume's id (captured by the step) as its handle.
+fn with_created_volume(step: &Step, ctx: &StepContext) -> Result<Step, StepError> {
+    let mut resolved = step.clone();
+    if let crate::graph::StepKind::Action(Action::BindStaticPv(p)) = &mut resolved.kind {
+        let volume = &mut p.volume.value;
+        if let Some(from) = volume.volume_from_step.take() {
+            volume.volume_handle = ctx
+                .captured_in(&from, ebs::VOLUME_ID)
+                .and_then(|v| v.as_str().map(String::from))
+                .ok_or_else(|| StepError::failed(format!("step `{}`: step `{from}` recorded no volume id", step.id)))?;
+        }
+    }
+    Ok(resolved)
 }
 
 /// Bounds a wait by its timeout; a timeout is a failure, not a retry.
@@ -97,6 +116,29 @@ async fn within<F: std::future::Future<Output = Result<(), StepError>>>(
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(StepError::failed(format!("step `{id}` timed out after {}", humantime::format_duration(limit))))
     })
+}
+
+/// The rollback's step runner: compensations of cloud steps here (delete the snapshot,
+/// copy or volume the original run's step made, found by its run and step tags), the
+/// rest to the Kubernetes undo runner.
+pub struct UndoPlanRunner {
+    pub kube: crate::steps::kube::undo::UndoRunner,
+    pub cloud: Arc<CloudAccess>,
+}
+
+impl StepRunner for UndoPlanRunner {
+    async fn run(&self, step: &Step, ctx: &StepContext) -> Result<(), StepError> {
+        let original = step.id.strip_prefix(crate::steps::kube::undo::UNDO_PREFIX).unwrap_or(&step.id);
+        let run = &self.kube.original.run_id;
+        let (region, volume) = match step.action() {
+            Some(Action::EbsSnapshot(p)) => (&p.region, false),
+            Some(Action::EbsCopySnapshot(p)) => (&p.region, false),
+            Some(Action::EbsCreateVolume(p)) => (&p.region, true),
+            _ => return self.kube.run(step, ctx).await,
+        };
+        let client = self.cloud.ec2(region).await;
+        ebs::delete_made(&client, &step.id, region, run, original, volume).await
+    }
 }
 
 /// What a rollback leaves as it is: the cloud steps of `record` that changed something.
@@ -121,6 +163,10 @@ pub fn not_undone(applied: &crate::graph::StepGraph, record: &crate::checkpoint:
                 step.id,
                 p.source_file_system_id,
                 p.destination_file_system_id.as_deref().unwrap_or("a new file system")
+            ),
+            Some(Action::EbsCreateVolume(p)) => format!(
+                "step `{}` created an EBS volume in {}: rollback deletes it, and with it anything written to it since",
+                step.id, p.availability_zone
             ),
             Some(Action::EfsSetOverwriteProtection(p)) => format!(
                 "step `{}` changed the replication overwrite protection of {}: rollback leaves it as it is",

@@ -26,7 +26,10 @@ pub(super) fn check(ctx: &mut Ctx<'_>, graph: &StepGraph) {
                 check_restore_source(ctx, graph, index, p);
             }
             Action::ResizePvc(p) => check_resize(ctx, graph, index, p),
-            Action::BindStaticPv(p) => check_zone_affinity(ctx, p),
+            Action::BindStaticPv(p) => {
+                check_zone_affinity(ctx, p);
+                check_volume_source(ctx, graph, p);
+            }
             Action::Exec(p) => super::exec_checks::check(ctx, step, p),
             Action::ScaleBack(p) => check_scale_recorded(ctx, graph, index, p),
             Action::DeleteObject(p) | Action::RestoreObject(p) => check_saved(ctx, graph, index, action, p),
@@ -262,6 +265,45 @@ fn check_zone_affinity(ctx: &mut Ctx<'_>, p: &StaticPvParams) {
         );
         ctx.error("drplan::safety::missing_zone", p.volume.span, message, "no zone for a zonal disk").help =
             Some("add `zone:` (written as the PV's node affinity), or `zonal: false` for a zone-redundant disk".into());
+    }
+}
+
+/// A static PV names its disk once: by `volumeHandle`, or as the volume an
+/// `ebsCreateVolume` step creates, in the zone that step creates it in.
+fn check_volume_source(ctx: &mut Ctx<'_>, graph: &StepGraph, p: &StaticPvParams) {
+    let v = &p.volume.value;
+    let Some(from) = &v.volume_from_step else {
+        if v.volume_handle.is_empty() {
+            let message = format!("static PV `{}` names no disk", p.pv_name);
+            ctx.error("drplan::plan::missing_volume", p.volume.span, message, "no volumeHandle").help = Some(
+                "add `volumeHandle:`, or `volumeFromStep:` naming the `ebsCreateVolume` step that creates it".into(),
+            );
+        }
+        return;
+    };
+    if !v.volume_handle.is_empty() {
+        let message = format!("static PV `{}` names its disk twice (volumeHandle and volumeFromStep)", p.pv_name);
+        ctx.error("drplan::plan::ambiguous_volume", p.volume.span, message, "keep one of the two");
+        return;
+    }
+    // An unknown step id is reported where dependencies are resolved.
+    let Some(index) = graph.index_of(from) else { return };
+    match graph.step(index).action() {
+        Some(Action::EbsCreateVolume(create)) => {
+            if v.zone.as_deref().is_some_and(|zone| zone != create.availability_zone) {
+                let message = format!(
+                    "static PV `{}` is pinned to zone {} but step `{from}` creates its volume in {}: pods could never attach it",
+                    p.pv_name,
+                    v.zone.as_deref().unwrap_or_default(),
+                    create.availability_zone
+                );
+                ctx.error("drplan::safety::zone_mismatch", p.volume.span, message, "not the volume's zone");
+            }
+        }
+        _ => {
+            let message = format!("`volumeFromStep` names step `{from}`, which creates no EBS volume");
+            ctx.error("drplan::plan::not_a_volume_step", p.volume.span, message, "not an ebsCreateVolume step");
+        }
     }
 }
 

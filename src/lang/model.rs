@@ -163,7 +163,7 @@ impl Intent {
                 format!("restore the claims of {} from snapshots", p.workload)
             }
             Intent::RebindVolume(p) => {
-                format!("bind {} to claim {} through PV {}", p.volume.volume_handle, p.claim, p.pv_name)
+                format!("bind {} to claim {} through PV {}", p.volume.handle_text(), p.claim, p.pv_name)
             }
             Intent::EfsFailover(p) => format!(
                 "fail over EFS {} to {} ({})",

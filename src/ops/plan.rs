@@ -134,7 +134,7 @@ pub async fn plan(
     let targets = target::connect(plan_path, &clusters, options).await?;
     let prepared = prepare(&loaded, &targets, ui).await?;
     let rpo = loaded.plan.objectives.as_ref().and_then(|o| o.rpo.as_ref()).map(|r| r.value.0);
-    let cloud = crate::cloud::report::efs_replications(&prepared.graph, rpo, &prepared.live);
+    let cloud = crate::cloud::report::read(&prepared.graph, rpo, &prepared.live, &targets.cloud).await;
     Ok(Ok(Planned { loaded, clusters, targets, prepared, cloud }))
 }
 

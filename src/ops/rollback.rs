@@ -40,7 +40,7 @@ pub async fn rollback(
         .map_err(|e| e.to_string())?;
     let applied = graph::saved::from_json(&original.plan)?;
     // Reached first: a rollback refused for pointing at another cluster records nothing.
-    let clients = reach.clients(&original).await?;
+    let (clients, cloud) = reach.connections(&original).await?;
     let undo = crate::steps::kube::undo::undo_graph(&applied, &original);
     for id in crate::steps::kube::undo::not_undoable(&applied, &original) {
         let message = format!("Rollback cannot undo step {id}: it ran a command in a pod and names no `undo:` command");
@@ -72,13 +72,15 @@ pub async fn rollback(
         record.run_id,
         undo.len()
     )));
-    let runner = Arc::new(crate::steps::kube::undo::UndoRunner {
+    let kube = crate::steps::kube::undo::UndoRunner {
         clients,
         original: original.clone(),
         applied,
         ready_timeout: run_options.step_timeout,
         watches: Default::default(),
-    });
+    };
+    // Cloud compensations (delete the snapshots and volumes the run made) go to AWS.
+    let runner = Arc::new(crate::cloud::runner::UndoPlanRunner { kube, cloud });
     let end = run::execute_with(undo, record, runner, run_options, ui).await?;
     if end.status == checkpoint::RunStatus::Succeeded {
         original.status = checkpoint::RunStatus::RolledBack;

@@ -205,9 +205,20 @@ pub enum Reach<'a> {
 impl Reach<'_> {
     /// Clients of the clusters `record` ran against.
     pub async fn clients(self, record: &RunRecord) -> Result<BTreeMap<String, Client>, String> {
+        Ok(self.connections(record).await?.0)
+    }
+
+    /// The clusters' clients and the AWS access (for cloud compensations).
+    pub async fn connections(
+        self,
+        record: &RunRecord,
+    ) -> Result<(BTreeMap<String, Client>, Arc<crate::cloud::CloudAccess>), String> {
         match self {
-            Reach::Again(options) => Ok(reconnect(record, options).await?.clients),
-            Reach::Connected(targets) => Ok(targets.clients.clone()),
+            Reach::Again(options) => {
+                let targets = reconnect(record, options).await?;
+                Ok((targets.clients.clone(), targets.cloud.clone()))
+            }
+            Reach::Connected(targets) => Ok((targets.clients.clone(), targets.cloud.clone())),
         }
     }
 }

@@ -75,6 +75,9 @@ pub fn policy(graph: &StepGraph, options: &Options<'_>) -> Option<IamPolicy> {
         grants.extend(plan_reads(action));
         if !options.read_only {
             grants.extend(step_calls(action, &arns));
+            if options.rollback {
+                grants.extend(undo_calls(action, &arns));
+            }
         }
     }
     if grants.is_empty() {
@@ -95,6 +98,10 @@ fn plan_reads(action: &Action) -> Vec<Grant> {
                 any("elasticfilesystem:DescribeReplicationConfigurations"),
                 any("elasticfilesystem:DescribeFileSystems"),
             ]
+        }
+        // One DescribeVolumes and one DescribeSnapshots per region (`cloud::ebs_report`).
+        Action::EbsSnapshot(_) | Action::EbsCopySnapshot(_) | Action::EbsCreateVolume(_) => {
+            vec![any("ec2:DescribeVolumes"), any("ec2:DescribeSnapshots")]
         }
         Action::Wait(w) if efs_wait(w) => {
             vec![
@@ -129,6 +136,18 @@ impl Arns {
 
     fn volume(&self, region: &str, id: &str) -> String {
         format!("arn:aws:ec2:{region}:{}:volume/{id}", self.account)
+    }
+
+    /// A key given as an ARN is used as it is, an id names one in `region`. IAM does not
+    /// match aliases in `Resource` for these operations, so an alias grants the region's keys.
+    fn kms_key(&self, region: &str, key: &str) -> String {
+        match key {
+            arn if arn.starts_with("arn:") && !arn.contains(":alias/") => arn.to_string(),
+            alias if alias.starts_with("alias/") || alias.contains(":alias/") => {
+                format!("arn:aws:kms:{region}:{}:key/*", self.account)
+            }
+            id => format!("arn:aws:kms:{region}:{}:key/{id}", self.account),
+        }
     }
 
     fn snapshot(region: &str, source: &SnapshotSource) -> String {
@@ -188,12 +207,27 @@ fn step_calls(action: &Action, arns: &Arns) -> Vec<Grant> {
         }
         Action::EbsCopySnapshot(p) => {
             let copies = format!("arn:aws:ec2:{}::snapshot/*", p.region);
-            vec![
+            let mut grants = vec![
                 on("ec2:CopySnapshot", Arns::snapshot(&p.source_region, &p.snapshot)),
                 on("ec2:CopySnapshot", copies.clone()),
                 tags(copies, "CopySnapshot"),
                 any("ec2:DescribeSnapshots"),
-            ]
+            ];
+            // An encrypted copy is re-encrypted with the destination's key: EBS uses the
+            // key on the caller's behalf, which needs these on the key.
+            if let Some(key) = &p.kms_key_id {
+                let key = arns.kms_key(&p.region, key);
+                for action in [
+                    "kms:CreateGrant",
+                    "kms:Decrypt",
+                    "kms:DescribeKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:ReEncrypt*",
+                ] {
+                    grants.push(on(action, key.clone()));
+                }
+            }
+            grants
         }
         Action::EbsCreateVolume(p) => {
             let volumes = arns.volume(&p.region, "*");
@@ -203,6 +237,29 @@ fn step_calls(action: &Action, arns: &Arns) -> Vec<Grant> {
                 tags(volumes, "CreateVolume"),
                 any("ec2:DescribeVolumes"),
             ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What `dr rollback` calls to compensate a cloud step (`cloud::ebs`): it finds what the
+/// step made by its tags and deletes it. EFS steps are not compensated.
+fn undo_calls(action: &Action, arns: &Arns) -> Vec<Grant> {
+    match action {
+        Action::EbsSnapshot(p) => {
+            vec![
+                any("ec2:DescribeSnapshots"),
+                on("ec2:DeleteSnapshot", format!("arn:aws:ec2:{}::snapshot/*", p.region)),
+            ]
+        }
+        Action::EbsCopySnapshot(p) => {
+            vec![
+                any("ec2:DescribeSnapshots"),
+                on("ec2:DeleteSnapshot", format!("arn:aws:ec2:{}::snapshot/*", p.region)),
+            ]
+        }
+        Action::EbsCreateVolume(p) => {
+            vec![any("ec2:DescribeVolumes"), on("ec2:DeleteVolume", arns.volume(&p.region, "*"))]
         }
         _ => Vec::new(),
     }

@@ -44,8 +44,8 @@ pub struct ServeArgs {
     /// Default delay before snapshots become ready (e.g. 30s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub snapshot_ready_after: Option<Duration>,
-    /// Also serve a simulated AWS (EFS) from this state file (`aws.yaml`) on a second
-    /// loopback port; claims on its file systems read and write its data.
+    /// Also serve a simulated AWS (EFS, EC2/EBS) from this state file (`aws.yaml`) on a
+    /// second loopback port; claims on its file systems and volumes read and write their data.
     #[arg(long, value_name = "FILE")]
     pub aws: Option<PathBuf>,
     /// Address of the simulated AWS endpoint (port 0: any free port; the URL is printed).

@@ -30,7 +30,9 @@ impl State {
 
     pub fn read_claim_data(&self, ns: &str, claim: &str) -> ApiResult<Vec<u8>> {
         let id = self.claim_volume_id(ns, claim)?;
-        if let Some(bytes) = self.aws.as_ref().and_then(|aws| aws.read_file_system(&id)) {
+        if let Some(aws) = &self.aws
+            && let Some(bytes) = aws.read_file_system(&id).or_else(|| aws.read_ebs_volume(&id))
+        {
             return Ok(bytes);
         }
         Ok(self.volumes.get(&id).map(|v| v.payload.clone()).unwrap_or_default())
@@ -41,6 +43,10 @@ impl State {
         if let Some(written) = self.aws.as_ref().and_then(|aws| aws.write_file_system(&id, bytes.clone())) {
             return written
                 .map_err(|message| ApiError { message, ..ApiError::conflict("", "persistentvolumeclaims", claim) });
+        }
+        // A claim on an EBS volume the simulated AWS holds writes the volume itself.
+        if self.aws.as_ref().and_then(|aws| aws.write_ebs_volume(&id, bytes.clone())).is_some() {
+            return Ok(());
         }
         let volume = self.volumes.get_mut(&id).ok_or_else(|| ApiError::internal("backing volume vanished"))?;
         volume.payload = bytes;

@@ -67,7 +67,7 @@ pub struct State {
     /// Container filesystems and etcd members for `pods/exec`.
     pub exec: ExecState,
     /// The simulated AWS account, when one is attached: claims on its EFS file systems
-    /// read and write its data.
+    /// and EBS volumes read and write their data.
     pub aws: Option<Arc<super::aws::AwsWorld>>,
     /// ServiceAccount tokens issued (token → namespace and name), see [`super::auth`].
     pub tokens: HashMap<String, (String, String)>,

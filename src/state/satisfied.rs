@@ -145,7 +145,12 @@ fn matches_template(name: &str, template: &str) -> bool {
 /// to it.
 fn bound_as_planned(step: &Step, p: &StaticPvParams, live: &LiveState) -> Option<String> {
     let pv = live.get(&pv_key(step, &p.pv_name))?;
-    if text(&pv, "/spec/csi/volumeHandle") != Some(p.volume.value.volume_handle.as_str()) {
+    // A disk another step creates has an id only once it ran: the PV this plan made for
+    // it (run label) bound to the claim is what counts then.
+    let planned_handle = p.volume.value.volume_from_step.is_none().then_some(p.volume.value.volume_handle.as_str());
+    if planned_handle.is_some_and(|h| text(&pv, "/spec/csi/volumeHandle") != Some(h))
+        || (planned_handle.is_none() && made_by_run(&pv).is_none())
+    {
         return None;
     }
     let claim = live.get(&claim_key(step, &p.claim))?;

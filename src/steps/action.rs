@@ -1,5 +1,7 @@
 //! The explicit step kinds (actions) and their parameters.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -301,7 +303,12 @@ pub struct VolumeSpec {
     /// CSI driver, e.g. `ebs.csi.aws.com` or `disk.csi.azure.com`.
     pub driver: String,
     /// The driver's volume handle (EBS volume id, Azure disk resource id, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub volume_handle: String,
+    /// Instead of `volumeHandle`: the EBS volume the `ebsCreateVolume` step with this id
+    /// created (adds a dependency on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_from_step: Option<String>,
     pub size: Spanned<Quantity>,
     /// Zone the disk lives in; required for zonal disks (written as node affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -323,6 +330,14 @@ pub const ZONAL_DRIVERS: &[&str] =
 impl VolumeSpec {
     pub fn is_zonal(&self) -> bool {
         self.zonal.unwrap_or_else(|| ZONAL_DRIVERS.contains(&self.driver.as_str()))
+    }
+
+    /// The handle, or where it comes from, for descriptions.
+    pub fn handle_text(&self) -> String {
+        match &self.volume_from_step {
+            Some(step) => format!("the volume of step {step}"),
+            None => self.volume_handle.clone(),
+        }
     }
 
     pub fn zone_label(&self) -> &str {
@@ -474,15 +489,30 @@ pub struct EbsSnapshotParams {
     pub volume_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Tags for the snapshot, besides the run and step tags drplan adds to adopt it after
+    /// a crash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EbsCopySnapshotParams {
     pub source_region: String,
-    /// Destination region.
+    /// Destination region: the copy is made there (the call goes to its endpoint).
     pub region: String,
     pub snapshot: SnapshotSource,
+    /// Encrypt the copy (a copy of an encrypted snapshot is always encrypted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// KMS key of the copy in the destination region (id, ARN or alias); needs
+    /// `encrypted`. Defaults to the region's EBS key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -495,6 +525,14 @@ pub struct EbsCreateVolumeParams {
     pub size: Option<Spanned<Quantity>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<String>,
+    /// Provisioned IOPS (gp3, io1, io2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<u32>,
+    /// Throughput in MiB/s (gp3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -674,7 +712,7 @@ impl Action {
                 None => format!("restore PVC {} from snapshot", p.claim.value),
             },
             Action::BindStaticPv(p) => {
-                format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.volume_handle, p.claim)
+                format!("create PV {} for {} and bind claim {}", p.pv_name, p.volume.value.handle_text(), p.claim)
             }
             Action::ResizePvc(p) => match p.on_rate_limit {
                 RateLimitFallback::Fail => format!("resize PVC {} to {}", p.claim.value, p.size.value),
@@ -693,7 +731,7 @@ impl Action {
             Action::RestartPod(p) => format!("restart pod {} and wait until it is Ready", p.pod),
             Action::EbsSnapshot(p) => format!("EBS snapshot of {} in {}", p.volume_id, p.region),
             Action::EbsCopySnapshot(p) => {
-                format!("copy EBS snapshot {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
+                format!("copy {} from {} to {}", describe_source(&p.snapshot), p.source_region, p.region)
             }
             Action::EbsCreateVolume(p) => {
                 format!("create EBS volume from {} in {}", describe_source(&p.snapshot), p.availability_zone)
@@ -732,6 +770,7 @@ impl Action {
         match self {
             Action::EbsCopySnapshot(p) => from(&p.snapshot).into_iter().collect(),
             Action::EbsCreateVolume(p) => from(&p.snapshot).into_iter().collect(),
+            Action::BindStaticPv(p) => p.volume.value.volume_from_step.as_deref().into_iter().collect(),
             Action::Wait(WaitParams { condition: WaitCondition::EbsSnapshotCompleted { snapshot, .. }, .. }) => {
                 from(snapshot).into_iter().collect()
             }
@@ -742,8 +781,8 @@ impl Action {
 
 fn describe_source(source: &SnapshotSource) -> String {
     match source {
-        SnapshotSource::Id(id) => id.clone(),
-        SnapshotSource::FromStep(step) => format!("the snapshot of step {step}"),
+        SnapshotSource::Id(id) => format!("EBS snapshot {id}"),
+        SnapshotSource::FromStep(step) => format!("the EBS snapshot of step {step}"),
     }
 }
 
@@ -765,7 +804,7 @@ fn describe_condition(condition: &WaitCondition) -> String {
             format!("replication into {file_system_id} has caught up")
         }
         WaitCondition::EbsSnapshotCompleted { snapshot, .. } => {
-            format!("EBS snapshot {} is completed", describe_source(snapshot))
+            format!("{} is completed", describe_source(snapshot))
         }
     }
 }

@@ -105,7 +105,9 @@ pub fn static_volume(namespace: &str, p: &StaticPvParams, ownership: &Value) -> 
         "persistentVolumeReclaimPolicy": "Retain",
         "storageClassName": p.storage_class.clone().unwrap_or_default(),
         "claimRef": { "namespace": namespace, "name": p.claim },
-        "csi": { "driver": v.driver, "volumeHandle": v.volume_handle },
+        // A volume another step creates is named by that step until it runs (the runner
+        // fills in the id it captured).
+        "csi": { "driver": v.driver, "volumeHandle": if v.volume_handle.is_empty() { v.handle_text() } else { v.volume_handle.clone() } },
     });
     if let Some(fs) = &v.fs_type {
         spec["csi"]["fsType"] = json!(fs);

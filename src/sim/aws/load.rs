@@ -12,6 +12,17 @@
 //!
 //! A replication's destination starts with the source's data and protection REPLICATING;
 //! other file systems start with protection ENABLED unless `protection:` says otherwise.
+//!
+//! EBS (EC2) volumes and completed snapshots, with the data a claim on the volume reads
+//! (a PV whose `volumeHandle` is the volume id):
+//!
+//! ```yaml
+//! settings: { snapshotTakes: 1m, copyTakes: 2m, volumeCreationTakes: 10s, modificationWindow: 6h }
+//! volumes:
+//!   - { volumeId: vol-0a1b2c3d4e5f60718, availabilityZone: us-east-1a, size: 10, volumeType: gp3, data: "..." }
+//! snapshots:
+//!   - { snapshotId: snap-0123456789abcdef0, region: us-east-1, volumeId: vol-0a1b2c3d4e5f60718 }
+//! ```
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +30,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::ebs::{EbsSettings, EbsState, Snapshot, Volume, region_of_zone};
 use super::model::{AwsSettings, AwsState, FileSystem, Protection, Replication, ReplicationStatus};
 use crate::lang::yaml::{self, Limits};
 use crate::sim::config::Faults;
@@ -32,6 +44,39 @@ pub struct AwsFile {
     pub file_systems: Vec<FileSystemFile>,
     #[serde(default)]
     pub replications: Vec<ReplicationFile>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeFile>,
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeFile {
+    pub volume_id: String,
+    pub availability_zone: String,
+    /// GiB.
+    pub size: u64,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    #[serde(default)]
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub data: Option<String>,
+}
+
+/// A completed snapshot of a listed volume (its data is the volume's at load time).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SnapshotFile {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +86,10 @@ pub struct SettingsFile {
     pub enabling_takes: Option<String>,
     pub deletion_takes: Option<String>,
     pub account: Option<String>,
+    pub snapshot_takes: Option<String>,
+    pub copy_takes: Option<String>,
+    pub volume_creation_takes: Option<String>,
+    pub modification_window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +133,25 @@ pub fn build(file: AwsFile, now: Timestamp, faults: Faults) -> Result<AwsState, 
         deletion_takes: duration(&file.settings.deletion_takes, defaults.deletion_takes, "deletionTakes")?,
         account: file.settings.account.unwrap_or(defaults.account),
     };
+    let ebs_defaults = EbsSettings::default();
+    let ebs_settings = EbsSettings {
+        snapshot_takes: duration(&file.settings.snapshot_takes, ebs_defaults.snapshot_takes, "snapshotTakes")?,
+        copy_takes: duration(&file.settings.copy_takes, ebs_defaults.copy_takes, "copyTakes")?,
+        volume_creation_takes: duration(
+            &file.settings.volume_creation_takes,
+            ebs_defaults.volume_creation_takes,
+            "volumeCreationTakes",
+        )?,
+        modification_window: duration(
+            &file.settings.modification_window,
+            ebs_defaults.modification_window,
+            "modificationWindow",
+        )?,
+    };
     let mut state = AwsState::new(settings, faults);
+    state.ebs = EbsState::new(ebs_settings);
+    load_volumes(&mut state.ebs, file.volumes, now)?;
+    load_snapshots(&mut state.ebs, file.snapshots, now)?;
     for fs in file.file_systems {
         let protection = match fs.protection.as_deref() {
             None => Protection::Enabled,
@@ -138,4 +205,61 @@ pub fn build(file: AwsFile, now: Timestamp, faults: Faults) -> Result<AwsState, 
         });
     }
     Ok(state)
+}
+
+fn load_volumes(ebs: &mut EbsState, volumes: Vec<VolumeFile>, now: Timestamp) -> Result<(), String> {
+    for v in volumes {
+        if !v.volume_id.starts_with("vol-") {
+            return Err(format!("volume {}: EBS volume ids start with `vol-`", v.volume_id));
+        }
+        let volume_type = v.volume_type.unwrap_or_else(|| "gp3".into());
+        let gp3 = volume_type == "gp3";
+        let volume = Volume {
+            id: v.volume_id.clone(),
+            region: region_of_zone(&v.availability_zone).to_string(),
+            zone: v.availability_zone,
+            size: v.size,
+            iops: v.iops.or(gp3.then_some(3000)),
+            throughput: v.throughput.or(gp3.then_some(125)),
+            volume_type,
+            snapshot_id: None,
+            encrypted: v.encrypted,
+            kms_key_id: v.kms_key_id,
+            created: now,
+            ready_at: now,
+            tags: v.tags,
+            data: v.data.unwrap_or_default().into_bytes(),
+            modifications: Vec::new(),
+        };
+        if ebs.volumes.insert(v.volume_id.clone(), volume).is_some() {
+            return Err(format!("volume {} is listed twice", v.volume_id));
+        }
+    }
+    Ok(())
+}
+
+fn load_snapshots(ebs: &mut EbsState, snapshots: Vec<SnapshotFile>, now: Timestamp) -> Result<(), String> {
+    for s in snapshots {
+        let volume = ebs
+            .volumes
+            .get(&s.volume_id)
+            .ok_or_else(|| format!("snapshot {}: unknown volume {}", s.snapshot_id, s.volume_id))?;
+        let snapshot = Snapshot {
+            id: s.snapshot_id.clone(),
+            region: volume.region.clone(),
+            volume_id: volume.id.clone(),
+            volume_size: volume.size,
+            description: s.description.unwrap_or_default(),
+            started: now,
+            completed_at: now,
+            encrypted: volume.encrypted,
+            kms_key_id: volume.kms_key_id.clone(),
+            tags: s.tags,
+            data: volume.data.clone(),
+        };
+        if ebs.snapshots.insert(s.snapshot_id.clone(), snapshot).is_some() {
+            return Err(format!("snapshot {} is listed twice", s.snapshot_id));
+        }
+    }
+    Ok(())
 }

@@ -1,16 +1,20 @@
 //! The simulated AWS (`dr sim serve --aws FILE`, `dr apply --sim`): the EFS API
 //! (REST-JSON: file systems, replication configurations, replication overwrite
-//! protection) on a loopback port, so the real AWS SDK talks to it.
+//! protection) and the EC2 API's EBS subset (Query/XML: volumes, snapshots, copies,
+//! modifications, tags) on a loopback port, so the real AWS SDK talks to it.
 //!
 //! - [`model`]: file systems and replications, their state transitions on the sim clock,
 //!   and the data claims on a file system read and write.
+//! - [`ebs`]: EBS volumes and snapshots, their states and the data they carry.
 //! - [`load`]: the `aws.yaml` file beside a plan's cluster dumps.
-//! - [`efs`]: the EFS operations; [`server`]: the listener (region and service from the
-//!   SigV4 credential scope), fault injection and the request log.
+//! - [`efs`], [`ec2`]: the operations; [`server`]: the listener (region and service from
+//!   the SigV4 credential scope), fault injection and the request log.
 //!
 //! Like the simulated cluster it is self-contained: it uses the plan-language YAML reader
 //! and the sim clock, nothing of the engine.
 
+pub mod ebs;
+pub mod ec2;
 pub mod efs;
 pub mod load;
 pub mod model;
@@ -47,6 +51,16 @@ impl AwsWorld {
     /// The data of file system `id`, if the sim knows it.
     pub fn read_file_system(&self, id: &str) -> Option<Vec<u8>> {
         self.lock().file_systems.get(file_system_of(id)).map(|fs| fs.data.clone())
+    }
+
+    /// The data of EBS volume `id`, if the sim knows it.
+    pub fn read_ebs_volume(&self, id: &str) -> Option<Vec<u8>> {
+        self.lock().ebs.volume_data(id)
+    }
+
+    /// Writes through a mount of EBS volume `id`; `None` if unknown.
+    pub fn write_ebs_volume(&self, id: &str, bytes: Vec<u8>) -> Option<()> {
+        self.lock().ebs.write_volume(id, bytes)
     }
 
     /// Writes through a mount of file system `id`: `None` if unknown, `Some(Err)` while it
@@ -138,6 +152,6 @@ pub async fn serve_file(
     if let Some(out) = &args.aws_endpoint_out {
         std::fs::write(out, handle.url()).map_err(|e| format!("{}: {e}", out.display()))?;
     }
-    eprintln!("serving the simulated AWS (EFS) at {} (--aws-endpoint-url)", handle.url());
+    eprintln!("serving the simulated AWS (EFS, EC2/EBS) at {} (--aws-endpoint-url)", handle.url());
     Ok(handle)
 }

@@ -165,6 +165,8 @@ pub struct AwsState {
     pub rng: XorShift,
     pub file_systems: BTreeMap<String, FileSystem>,
     pub replications: Vec<Replication>,
+    /// EBS volumes and snapshots (EC2).
+    pub ebs: super::ebs::EbsState,
     pub requests: Vec<AwsRequest>,
 }
 
@@ -186,6 +188,7 @@ impl AwsState {
             rng,
             file_systems: BTreeMap::new(),
             replications: Vec::new(),
+            ebs: super::ebs::EbsState::default(),
             requests: Vec::new(),
         }
     }

@@ -3,8 +3,9 @@
 //! (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`) says which region and service it
 //! is for; the signature itself is not checked (the endpoint is loopback-only and the
 //! credentials are dummies). Fault rules of the sim config apply here too, matched with
-//! `verb` = the operation name (e.g. `DeleteReplicationConfiguration`) and `resource` =
-//! the service (`elasticfilesystem`).
+//! `verb` = the operation name (e.g. `DeleteReplicationConfiguration`, `CreateSnapshot`)
+//! and `resource` = the service (`elasticfilesystem`, `ec2`). EC2 answers an injected
+//! 429 the way it throttles: HTTP 503 with `RequestLimitExceeded`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::AwsWorld;
+use super::ec2;
 use super::efs;
 use super::model::{AwsError, AwsRequest, AwsState};
 
@@ -130,13 +132,23 @@ fn decide_faults(state: &mut AwsState, operation: &str, service: &str) -> Faults
         if faults.error.is_none()
             && let Some(status) = rule.fires(rng)
         {
-            faults.error = Some(injected(status));
+            faults.error = Some(injected(service, status));
         }
     }
     faults
 }
 
-fn injected(status: u16) -> AwsError {
+fn injected(service: &str, status: u16) -> AwsError {
+    match (service, status) {
+        ("ec2", 429) => {
+            return AwsError::new(503, "RequestLimitExceeded", "Request limit exceeded. (injected by the sim)");
+        }
+        ("ec2", 503) => return AwsError::new(503, "Unavailable", "The server is overloaded (injected by the sim)"),
+        ("ec2", code) if code >= 500 => {
+            return AwsError::new(code, "InternalError", "An internal error has occurred (injected by the sim)");
+        }
+        _ => {}
+    }
     match status {
         429 => AwsError::new(429, "ThrottlingException", "Rate exceeded (injected by the sim)"),
         503 => AwsError::new(503, "ServiceUnavailable", "Service unavailable (injected by the sim)"),
@@ -160,6 +172,7 @@ async fn handle(world: Arc<AwsWorld>, req: Request<Incoming>) -> Result<Answer, 
     };
     let response = match service.as_str() {
         "elasticfilesystem" => serve_efs(&world, &region, &method, &path, &query, &body).await,
+        "ec2" => serve_ec2(&world, &region, &body).await,
         other => {
             let error = AwsError::new(400, "UnknownService", format!("the simulated AWS does not serve `{other}`"));
             json_error(&error)
@@ -201,6 +214,45 @@ async fn serve_efs(
         service: "elasticfilesystem".into(),
         region: region.to_string(),
         operation: operation.name().to_string(),
+        status: response.status().as_u16(),
+    });
+    if !faults.response_latency.is_zero() {
+        tokio::time::sleep(faults.response_latency).await;
+    }
+    response
+}
+
+/// An EC2 error: XML in EC2's `<Response><Errors>` shape.
+fn ec2_error(error: &AwsError) -> Answer {
+    answer(error.status, "text/xml;charset=UTF-8", ec2::error_xml(error).into_bytes())
+}
+
+/// EC2's Query protocol: the form-encoded body names the `Action`.
+async fn serve_ec2(world: &AwsWorld, region: &str, body: &[u8]) -> Answer {
+    let params = url_form(&String::from_utf8_lossy(body));
+    let operation = params.get("Action").cloned().unwrap_or_default();
+    let faults = decide_faults(&mut world.lock(), &operation, "ec2");
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    let result = match faults.error {
+        Some(error) => Err(error),
+        None => {
+            let mut state = world.lock();
+            let account = state.settings.account.clone();
+            ec2::execute(&mut state.ebs, &account, world.clock.now(), region, &params)
+        }
+    };
+    let response = match result {
+        Ok(xml) => answer(200, "text/xml;charset=UTF-8", xml.into_bytes()),
+        Err(error) => ec2_error(&error),
+    };
+    let at = world.clock.now();
+    world.lock().requests.push(AwsRequest {
+        at,
+        service: "ec2".into(),
+        region: region.to_string(),
+        operation,
         status: response.status().as_u16(),
     });
     if !faults.response_latency.is_zero() {

@@ -26,7 +26,7 @@ fn touched(status: StepStatus) -> bool {
     matches!(status, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Running | StepStatus::Compensating)
 }
 
-fn has_compensation(action: &Action) -> bool {
+pub fn has_compensation(action: &Action) -> bool {
     matches!(
         action,
         Action::Scale(_)
@@ -40,6 +40,10 @@ fn has_compensation(action: &Action) -> bool {
             | Action::DeleteObject(_)
             | Action::PauseReconciler(_)
             | Action::ResumeReconciler(_)
+            // Cloud compensations (src/cloud/runner.rs): delete what the step created.
+            | Action::EbsSnapshot(_)
+            | Action::EbsCopySnapshot(_)
+            | Action::EbsCreateVolume(_)
     ) || matches!(action, Action::Exec(p) if p.undo.is_some())
 }
 
