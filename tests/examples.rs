@@ -28,7 +28,7 @@ fn build(name: &str) -> StepGraph {
 #[test]
 fn all_example_plans_validate_with_their_cluster_manifests() {
     let plans = plans();
-    assert_eq!(plans.len(), 9, "{plans:?}");
+    assert_eq!(plans.len(), 10, "{plans:?}");
     for plan in plans {
         let name = plan.file_stem().unwrap().to_str().unwrap().to_string();
         let graph = build(&name);

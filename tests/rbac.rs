@@ -478,13 +478,32 @@ steps:
     assert_eq!(with("ec2:CreateVolume")[0]["Resource"][0], "arn:aws:ec2:us-west-2:123456789012:volume/*");
     assert_eq!(with("ec2:DescribeSnapshots")[0]["Resource"], json!(["*"]));
     assert!(with("ec2:DeleteSnapshot").is_empty() && with("ec2:DeleteVolume").is_empty(), "nothing is deleted");
-    // `--read-only`: `dr plan` reads nothing in EC2 yet, so no policy at all.
-    let read_only = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
-        .args(["rbac", plan.to_str().unwrap(), "--iam", "--read-only"])
-        .output()
-        .expect("dr runs");
-    assert_eq!(read_only.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&read_only.stderr).contains("needs no IAM policy"));
+    // `--read-only`: what `dr plan` reads of EBS (one DescribeVolumes and one
+    // DescribeSnapshots per region), nothing that changes anything.
+    let rbac = |extra: &str| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+            .args(["rbac", plan.to_str().unwrap(), "--iam", extra])
+            .output()
+            .expect("dr runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let actions = |policy: &Value| -> Vec<String> {
+        let mut all: Vec<String> = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(actions(&rbac("--read-only")), ["ec2:DescribeSnapshots", "ec2:DescribeVolumes"]);
+    // `--with-rollback`: rollback deletes what the run made, found by its tags.
+    let with_rollback = actions(&rbac("--with-rollback"));
+    for action in ["ec2:DeleteSnapshot", "ec2:DeleteVolume"] {
+        assert!(with_rollback.iter().any(|a| a == action), "{action} in {with_rollback:?}");
+    }
 }
 
 /// A watch the API server refuses (403) fails its step at once, naming the permission:

@@ -63,7 +63,7 @@ async fn assert_cluster_settled(client: &kube::Client, cluster: &str) -> (usize,
 async fn example_clusters_load_and_reach_running_and_bound() {
     let clusters = example_clusters();
     assert!(clusters.len() >= 6, "expected the example clusters under plans/, found {clusters:?}");
-    let mut running_pods = 0;
+    let (mut running_pods, mut clusters_with_claims) = (0, 0);
     for cluster in clusters {
         let name = cluster.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&cluster).display().to_string();
         let sim = drplan::sim::SimCluster::start(std::slice::from_ref(&cluster), paused_config())
@@ -72,8 +72,10 @@ async fn example_clusters_load_and_reach_running_and_bound() {
         sim.advance(Duration::from_secs(600));
         let (pods, wanted_pods, claims) = assert_cluster_settled(&sim.client().unwrap(), &name).await;
         assert_eq!(pods, wanted_pods, "{name}: one pod per replica, none extra");
-        assert!(claims > 0, "{name}: expected claims");
+        // A DR cluster a plan restores into may start without claims (the plan binds them).
+        clusters_with_claims += usize::from(claims > 0);
         running_pods += pods;
     }
+    assert!(clusters_with_claims >= 6, "the example clusters hold claims, {clusters_with_claims} do");
     assert!(running_pods > 10, "the examples run workloads, found {running_pods} pods");
 }
