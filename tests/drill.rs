@@ -242,13 +242,15 @@ fn drill_manifests_print_a_cronjob_with_the_plan_a_service_account_and_its_bindi
         "example.com/dr:1.2",
         "-n",
         "dr",
+        "--role",
+        "drplan-drill",
     ];
     let out = dr(&args, &dir);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let docs = yaml_documents(&stdout);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ServiceAccount", "ClusterRoleBinding", "ConfigMap", "CronJob"]);
+    assert_eq!(kinds, ["ServiceAccount", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "CronJob"]);
     let by_kind = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
 
     let cron = by_kind("CronJob");
@@ -264,6 +266,13 @@ fn drill_manifests_print_a_cronjob_with_the_plan_a_service_account_and_its_bindi
     let container_args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(&container_args[..2], ["drill", "/plan/ebs-cassandra-restore.yaml"]);
     assert!(container_args.windows(2).any(|w| w == ["--report-dir", "/reports"]), "{container_args:?}");
+    // Runs and the lock live in the cluster: a killed drill pod is resumed, not lost.
+    assert!(container_args.windows(2).any(|w| w == ["--state-store", "kubernetes://dr"]), "{container_args:?}");
+    let state_role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    assert_eq!(state_role["metadata"]["namespace"], "dr");
+    let resources: Vec<&str> =
+        state_role["rules"].as_array().unwrap().iter().map(|r| r["resources"][0].as_str().unwrap()).collect();
+    assert_eq!(resources, ["configmaps", "leases"]);
 
     // The plan is in the ConfigMap the pod mounts at /plan, byte for byte.
     let config_map = by_kind("ConfigMap");
@@ -280,16 +289,40 @@ fn drill_manifests_print_a_cronjob_with_the_plan_a_service_account_and_its_bindi
 }
 
 #[test]
-fn the_role_is_printed_when_its_rules_are_given() {
-    use drplan::ops::drill::manifests::{DrillManifestOptions, manifests, to_yaml_stream};
-    let mut options = DrillManifestOptions::new("@daily");
-    options.rules =
-        Some(vec![serde_json::json!({"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]})]);
-    let docs = yaml_documents(&to_yaml_stream(&manifests("p.yaml", "kind: DrPlan\n", "my plan", &options)));
-    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("a ClusterRole");
-    assert_eq!(role["metadata"]["name"], "drplan-drill");
-    assert_eq!(role["rules"][0]["resources"][0], "statefulsets");
-    assert_eq!(docs.iter().find(|d| d["kind"] == "CronJob").unwrap()["metadata"]["name"], "drill-my-plan");
+fn drill_manifests_grant_the_rights_derived_from_the_plan_by_default() {
+    let dir = scratch("derived");
+    let plan = root().join("plans/ebs-cassandra-restore.yaml");
+    let out = dr(&["drill", "manifests", plan.to_str().unwrap(), "--schedule", "@weekly", "-n", "dr"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let docs = yaml_documents(&String::from_utf8(out.stdout).unwrap());
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let account = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"].as_str().unwrap();
+    let accounts: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ServiceAccount").collect();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(
+        (accounts[0]["metadata"]["name"].as_str(), accounts[0]["metadata"]["namespace"].as_str()),
+        (Some(account), Some("dr"))
+    );
+    // The plan's namespace: a Role with what its steps do, bound to the drill's account.
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "cassandra")
+        .expect("a Role in the plan's namespace");
+    let grants = |resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["resources"].as_array().unwrap().iter().any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|x| x == verb)
+        })
+    };
+    assert!(grants("statefulsets/scale", "patch") && grants("persistentvolumeclaims", "delete"), "{role}");
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == "cassandra")
+        .expect("its binding");
+    assert_eq!(binding["subjects"][0]["name"], account);
+    // A drill rolls back: rollback's rights are in (it recreates the deleted claims).
+    assert!(grants("persistentvolumeclaims", "create"), "{role}");
+    assert!(!docs.iter().any(|d| d["roleRef"]["name"] == "drplan-drill"), "no role bound by name only");
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub fn print_manifests(plan_path: &Path, plan_name: &str, options: &DrillManifes
     let text = std::fs::read_to_string(plan_path).map_err(|e| format!("reading {}: {e}", plan_path.display()))?;
     let file_name = plan_path.file_name().and_then(|f| f.to_str()).unwrap_or("plan.yaml");
     let objects = manifests::manifests(file_name, &text, plan_name, options);
-    if options.rules.is_none() {
+    if options.derived.is_none() {
         println!(
             "# The ServiceAccount is bound to ClusterRole {}; create it from the plan's needs with `dr rbac`.",
             options.role

@@ -203,9 +203,13 @@ pub enum DrillCommand {
         /// Namespace of the CronJob, its ConfigMap and ServiceAccount.
         #[arg(short = 'n', long, default_value = "drplan")]
         namespace: String,
-        /// ClusterRole to bind the drill's ServiceAccount to.
-        #[arg(long, default_value = crate::ops::drill::manifests::DEFAULT_ROLE)]
-        role: String,
+        /// Bind the drill's ServiceAccount to this existing ClusterRole instead of the
+        /// rights derived from the plan (`dr rbac --with-rollback`).
+        #[arg(long)]
+        role: Option<String>,
+        /// Cluster manifests to derive the rights with (default: the directory beside the plan).
+        #[arg(long = "cluster-from", value_name = "DIR|FILE")]
+        cluster_from: Vec<PathBuf>,
         /// PersistentVolumeClaim to keep reports and history in (default: an emptyDir).
         #[arg(long, value_name = "CLAIM")]
         reports_claim: Option<String>,
@@ -459,15 +463,41 @@ fn block_on(work: impl std::future::Future<Output = Result<i32, String>>) -> i32
 }
 
 fn drill_manifests(command: DrillCommand) -> i32 {
-    let DrillCommand::Manifests { plan, schedule, image, namespace, role, reports_claim } = command;
+    let DrillCommand::Manifests { plan, schedule, image, namespace, role, cluster_from, reports_claim } = command;
     let (loaded, diags) = lang::load_plan(&plan);
     print_diagnostics(&diags);
     let Some(loaded) = loaded.filter(|_| !diags.has_errors()) else { return 1 };
     let mut options = crate::ops::drill::manifests::DrillManifestOptions::new(&schedule);
     options.image = image;
-    options.namespace = namespace;
-    options.role = role;
     options.reports_claim = reports_claim;
+    match role {
+        Some(role) => options.role = role,
+        None => {
+            let rbac_options = crate::rbac::file::FileOptions {
+                cluster_from,
+                rollback: true,
+                service_account_namespace: namespace.clone(),
+                ..Default::default()
+            };
+            let rbac = match crate::rbac::file::derive_for_plan(&plan, &rbac_options) {
+                Ok(rbac) => rbac,
+                Err(diags) => {
+                    print_diagnostics(&diags);
+                    return 1;
+                }
+            };
+            // The drill runs in the plan's first cluster.
+            let first = loaded.plan.clusters.first().map(|c| c.name.value.clone()).unwrap_or_default();
+            let (access, others) = crate::ops::drill::manifests::DerivedAccess::in_cluster(&rbac, &first);
+            for other in others {
+                println!(
+                    "# The plan also acts in cluster {other}: apply `dr rbac` there for the drill's ServiceAccount."
+                );
+            }
+            options.derived = Some(access);
+        }
+    }
+    options.namespace = namespace;
     drill::print_manifests(&plan, loaded.plan.name(), &options).unwrap_or_else(|message| {
         eprintln!("error: {}", crate::diag::escape(&message));
         1

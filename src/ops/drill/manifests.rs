@@ -2,8 +2,11 @@
 //! `kubectl apply`: a ConfigMap with the plan, a ServiceAccount, a ClusterRoleBinding to
 //! the drill's role, and a CronJob (`concurrencyPolicy: Forbid`) that runs `dr drill`.
 //!
-//! The role's rules come from the plan (`dr rbac`); [`manifests`] takes them as they are
-//! ([`DrillManifestOptions::rules`]) and, without them, binds the role by name only.
+//! The drill's rights come from the plan (`dr rbac` with rollback: a drill rolls back),
+//! given as [`DrillManifestOptions::derived`]; without them the ServiceAccount is bound to
+//! an existing ClusterRole by name. Either way it may keep its runs in ConfigMaps and its
+//! lock in a Lease of its own namespace (`--state-store kubernetes://NS`), so a drill whose
+//! pod is killed is resumed or rolled back from the cluster, not lost with an `emptyDir`.
 
 use serde_json::{Value, json};
 
@@ -22,9 +25,8 @@ pub struct DrillManifestOptions {
     pub namespace: String,
     /// ClusterRole the drill's ServiceAccount is bound to.
     pub role: String,
-    /// The role's rules (Kubernetes `PolicyRule` objects, as `dr rbac` derives them from
-    /// the plan); when given, the ClusterRole is printed too.
-    pub rules: Option<Vec<Value>>,
+    /// The rights derived from the plan; `None`: bind [`Self::role`] by name.
+    pub derived: Option<DerivedAccess>,
     /// A PersistentVolumeClaim to keep reports and the drill history in (an `emptyDir`,
     /// lost with the pod, without one).
     pub reports_claim: Option<String>,
@@ -37,9 +39,28 @@ impl DrillManifestOptions {
             image: DEFAULT_IMAGE.into(),
             namespace: "drplan".into(),
             role: DEFAULT_ROLE.into(),
-            rules: None,
+            derived: None,
             reports_claim: None,
         }
+    }
+}
+
+/// The plan's rights as `dr rbac` prints them for the drill's cluster: its
+/// ServiceAccount, Roles and RoleBindings per namespace, ClusterRole and binding.
+#[derive(Debug, Clone)]
+pub struct DerivedAccess {
+    /// Name of the ServiceAccount the objects create and bind.
+    pub service_account: String,
+    pub objects: Vec<Value>,
+}
+
+impl DerivedAccess {
+    /// The rights in `cluster`, where the drill runs, and the other clusters the plan acts
+    /// in (which need `dr rbac` applied there too).
+    pub fn in_cluster(rbac: &crate::rbac::Rbac, cluster: &str) -> (DerivedAccess, Vec<String>) {
+        let others = rbac.clusters.keys().filter(|c| *c != cluster).cloned().collect();
+        let access = DerivedAccess { service_account: rbac.name.clone(), objects: rbac.manifests_of(cluster) };
+        (access, others)
     }
 }
 
@@ -69,33 +90,60 @@ pub fn manifests(plan_file_name: &str, plan_text: &str, plan_name: &str, options
     let name = object_name(plan_name);
     let ns = &options.namespace;
     let labels = json!({"app.kubernetes.io/name": "drplan-drill", "drplan.dev/plan": name});
-    let mut objects = vec![json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-    })];
-    if let Some(rules) = &options.rules {
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": options.role, "labels": labels},
-            "rules": rules,
-        }));
-    }
-    objects.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": format!("{name}-{ns}"), "labels": labels},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": options.role},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-    }));
+    let (mut objects, account) = match &options.derived {
+        Some(derived) => (derived.objects.clone(), derived.service_account.clone()),
+        None => (bound_by_name(&name, options, &labels), name.clone()),
+    };
+    objects.extend(state_store_access(&name, &account, ns, &labels));
     objects.push(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": format!("{name}-plan"), "namespace": ns, "labels": labels},
         "data": {plan_file_name: plan_text},
     }));
-    objects.push(cron_job(&name, plan_file_name, options, &labels));
+    objects.push(cron_job(&name, &account, plan_file_name, options, &labels));
     objects
 }
 
-fn cron_job(name: &str, plan_file_name: &str, options: &DrillManifestOptions, labels: &Value) -> Value {
+/// A ServiceAccount of its own, bound to an existing ClusterRole.
+fn bound_by_name(name: &str, options: &DrillManifestOptions, labels: &Value) -> Vec<Value> {
+    let ns = &options.namespace;
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{name}-{ns}"), "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": options.role},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        }),
+    ]
+}
+
+/// What the Kubernetes state store (`checkpoint::kube`) does in the drill's namespace:
+/// run records in ConfigMaps, the lock in a Lease.
+fn state_store_access(name: &str, account: &str, ns: &str, labels: &Value) -> Vec<Value> {
+    let role = format!("{name}-state");
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": role, "namespace": ns, "labels": labels},
+            "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list", "update"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update"]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": role, "namespace": ns, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+        }),
+    ]
+}
+
+fn cron_job(name: &str, account: &str, plan_file_name: &str, options: &DrillManifestOptions, labels: &Value) -> Value {
     let reports = match &options.reports_claim {
         Some(claim) => json!({"name": "reports", "persistentVolumeClaim": {"claimName": claim}}),
         None => json!({"name": "reports", "emptyDir": {}}),
@@ -105,8 +153,8 @@ fn cron_job(name: &str, plan_file_name: &str, options: &DrillManifestOptions, la
         format!("/plan/{plan_file_name}"),
         "--report-dir",
         "/reports",
-        "--state-dir",
-        "/state",
+        "--state-store",
+        format!("kubernetes://{}", options.namespace),
         "--output",
         "json"
     ]);
@@ -125,7 +173,7 @@ fn cron_job(name: &str, plan_file_name: &str, options: &DrillManifestOptions, la
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "serviceAccountName": name,
+                        "serviceAccountName": account,
                         "restartPolicy": "Never",
                         "containers": [{
                             "name": "drill",
@@ -134,14 +182,12 @@ fn cron_job(name: &str, plan_file_name: &str, options: &DrillManifestOptions, la
                             "volumeMounts": [
                                 {"name": "plan", "mountPath": "/plan", "readOnly": true},
                                 {"name": "reports", "mountPath": "/reports"},
-                                {"name": "state", "mountPath": "/state"},
                             ],
                             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true},
                         }],
                         "volumes": [
                             {"name": "plan", "configMap": {"name": format!("{name}-plan")}},
                             reports,
-                            {"name": "state", "emptyDir": {}},
                         ],
                     },
                 },
