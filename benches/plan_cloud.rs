@@ -38,9 +38,9 @@ fn aws_yaml(volumes: usize, file_systems: usize) -> String {
     let mut text = String::from("volumes:\n");
     for i in 0..volumes {
         let region = REGIONS[i % 2];
-        let _ = write!(
+        let _ = writeln!(
             text,
-            "  - {{volumeId: {}, availabilityZone: {region}a, size: 8, volumeType: gp3, data: \"volume {i}\"}}\n",
+            "  - {{volumeId: {}, availabilityZone: {region}a, size: 8, volumeType: gp3, data: \"volume {i}\"}}",
             volume_id(i)
         );
     }
