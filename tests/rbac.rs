@@ -532,3 +532,50 @@ async fn a_refused_watch_fails_its_step_without_retrying() {
     assert!(logs.contains(&refusal(&rbac, &workloads, "watch")), "names the missing permission\n{logs}");
     assert!(!logs.contains("retrying"), "a 403 is not retried\n{logs}");
 }
+
+/// What `dr drill manifests` prints is enough for the scheduled drill: created in the
+/// cluster, its ServiceAccount applies the plan, verifies it and rolls it back, with the
+/// run record and lock kept in the cluster (`--state-store kubernetes://drplan`), and no
+/// request of it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_drill_runs_with_the_rights_its_manifests_grant() {
+    use drplan::ops::drill::manifests::{DerivedAccess, DrillManifestOptions, manifests};
+    let example = EBS_RESTORE;
+    let rbac = derived_with(
+        example.plan,
+        FileOptions { rollback: true, service_account_namespace: "drplan".into(), ..FileOptions::default() },
+    );
+    let (access, others) = DerivedAccess::in_cluster(&rbac, CLUSTER);
+    assert!(others.is_empty(), "{others:?}");
+    let mut options = DrillManifestOptions::new("@daily");
+    options.derived = Some(access);
+    let objects = manifests("plan.yaml", "kind: DrPlan\n", example.plan, &options);
+    let cron = objects.iter().find(|o| o["kind"] == "CronJob").expect("a CronJob");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], rbac.name.as_str());
+    // Everything but the ConfigMap and the CronJob: the sim runs no CronJobs, so the
+    // drill is started here, as the pod would start it.
+    let grants: Vec<Value> =
+        objects.iter().filter(|o| !["ConfigMap", "CronJob"].contains(&o["kind"].as_str().unwrap())).cloned().collect();
+    let mut env = example_env(example, "scheduled-drill").await;
+    act_as(&mut env, &rbac, &grants).await;
+    let plan = env.plan.to_string_lossy().into_owned();
+    let drilled =
+        env.dr(&["drill", &plan, "--output", "plain"], &[("DRPLAN_STATE_STORE", "kubernetes://drplan")]).await;
+    drilled.assert_success(&format!("dr drill as {}", rbac.user()));
+    let refused: Vec<_> = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.code == 403 && !(r.resource == "secrets" && r.verb == "get"))
+        .collect();
+    assert!(refused.is_empty(), "no request was refused: {refused:?}");
+    let records = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "configmaps" && r.namespace == "drplan" && r.verb == "create")
+        .count();
+    assert!(records >= 2, "the run and its rollback are recorded in the cluster ({records} ConfigMaps created)");
+    assert!(env.run_ids().is_empty(), "nothing in the local state directory: {:?}", env.run_ids());
+}
