@@ -67,6 +67,11 @@ async fn kubectl_get_scale_delete_apply() {
     assert!(scaled.contains("scaled"), "{scaled}");
     let pods = kubectl(&kubeconfig, &["get", "pods", "-n", "db", "-o", "name"]).await;
     assert_eq!(pods.trim(), "pod/cassandra-0");
+    // The API server defaults a StatefulSet's update strategy (RollingUpdate, partition 0),
+    // which `kubectl rollout status` requires.
+    let rolled =
+        kubectl(&kubeconfig, &["rollout", "status", "statefulset/cassandra", "-n", "db", "--timeout=60s"]).await;
+    assert!(rolled.contains("roll out complete"), "{rolled}");
 
     let deleted = kubectl(&kubeconfig, &["delete", "pod", "cassandra-0", "-n", "db"]).await;
     assert!(deleted.contains("deleted"), "{deleted}");

@@ -30,11 +30,26 @@ pub fn default_on_create(rt: &ResourceType, object: &mut Value) {
             set_if_absent(object, "spec", json!({}));
             set_if_absent(&mut object["spec"], "finalizers", json!(["kubernetes"]));
         }
+        // apps/v1 defaults (pkg/apis/apps/v1/defaults.go): `kubectl rollout status` reads
+        // the update strategy.
         "StatefulSet" => {
             set_if_absent(&mut object["spec"], "replicas", json!(1));
             set_if_absent(&mut object["spec"], "podManagementPolicy", json!("OrderedReady"));
+            set_if_absent(&mut object["spec"], "updateStrategy", json!({ "type": "RollingUpdate" }));
+            if object["spec"]["updateStrategy"]["type"] == "RollingUpdate" {
+                set_if_absent(&mut object["spec"]["updateStrategy"], "rollingUpdate", json!({ "partition": 0 }));
+            }
+            set_if_absent(&mut object["spec"], "revisionHistoryLimit", json!(10));
         }
-        "Deployment" | "ReplicaSet" => set_if_absent(&mut object["spec"], "replicas", json!(1)),
+        "Deployment" => {
+            set_if_absent(&mut object["spec"], "replicas", json!(1));
+            let rolling =
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "25%", "maxSurge": "25%" } });
+            set_if_absent(&mut object["spec"], "strategy", rolling);
+            set_if_absent(&mut object["spec"], "revisionHistoryLimit", json!(10));
+            set_if_absent(&mut object["spec"], "progressDeadlineSeconds", json!(600));
+        }
+        "ReplicaSet" => set_if_absent(&mut object["spec"], "replicas", json!(1)),
         "StorageClass" => {
             set_if_absent(object, "reclaimPolicy", json!("Delete"));
             set_if_absent(object, "volumeBindingMode", json!("Immediate"));
