@@ -195,12 +195,27 @@ struct Figures {
     journal_bytes: u64,
     transitions: usize,
     journal_lines: usize,
+    /// Requests by verb and resource, most first.
+    breakdown: Vec<(String, usize)>,
 }
 
 /// Checkpoint saves the run made: a start and an end per attempt, one per captured value,
 /// and the final status (a capture re-made by a retry is counted once: a lower bound).
 fn transitions(record: &drplan::checkpoint::RunRecord) -> usize {
     record.steps.values().map(|s| 2 * s.attempts.max(1) as usize + s.captured.len()).sum::<usize>() + 1
+}
+
+/// Requests by `verb resource[/subresource]`, most first.
+fn breakdown(served: &[drplan::sim::RequestRecord]) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for r in served {
+        let resource =
+            if r.subresource.is_empty() { r.resource.clone() } else { format!("{}/{}", r.resource, r.subresource) };
+        *counts.entry(format!("{} {resource}", r.verb)).or_default() += 1;
+    }
+    let mut sorted: Vec<(String, usize)> = counts.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sorted
 }
 
 fn run_size(
@@ -257,6 +272,7 @@ fn run_size(
         journal_bytes: dir_bytes(store.run_path(&run_id).unwrap().parent().unwrap()),
         transitions: transitions(&record),
         journal_lines: journal_lines(&state),
+        breakdown: breakdown(&served),
     };
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
@@ -300,6 +316,8 @@ fn main() {
             f.writes,
             f.watches
         );
+        let listed: Vec<String> = f.breakdown.iter().map(|(what, n)| format!("{what} {n}")).collect();
+        println!("    by verb and resource: {}", listed.join(", "));
         println!(
             "  checkpoint: >= {} transitions, one fsynced journal append each; run directory {} KiB at the end ({} journal lines since the last compaction)",
             f.transitions,
