@@ -6,6 +6,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::ApiResource;
 use serde_json::{Value, json};
 
+use super::workloads::SafetyReads;
 use super::{Kube, RUN_LABEL, classify, clean_manifest, create_or_exists, expand_name, is_not_found, label_value};
 use crate::exec::StepError;
 use crate::steps::{
@@ -108,13 +109,20 @@ pub async fn set_reclaim_policy(k: &Kube<'_>, claim: &str, policy: ReclaimPolicy
     Ok(())
 }
 
-/// Whether a ready VolumeSnapshot of `claim`, created by this run, exists.
-async fn ready_snapshot_of_this_run(k: &Kube<'_>, claim: &str) -> Result<bool, StepError> {
-    let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
-    let selector = format!("{RUN_LABEL}={}", label_value(&k.ctx.run_id));
-    let list =
-        api.list(&ListParams::default().labels(&selector)).await.map_err(|e| classify("listing VolumeSnapshots", e))?;
-    Ok(list.items.iter().any(|s| {
+/// Whether a ready VolumeSnapshot of `claim`, created by this run, exists (the run's
+/// snapshots are listed once per safety check).
+async fn ready_snapshot_of_this_run(k: &Kube<'_>, reads: &mut SafetyReads, claim: &str) -> Result<bool, StepError> {
+    if reads.snapshots.is_none() {
+        let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
+        let selector = format!("{RUN_LABEL}={}", label_value(&k.ctx.run_id));
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| classify("listing VolumeSnapshots", e))?;
+        reads.snapshots = Some(list.items);
+    }
+    let snapshots = reads.snapshots.as_deref().unwrap_or_default();
+    Ok(snapshots.iter().any(|s| {
         s.data.pointer("/spec/source/persistentVolumeClaimName").and_then(Value::as_str) == Some(claim)
             && s.data.pointer("/status/readyToUse") == Some(&json!(true))
     }))
@@ -168,7 +176,7 @@ async fn check_deletion_is_safe(
     pvc: &PersistentVolumeClaim,
     accept_data_loss: bool,
 ) -> Result<(), StepError> {
-    match deletion_problem(k, claim, pvc, accept_data_loss).await? {
+    match deletion_problem(k, &mut SafetyReads::default(), claim, pvc, accept_data_loss).await? {
         Some(problem) => Err(StepError::unsafe_(format!("refusing to delete PVC {}/{claim}: {problem}", k.ns))),
         None => Ok(()),
     }
@@ -177,21 +185,22 @@ async fn check_deletion_is_safe(
 /// Why deleting `claim` now would lose something, if it would.
 async fn deletion_problem(
     k: &Kube<'_>,
+    reads: &mut SafetyReads,
     claim: &str,
     pvc: &PersistentVolumeClaim,
     accept_data_loss: bool,
 ) -> Result<Option<String>, StepError> {
-    if let Some(problem) = super::workloads::scaled_back_up_by_another(k, claim).await? {
+    if let Some(problem) = super::workloads::scaled_back_up_by_another(k, reads, claim).await? {
         return Ok(Some(problem));
     }
-    let users = super::workloads::pods_using_claim(k, claim).await?;
+    let users = super::workloads::pods_using_claim(k, reads, claim).await?;
     if !users.is_empty() {
         return Ok(Some(format!("pods still use it: {} (scale their workloads to 0 first)", users.join(", "))));
     }
     if accept_data_loss {
         return Ok(None);
     }
-    if !ready_snapshot_of_this_run(k, claim).await? {
+    if !ready_snapshot_of_this_run(k, reads, claim).await? {
         return Ok(Some("no ready VolumeSnapshot of it was taken in this run".into()));
     }
     let Some(pv_name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
@@ -214,11 +223,12 @@ async fn deletion_problem(
 pub async fn check_claims_safe(k: &Kube<'_>, claims: &[String], accept_data_loss: bool) -> Result<(), StepError> {
     let api: Api<PersistentVolumeClaim> = k.api();
     let mut problems = Vec::new();
+    let mut reads = SafetyReads::default();
     for claim in claims {
         let pvc = api.get_opt(claim).await.map_err(|e| classify(&format!("reading PVC {claim}"), e))?;
         let problem = match pvc {
             None => Some("it does not exist".to_string()),
-            Some(pvc) => deletion_problem(k, claim, &pvc, accept_data_loss).await?,
+            Some(pvc) => deletion_problem(k, &mut reads, claim, &pvc, accept_data_loss).await?,
         };
         if let Some(problem) = problem {
             problems.push(format!("PVC {}/{claim}: {problem}", k.ns));

@@ -1,10 +1,10 @@
 //! Workload steps: scale and scale back, repoint a pod volume, restart a pod, and the
 //! waits on pods.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 
@@ -275,19 +275,71 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
         .map_err(|e| super::shared_wait_failed(&format!("waiting for pod {name} to come back"), &e))
 }
 
+/// What one deletion safety check reads, each at most once however many claims it
+/// checks: the barrier before an entry's deletions reads the namespace's pods and each
+/// stopped workload once for all of the entry's claims (per claim it was quadratic in a
+/// fleet). A new check reads afresh: nothing is kept between checks.
+#[derive(Default)]
+pub(super) struct SafetyReads {
+    pods: Option<Vec<Pod>>,
+    /// Each workload as read (`None`: it does not exist).
+    workloads: HashMap<WorkloadRef, Option<WorkloadVolumes>>,
+    scales: HashMap<WorkloadRef, i32>,
+    /// The VolumeSnapshots this run created in the namespace.
+    pub(super) snapshots: Option<Vec<kube::api::DynamicObject>>,
+}
+
+impl SafetyReads {
+    async fn pods(&mut self, k: &Kube<'_>) -> Result<&[Pod], StepError> {
+        if self.pods.is_none() {
+            let pods = k.api::<Pod>().list(&ListParams::default()).await.map_err(|e| classify("listing pods", e))?;
+            self.pods = Some(pods.items);
+        }
+        Ok(self.pods.as_deref().unwrap_or_default())
+    }
+
+    async fn workload(&mut self, k: &Kube<'_>, w: &WorkloadRef) -> Result<Option<&WorkloadVolumes>, StepError> {
+        if !self.workloads.contains_key(w) {
+            let read = read_workload(k, w).await?;
+            self.workloads.insert(w.clone(), read);
+        }
+        Ok(self.workloads.get(w).and_then(Option::as_ref))
+    }
+
+    async fn scale(&mut self, k: &Kube<'_>, w: &WorkloadRef) -> Result<i32, StepError> {
+        if let Some(replicas) = self.scales.get(w) {
+            return Ok(*replicas);
+        }
+        let replicas = get_scale(k, w).await?;
+        self.scales.insert(w.clone(), replicas);
+        Ok(replicas)
+    }
+}
+
+/// What of a workload says which claims its pods mount.
+pub(super) struct WorkloadVolumes {
+    pod_spec: Option<PodSpec>,
+    /// Names of a StatefulSet's claim templates.
+    claim_templates: Vec<String>,
+}
+
 /// Pods (not finished) that mount `claim`, for the deletion interlock.
-pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, StepError> {
-    let pods = k.api::<Pod>().list(&ListParams::default()).await.map_err(|e| classify("listing pods", e))?;
-    let users = pods
-        .items
-        .into_iter()
+pub(super) async fn pods_using_claim(
+    k: &Kube<'_>,
+    reads: &mut SafetyReads,
+    claim: &str,
+) -> Result<Vec<String>, StepError> {
+    let users = reads
+        .pods(k)
+        .await?
+        .iter()
         .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
         .filter(|p| {
             p.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|volumes| {
                 volumes.iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
             })
         })
-        .filter_map(|p| p.metadata.name)
+        .filter_map(|p| p.metadata.name.clone())
         .collect();
     Ok(users)
 }
@@ -297,7 +349,11 @@ pub async fn pods_using_claim(k: &Kube<'_>, claim: &str) -> Result<Vec<String>, 
 /// (Argo CD self-heal, Flux, an operator) is reconciling it, and its pods are coming back
 /// on the claim. Checked on the workload, not its pods: on a real cluster the pods of a
 /// scale-up appear a moment after it.
-pub(super) async fn scaled_back_up_by_another(k: &Kube<'_>, claim: &str) -> Result<Option<String>, StepError> {
+pub(super) async fn scaled_back_up_by_another(
+    k: &Kube<'_>,
+    reads: &mut SafetyReads,
+    claim: &str,
+) -> Result<Option<String>, StepError> {
     let graph = &k.ctx.graph;
     let ancestors = k.ctx.ancestors();
     let same_place = |s: &crate::graph::Step| s.cluster == k.step.cluster && s.namespace == k.step.namespace;
@@ -314,10 +370,10 @@ pub(super) async fn scaled_back_up_by_another(k: &Kube<'_>, claim: &str) -> Resu
         if p.replicas != 0 || !same_place(step) || restarted.contains(&p.workload) {
             continue;
         }
-        if !uses_claim(k, &p.workload, claim).await? {
+        if !uses_claim(k, reads, &p.workload, claim).await? {
             continue;
         }
-        let replicas = get_scale(k, &p.workload).await?;
+        let replicas = reads.scale(k, &p.workload).await?;
         if replicas > 0 {
             return Ok(Some(format!(
                 "{} was scaled back up to {replicas} while this run has it stopped: another controller \
@@ -329,37 +385,42 @@ pub(super) async fn scaled_back_up_by_another(k: &Kube<'_>, claim: &str) -> Resu
     Ok(None)
 }
 
-/// Whether the workload's pods mount the claim: a pod volume naming it, or a StatefulSet
-/// claim template it was made from (`TEMPLATE-NAME-ORDINAL`).
-async fn uses_claim(k: &Kube<'_>, w: &WorkloadRef, claim: &str) -> Result<bool, StepError> {
+/// The workload's pod spec and claim template names; `None` when it does not exist.
+async fn read_workload(k: &Kube<'_>, w: &WorkloadRef) -> Result<Option<WorkloadVolumes>, StepError> {
     let context = format!("reading {w}");
-    let (template, claim_templates) = match w.kind {
+    Ok(match w.kind {
         WorkloadKind::StatefulSet => {
             let Some(sts) = k.api::<StatefulSet>().get_opt(&w.name).await.map_err(|e| classify(&context, e))? else {
-                return Ok(false);
+                return Ok(None);
             };
             let spec = sts.spec.unwrap_or_default();
             let names: Vec<String> =
                 spec.volume_claim_templates.unwrap_or_default().into_iter().filter_map(|t| t.metadata.name).collect();
-            (spec.template, names)
+            Some(WorkloadVolumes { pod_spec: spec.template.spec, claim_templates: names })
         }
         WorkloadKind::Deployment => {
             let Some(deploy) = k.api::<Deployment>().get_opt(&w.name).await.map_err(|e| classify(&context, e))? else {
-                return Ok(false);
+                return Ok(None);
             };
-            (deploy.spec.unwrap_or_default().template, Vec::new())
+            Some(WorkloadVolumes {
+                pod_spec: deploy.spec.unwrap_or_default().template.spec,
+                claim_templates: Vec::new(),
+            })
         }
-    };
+    })
+}
+
+/// Whether the workload's pods mount the claim: a pod volume naming it, or a StatefulSet
+/// claim template it was made from (`TEMPLATE-NAME-ORDINAL`).
+async fn uses_claim(k: &Kube<'_>, reads: &mut SafetyReads, w: &WorkloadRef, claim: &str) -> Result<bool, StepError> {
+    let Some(WorkloadVolumes { pod_spec, claim_templates }) = reads.workload(k, w).await? else { return Ok(false) };
     let from_template = claim_templates.iter().any(|t| {
         claim
             .strip_prefix(&format!("{t}-{}-", w.name))
             .is_some_and(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
     });
-    let in_pod = template
-        .spec
-        .and_then(|s| s.volumes)
-        .unwrap_or_default()
-        .iter()
-        .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim));
+    let in_pod = pod_spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|volumes| {
+        volumes.iter().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim))
+    });
     Ok(from_template || in_pod)
 }
