@@ -579,3 +579,41 @@ async fn a_scheduled_drill_runs_with_the_rights_its_manifests_grant() {
     assert!(records >= 2, "the run and its rollback are recorded in the cluster ({records} ConfigMaps created)");
     assert!(env.run_ids().is_empty(), "nothing in the local state directory: {:?}", env.run_ids());
 }
+
+/// The Argo CD example pauses self-heal through the Application: its derived rights
+/// suffice, and without the rule on `applications` the pause is refused before anything
+/// is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argocd_postgres_restore_runs_with_its_derived_rights_and_needs_the_application_rule() {
+    let example = Example { plan: "argocd-postgres-restore", config: fast_config, seed: false };
+    let rbac = derived(example.plan, false);
+    let cluster = rbac.clusters.keys().next().expect("one cluster").clone();
+    let objects = rbac.manifests_of(&cluster);
+    let (env, result) = apply_with(example, "argocd-ok", &rbac, &objects).await;
+    result.assert_success(&format!("dr apply {} as {}", example.plan, rbac.user()));
+    let refused: Vec<_> = env.sim.requests().into_iter().filter(|r| r.code == 403).collect();
+    assert!(refused.is_empty(), "no request was refused: {refused:?}");
+
+    let without: Vec<Value> = objects
+        .iter()
+        .cloned()
+        .map(|mut o| {
+            if let Some(rules) = o["rules"].as_array_mut() {
+                rules.retain(|r| !r["resources"].as_array().unwrap().iter().any(|x| x == "applications"));
+            }
+            o
+        })
+        .collect();
+    assert_ne!(without, objects, "the derived roles grant something on applications");
+    let (env, result) = apply_with(example, "argocd-no-applications", &rbac, &without).await;
+    let logs = env.dump_logs(&result);
+    assert_eq!(result.code, Some(1), "{logs}");
+    assert!(logs.contains("applications.argoproj.io") && logs.contains("is forbidden"), "{logs}");
+    let scaled: Vec<_> = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "statefulsets" && r.subresource == "scale" && r.verb == "patch")
+        .collect();
+    assert!(scaled.is_empty(), "nothing was stopped: {scaled:?}");
+}
