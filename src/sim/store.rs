@@ -104,6 +104,17 @@ impl Store {
         self.entries(resource, namespace).map(|e| e.object.clone()).collect()
     }
 
+    /// Objects of a resource in `namespace` whose names start with `prefix`: a range of
+    /// the ordered store, not a scan of the namespace.
+    pub fn list_prefixed(&self, resource: &ResourceKey, namespace: &str, prefix: &str) -> Vec<Arc<Value>> {
+        let Some(bucket) = self.buckets.get(resource) else { return Vec::new() };
+        bucket
+            .range((namespace.to_string(), prefix.to_string())..)
+            .take_while(|((ns, name), _)| ns == namespace && name.starts_with(prefix))
+            .map(|(_, e)| e.object.clone())
+            .collect()
+    }
+
     /// The JSON encodings of the objects `keep` accepts, in list order.
     pub fn list_encoded(
         &self,
@@ -236,5 +247,21 @@ mod tests {
         assert_eq!(replay.len(), 1);
         store.remove(&key, "x", "a", "t");
         assert_eq!(store.mutations().last().unwrap().event_type, EventType::Deleted);
+    }
+
+    #[test]
+    fn a_prefixed_list_is_the_names_that_start_with_it_in_that_namespace() {
+        let key = ResourceKey::new("", "pods");
+        let mut store = Store::new(10);
+        for (ns, name) in [("x", "db-0"), ("x", "db-1-0"), ("x", "db-10"), ("x", "dc-0"), ("y", "db-2"), ("x", "d")] {
+            store.put(&key, json!({"metadata": {"name": name, "namespace": ns}}), "t");
+        }
+        let names = |prefix: &str| -> Vec<String> {
+            let listed = store.list_prefixed(&key, "x", prefix);
+            listed.iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(names("db-"), ["db-0", "db-1-0", "db-10"]);
+        assert_eq!(names("db-1"), ["db-1-0", "db-10"]);
+        assert!(names("zz-").is_empty());
     }
 }

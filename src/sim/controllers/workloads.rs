@@ -59,16 +59,32 @@ fn replicas_of(workload: &Value) -> usize {
     workload["spec"]["replicas"].as_u64().unwrap_or(1) as usize
 }
 
+/// The StatefulSet's pods by ordinal. Membership is by name as the real controller has it
+/// (`isMemberOf`: the pod's name is `SET-ORDINAL`), and by owner: a range of the store by
+/// name prefix, where scanning the namespace's pods for each StatefulSet was quadratic in
+/// a fleet (every write request runs a controller pass).
+fn statefulset_pods(state: &State, sts: &Value) -> BTreeMap<usize, Arc<Value>> {
+    let (name, uid) = (name_of(sts), uid_of(sts));
+    let prefix = format!("{name}-");
+    let owned =
+        |p: &Value| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|o| o["uid"] == uid));
+    state
+        .store
+        .list_prefixed(&keys::pods(), namespace_of(sts), &prefix)
+        .into_iter()
+        .filter(|p| owned(p))
+        .filter_map(|pod| {
+            let ordinal = name_of(&pod).strip_prefix(&prefix)?;
+            let ordinal = ordinal.bytes().all(|b| b.is_ascii_digit()).then(|| ordinal.parse().ok()).flatten()?;
+            Some((ordinal, pod))
+        })
+        .collect()
+}
+
 fn sync_statefulset(state: &mut State, sts: &Value) -> bool {
-    let name = name_of(sts);
     let replicas = replicas_of(sts);
     let parallel = sts["spec"]["podManagementPolicy"] == "Parallel";
-    let mut by_ordinal: BTreeMap<usize, Arc<Value>> = BTreeMap::new();
-    for pod in owned_pods(state, sts) {
-        if let Some(ordinal) = name_of(&pod).strip_prefix(&format!("{name}-")).and_then(|o| o.parse().ok()) {
-            by_ordinal.insert(ordinal, pod);
-        }
-    }
+    let by_ordinal = statefulset_pods(state, sts);
     let mut changed = false;
     for ordinal in 0..replicas {
         match by_ordinal.get(&ordinal) {
@@ -180,6 +196,8 @@ fn strip_nulls(value: &mut Value) {
 fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value) -> bool {
     let pods: Vec<Arc<Value>> = if key == &keys::deployments() {
         owned_by_uid(state, &keys::replicasets(), workload).iter().flat_map(|rs| owned_pods(state, rs)).collect()
+    } else if key == &keys::statefulsets() {
+        statefulset_pods(state, workload).into_values().collect()
     } else {
         owned_pods(state, workload)
     };
