@@ -365,6 +365,10 @@ fn sync_pv_phase(state: &mut State, pv: &Value) -> bool {
 }
 
 fn set_pv_phase(state: &mut State, pv: &Value, phase: &str) -> bool {
+    // Every controller pass visits every PV: compare before copying one.
+    if pv["status"]["phase"] == phase {
+        return false;
+    }
     let mut updated = pv.clone();
     updated["status"]["phase"] = json!(phase);
     state.save_if_changed(&keys::pvs(), pv, updated)

@@ -223,6 +223,10 @@ fn write_workload_status(state: &mut State, key: &ResourceKey, workload: &Value)
             }]),
         );
     }
+    // Every controller pass visits every workload: compare before copying one.
+    if workload["status"].as_object() == Some(&status) {
+        return false;
+    }
     let mut updated = workload.clone();
     updated["status"] = Value::Object(status);
     state.save_if_changed(key, workload, updated)
