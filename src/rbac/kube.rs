@@ -268,7 +268,9 @@ impl Calls<'_, '_> {
         if accept_data_loss {
             return;
         }
-        self.here(SNAPSHOTS, "volumesnapshots", &["list"], None);
+        // The snapshot a step before took is read by name (a run-specific name, so without
+        // `resourceNames`); without such a step, the run's snapshots are listed.
+        self.here(SNAPSHOTS, "volumesnapshots", &["get", "list"], None);
         let pv = self.volume_of(claim);
         self.cluster_wide(CORE, "persistentvolumes", &["get"], pv.as_deref());
     }

@@ -112,6 +112,14 @@ pub async fn set_reclaim_policy(k: &Kube<'_>, claim: &str, policy: ReclaimPolicy
 /// Whether a ready VolumeSnapshot of `claim`, created by this run, exists (the run's
 /// snapshots are listed once per safety check).
 async fn ready_snapshot_of_this_run(k: &Kube<'_>, reads: &mut SafetyReads, claim: &str) -> Result<bool, StepError> {
+    // The snapshot step before this one names the snapshot: one read, where listing every
+    // snapshot of the run for each claim grew with the fleet.
+    if let Some(step) = snapshot_step(k, claim) {
+        let name = expand_name(&step.snapshot_name, claim, &k.run_token());
+        let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
+        let found = api.get_opt(&name).await.map_err(|e| classify(&format!("reading VolumeSnapshot {name}"), e))?;
+        return Ok(found.is_some_and(|s| k.created_by_this_run(&s.metadata) && is_ready_snapshot_of(&s.data, claim)));
+    }
     if reads.snapshots.is_none() {
         let api = k.dynamic(&snapshot_resource(), Some(&k.ns));
         let selector = format!("{RUN_LABEL}={}", label_value(&k.ctx.run_id));
@@ -122,10 +130,12 @@ async fn ready_snapshot_of_this_run(k: &Kube<'_>, reads: &mut SafetyReads, claim
         reads.snapshots = Some(list.items);
     }
     let snapshots = reads.snapshots.as_deref().unwrap_or_default();
-    Ok(snapshots.iter().any(|s| {
-        s.data.pointer("/spec/source/persistentVolumeClaimName").and_then(Value::as_str) == Some(claim)
-            && s.data.pointer("/status/readyToUse") == Some(&json!(true))
-    }))
+    Ok(snapshots.iter().any(|s| is_ready_snapshot_of(&s.data, claim)))
+}
+
+fn is_ready_snapshot_of(snapshot: &Value, claim: &str) -> bool {
+    snapshot.pointer("/spec/source/persistentVolumeClaimName").and_then(Value::as_str) == Some(claim)
+        && snapshot.pointer("/status/readyToUse") == Some(&json!(true))
 }
 
 /// Deletes a claim after re-checking, against live state, that doing so loses nothing:
