@@ -181,6 +181,40 @@ async fn handle(world: Arc<AwsWorld>, req: Request<Incoming>) -> Result<Answer, 
     Ok(response)
 }
 
+/// One call as the sim serves it, whatever the protocol: the fault rules decide on
+/// `(operation, service)`; latency before; `call` runs unless a fault answers for it
+/// (`error_answer` renders that fault in the protocol's shape); the request is audited;
+/// a response latency holds the answer back after the change was made.
+async fn served(
+    world: &AwsWorld,
+    service: &str,
+    region: &str,
+    operation: &str,
+    error_answer: fn(&AwsError) -> Answer,
+    call: impl FnOnce(&mut AwsState) -> Answer,
+) -> Answer {
+    let faults = decide_faults(&mut world.lock(), operation, service);
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    let response = match &faults.error {
+        Some(error) => error_answer(error),
+        None => call(&mut world.lock()),
+    };
+    let at = world.clock.now();
+    world.lock().requests.push(AwsRequest {
+        at,
+        service: service.into(),
+        region: region.to_string(),
+        operation: operation.to_string(),
+        status: response.status().as_u16(),
+    });
+    if !faults.response_latency.is_zero() {
+        tokio::time::sleep(faults.response_latency).await;
+    }
+    response
+}
+
 async fn serve_efs(
     world: &AwsWorld,
     region: &str,
@@ -192,34 +226,16 @@ async fn serve_efs(
     let Some(operation) = efs::operation(method, path) else {
         return json_error(&AwsError::new(404, "UnknownOperationException", format!("{method} {path}")));
     };
-    let faults = decide_faults(&mut world.lock(), operation.name(), "elasticfilesystem");
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
-    }
-    let result = match faults.error {
-        Some(error) => Err(error),
-        None => {
-            let mut state = world.lock();
-            efs::execute(&mut state, world.clock.now(), region, &operation, query, body)
+    served(world, "elasticfilesystem", region, operation.name(), json_error, |state| {
+        match efs::execute(state, world.clock.now(), region, &operation, query, body) {
+            Ok((status, Some(value))) => {
+                answer(status, "application/json", serde_json::to_vec(&value).unwrap_or_default())
+            }
+            Ok((status, None)) => answer(status, "application/json", Vec::new()),
+            Err(error) => json_error(&error),
         }
-    };
-    let response = match result {
-        Ok((status, Some(value))) => answer(status, "application/json", serde_json::to_vec(&value).unwrap_or_default()),
-        Ok((status, None)) => answer(status, "application/json", Vec::new()),
-        Err(error) => json_error(&error),
-    };
-    let at = world.clock.now();
-    world.lock().requests.push(AwsRequest {
-        at,
-        service: "elasticfilesystem".into(),
-        region: region.to_string(),
-        operation: operation.name().to_string(),
-        status: response.status().as_u16(),
-    });
-    if !faults.response_latency.is_zero() {
-        tokio::time::sleep(faults.response_latency).await;
-    }
-    response
+    })
+    .await
 }
 
 /// An EC2 error: XML in EC2's `<Response><Errors>` shape.
@@ -231,34 +247,14 @@ fn ec2_error(error: &AwsError) -> Answer {
 async fn serve_ec2(world: &AwsWorld, region: &str, body: &[u8]) -> Answer {
     let params = url_form(&String::from_utf8_lossy(body));
     let operation = params.get("Action").cloned().unwrap_or_default();
-    let faults = decide_faults(&mut world.lock(), &operation, "ec2");
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
-    }
-    let result = match faults.error {
-        Some(error) => Err(error),
-        None => {
-            let mut state = world.lock();
-            let account = state.settings.account.clone();
-            ec2::execute(&mut state.ebs, &account, world.clock.now(), region, &params)
+    served(world, "ec2", region, &operation, ec2_error, |state| {
+        let account = state.settings.account.clone();
+        match ec2::execute(&mut state.ebs, &account, world.clock.now(), region, &params) {
+            Ok(xml) => answer(200, "text/xml;charset=UTF-8", xml.into_bytes()),
+            Err(error) => ec2_error(&error),
         }
-    };
-    let response = match result {
-        Ok(xml) => answer(200, "text/xml;charset=UTF-8", xml.into_bytes()),
-        Err(error) => ec2_error(&error),
-    };
-    let at = world.clock.now();
-    world.lock().requests.push(AwsRequest {
-        at,
-        service: "ec2".into(),
-        region: region.to_string(),
-        operation,
-        status: response.status().as_u16(),
-    });
-    if !faults.response_latency.is_zero() {
-        tokio::time::sleep(faults.response_latency).await;
-    }
-    response
+    })
+    .await
 }
 
 #[cfg(test)]
