@@ -167,8 +167,14 @@ async fn applies_with_derived_rights(example: Example) -> Env {
     let rbac = derived(example.plan, false);
     let (env, result) = apply_with(example, &format!("{}-ok", example.plan), &rbac, &rbac.manifests_of(CLUSTER)).await;
     result.assert_success(&format!("dr apply {} as {}", example.plan, rbac.user()));
-    // Secrets are never granted: an exec step reads those its pod mounts only to redact
-    // their values from its output, and does without them (patterns still apply).
+    assert_nothing_refused(&env);
+    env
+}
+
+/// The sim refused none of the ServiceAccount's requests. Secrets are never granted: an
+/// exec step reads those its pod mounts only to redact their values from its output, and
+/// does without them (patterns still apply).
+fn assert_nothing_refused(env: &Env) {
     let refused: Vec<_> = env
         .sim
         .requests()
@@ -176,7 +182,6 @@ async fn applies_with_derived_rights(example: Example) -> Env {
         .filter(|r| r.code == 403 && !(r.resource == "secrets" && r.verb == "get"))
         .collect();
     assert!(refused.is_empty(), "no request was refused: {refused:?}");
-    env
 }
 
 /// Without `rule` (or only some verbs of it) the apply fails with the 403 that names it.
@@ -402,13 +407,7 @@ async fn rolls_back_with_derived_rights(example: Example) {
         let logs = env.dump_logs(&rolled_back);
         if rolls_back {
             rolled_back.assert_success(&format!("dr rollback as {}", rbac.user()));
-            let refused: Vec<_> = env
-                .sim
-                .requests()
-                .into_iter()
-                .filter(|r| r.code == 403 && !(r.resource == "secrets" && r.verb == "get"))
-                .collect();
-            assert!(refused.is_empty(), "no request was refused: {refused:?}");
+            assert_nothing_refused(&env);
         } else {
             assert_eq!(rolled_back.code, Some(1), "apply-only rights do not roll back\n{logs}");
             assert!(logs.contains("is forbidden: User"), "{logs}");
@@ -563,13 +562,7 @@ async fn a_scheduled_drill_runs_with_the_rights_its_manifests_grant() {
     let drilled =
         env.dr(&["drill", &plan, "--output", "plain"], &[("DRPLAN_STATE_STORE", "kubernetes://drplan")]).await;
     drilled.assert_success(&format!("dr drill as {}", rbac.user()));
-    let refused: Vec<_> = env
-        .sim
-        .requests()
-        .into_iter()
-        .filter(|r| r.code == 403 && !(r.resource == "secrets" && r.verb == "get"))
-        .collect();
-    assert!(refused.is_empty(), "no request was refused: {refused:?}");
+    assert_nothing_refused(&env);
     let records = env
         .sim
         .requests()
