@@ -48,16 +48,11 @@ pub fn seconds_between(start: Timestamp, end: Timestamp) -> f64 {
     (end.as_millisecond() - start.as_millisecond()) as f64 / 1000.0
 }
 
-/// How old a recovery point was at the disruption, to the precision of its timestamp:
-/// Kubernetes writes `creationTime` in whole seconds, so a snapshot taken in the same
-/// second as the disruption (after it, in the plan's order) is not counted as older.
-/// Zero when the point was captured after the disruption.
+/// How old a recovery point was at the disruption; zero when it was captured after.
+/// A timestamp in whole seconds (`creationTime`, `LastReplicatedTimestamp`) makes this an
+/// upper bound, the safe side for the writes a restore may have lost. Points the run took
+/// itself are dated by the run's clock first ([`super::verify::RecoveryPoint`]).
 pub fn recovery_point_age(captured: Timestamp, disrupted_at: Timestamp) -> f64 {
-    let disrupted_at = if captured.subsec_nanosecond() == 0 {
-        Timestamp::from_second(disrupted_at.as_second()).unwrap_or(disrupted_at)
-    } else {
-        disrupted_at
-    };
     seconds_between(captured, disrupted_at).max(0.0)
 }
 
@@ -135,14 +130,13 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_second_recovery_point_in_the_second_of_the_disruption_is_not_older() {
-        assert_eq!(recovery_point_age(at("2026-12-03T08:00:05Z"), at("2026-12-03T08:00:05.358Z")), 0.0);
+    fn a_recovery_point_captured_after_the_disruption_has_no_age() {
         assert_eq!(recovery_point_age(at("2026-12-03T08:00:07Z"), at("2026-12-03T08:00:05.358Z")), 0.0);
     }
 
     #[test]
-    fn an_older_recovery_point_counts_whole_seconds_or_its_own_precision() {
-        assert_eq!(recovery_point_age(at("2026-12-03T08:00:03Z"), at("2026-12-03T08:00:05.358Z")), 2.0);
+    fn an_older_recovery_point_is_as_old_as_its_timestamp_says() {
+        assert_eq!(recovery_point_age(at("2026-12-03T08:00:03Z"), at("2026-12-03T08:00:05.358Z")), 2.358);
         assert_eq!(recovery_point_age(at("2026-12-03T08:00:03.250Z"), at("2026-12-03T08:00:05.358Z")), 2.108);
     }
 }
