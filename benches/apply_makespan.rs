@@ -63,6 +63,7 @@ async fn run(parallelism: usize, max_waits: usize) -> (Duration, BTreeMap<String
         accept_data_loss: false,
         default_timeout: Duration::from_secs(120),
         watches: Default::default(),
+        fresh_lists: Default::default(),
     });
     let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);

@@ -78,6 +78,7 @@ pub async fn rollback(
         applied,
         ready_timeout: run_options.step_timeout,
         watches: Default::default(),
+        fresh_lists: Default::default(),
     };
     // Cloud compensations (delete the snapshots and volumes the run made) go to AWS.
     let runner = Arc::new(crate::cloud::runner::UndoPlanRunner { kube, cloud });

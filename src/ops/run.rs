@@ -144,6 +144,7 @@ pub(crate) async fn execute(
         accept_data_loss: record.plan["acceptDataLoss"].as_bool().unwrap_or(false),
         default_timeout: options.step_timeout,
         watches: Default::default(),
+        fresh_lists: Default::default(),
     };
     let runner = Arc::new(crate::cloud::runner::PlanRunner { kube, cloud: targets.cloud.clone() });
     execute_with(graph, record, runner, options, ui).await

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod commit;
 pub(crate) mod exec;
+pub mod fresh;
 mod objects;
 pub(crate) mod outcome;
 mod reconcilers;
@@ -24,6 +25,7 @@ use serde_json::Value;
 use crate::exec::{ErrorKind, StepContext, StepError, StepRunner};
 use crate::graph::Step;
 use crate::steps::Action;
+use fresh::FreshLists;
 use watches::{SharedWatches, Watched};
 
 pub use exec::output_lines as exec_output_lines;
@@ -40,6 +42,8 @@ pub struct KubeRunner {
     pub default_timeout: Duration,
     /// One watch per cluster, kind and namespace, shared by the run's waits.
     pub watches: SharedWatches,
+    /// Fresh lists shared by concurrent safety checks (one in flight per kind and namespace).
+    pub fresh_lists: FreshLists,
 }
 
 impl KubeRunner {
@@ -62,7 +66,8 @@ impl StepRunner for KubeRunner {
             return Err(StepError::failed(format!("intent `{}` was not expanded", step.id)));
         };
         let client = self.client(step)?;
-        let k = Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches };
+        let k =
+            Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches, fresh: &self.fresh_lists };
         match action {
             Action::Scale(p) => workloads::scale(&k, &p.workload, p.replicas).await,
             Action::ScaleBack(p) => workloads::scale_back(&k, &p.workload).await,
@@ -143,6 +148,7 @@ pub(crate) struct Kube<'a> {
     pub ctx: &'a StepContext,
     pub step: &'a Step,
     pub watches: &'a SharedWatches,
+    pub fresh: &'a FreshLists,
 }
 
 impl Kube<'_> {

@@ -109,6 +109,8 @@ pub struct UndoRunner {
     pub ready_timeout: std::time::Duration,
     /// One watch per cluster, kind and namespace, shared by the rollback's waits.
     pub watches: super::watches::SharedWatches,
+    /// Fresh lists shared by concurrent safety checks.
+    pub fresh_lists: super::fresh::FreshLists,
 }
 
 impl UndoRunner {
@@ -140,7 +142,8 @@ impl StepRunner for UndoRunner {
             .cloned()
             .ok_or_else(|| StepError::failed(format!("no connection to cluster `{}`", step.cluster)))?;
         let owner = label_value(&self.original.run_id);
-        let k = Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches };
+        let k =
+            Kube { client, ns: step.namespace.clone(), ctx, step, watches: &self.watches, fresh: &self.fresh_lists };
         let id = original_id.as_str();
         match action {
             // A rollback is done when what it brought back serves again, not when the

@@ -281,7 +281,7 @@ pub async fn restart_pod(k: &Kube<'_>, name: &str) -> Result<(), StepError> {
 /// fleet). A new check reads afresh: nothing is kept between checks.
 #[derive(Default)]
 pub(super) struct SafetyReads {
-    pods: Option<Vec<Pod>>,
+    pods: Option<std::sync::Arc<Vec<Pod>>>,
     /// Each workload as read (`None`: it does not exist).
     workloads: HashMap<WorkloadRef, Option<WorkloadVolumes>>,
     scales: HashMap<WorkloadRef, i32>,
@@ -292,10 +292,11 @@ pub(super) struct SafetyReads {
 impl SafetyReads {
     async fn pods(&mut self, k: &Kube<'_>) -> Result<&[Pod], StepError> {
         if self.pods.is_none() {
-            let pods = k.api::<Pod>().list(&ListParams::default()).await.map_err(|e| classify("listing pods", e))?;
-            self.pods = Some(pods.items);
+            // Shared with the checks running beside this one, but begun after it asked.
+            let pods = k.fresh.list(&k.step.cluster, &k.api::<Pod>()).await.map_err(|e| classify("listing pods", e))?;
+            self.pods = Some(pods);
         }
-        Ok(self.pods.as_deref().unwrap_or_default())
+        Ok(self.pods.as_deref().map(Vec::as_slice).unwrap_or_default())
     }
 
     async fn workload(&mut self, k: &Kube<'_>, w: &WorkloadRef) -> Result<Option<&WorkloadVolumes>, StepError> {
