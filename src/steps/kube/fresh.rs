@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, ListParams};
 
-use super::watches::Watched;
+use super::watches::{WatchKey, Watched};
 
 /// The run's shared lists, by cluster, kind and namespace.
 #[derive(Default)]
 pub struct FreshLists {
-    lists: Mutex<HashMap<(String, TypeId, String), Arc<dyn Any + Send + Sync>>>,
+    lists: Mutex<HashMap<WatchKey, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl FreshLists {

@@ -33,7 +33,7 @@ pub struct SharedWatches {
 }
 
 /// Cluster (plan name), Rust type, and the collection's URL (kind and namespace).
-type WatchKey = (String, TypeId, String);
+pub(super) type WatchKey = (String, TypeId, String);
 
 /// What a condition sees: the objects of the kind in the namespace, by name.
 pub struct View<'a, K> {
