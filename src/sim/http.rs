@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::api::{Propagation, Subresource};
 use super::auth;
 use super::cluster::Shared;
-use super::controllers::reconcile;
+use super::controllers::reconcile_after_write;
 use super::error::{ApiError, ApiResult};
 use super::patch::PatchKind;
 use super::registry::{ResourceKey, ResourceType};
@@ -559,7 +559,7 @@ fn serve_verb(shared: &Shared, request: &VerbRequest<'_>, body: &[u8]) -> Respon
     }
     let result = run_verb(&mut state, &rt, path, params, verb, request.content_type, body);
     if verb != "get" && result.is_ok() {
-        reconcile(&mut state);
+        reconcile_after_write(&mut state);
     }
     match result {
         Ok((code, object)) => json_response(code, &object),

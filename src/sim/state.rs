@@ -64,6 +64,8 @@ pub struct State {
     pub next_wakeup: Option<Timestamp>,
     /// Set by deletions so garbage collection only scans when something went away.
     pub gc_pending: bool,
+    /// What each controller last saw and the wakeups it asked for.
+    pub controller_marks: super::controllers::ControllerMarks,
     /// Container filesystems and etcd members for `pods/exec`.
     pub exec: ExecState,
     /// The simulated AWS account, when one is attached: claims on its EFS file systems
@@ -88,6 +90,7 @@ impl State {
             rng: XorShift::new(seed),
             next_wakeup: None,
             gc_pending: false,
+            controller_marks: Default::default(),
             exec: ExecState::default(),
             aws: None,
             tokens: HashMap::new(),
@@ -118,6 +121,7 @@ impl State {
 
     /// Asks for a reconcile once sim time reaches `at`.
     pub fn wake_at(&mut self, at: Timestamp) {
+        self.controller_marks.wake_at(at);
         self.next_wakeup = Some(self.next_wakeup.map_or(at, |t| t.min(at)));
     }
 

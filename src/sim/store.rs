@@ -71,6 +71,9 @@ pub struct Store {
     oldest_watchable: u64,
     sender: broadcast::Sender<Arc<WatchEvent>>,
     mutations: Vec<Mutation>,
+    /// The resourceVersion of each resource type's last change, so controllers can skip
+    /// passes nothing they read has changed for.
+    changed: HashMap<ResourceKey, u64>,
     /// Attributed to mutations made until changed.
     pub actor: String,
 }
@@ -86,6 +89,7 @@ impl Store {
             oldest_watchable: 1,
             sender,
             mutations: Vec::new(),
+            changed: HashMap::new(),
             actor: "api".into(),
         }
     }
@@ -97,6 +101,11 @@ impl Store {
 
     pub fn get(&self, resource: &ResourceKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.buckets.get(resource)?.get(&(namespace.to_string(), name.to_string())).map(|e| e.object.clone())
+    }
+
+    /// Whether any object of `resource` changed after resourceVersion `rv`.
+    pub fn changed_since(&self, resource: &ResourceKey, rv: u64) -> bool {
+        self.changed.get(resource).is_some_and(|last| *last > rv)
     }
 
     /// Objects of a resource, in one namespace or (for `None`) all.
@@ -181,6 +190,12 @@ impl Store {
         name: String,
         time: &str,
     ) {
+        match self.changed.get_mut(resource) {
+            Some(last) => *last = self.rv,
+            None => {
+                self.changed.insert(resource.clone(), self.rv);
+            }
+        }
         let event = Arc::new(WatchEvent { rv: self.rv, resource: resource.clone(), event_type, object });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {

@@ -2,6 +2,7 @@
 //! foreground deletion, orphaning, and deleting a namespace's contents.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -20,13 +21,14 @@ pub fn reconcile(state: &mut State) -> bool {
     changed
 }
 
-/// Every stored object, with the resource it belongs to, that has owner references.
-fn owned_objects(state: &State) -> Vec<(ResourceKey, Value)> {
+/// Every stored object, with the resource it belongs to, that has owner references (shared,
+/// not copied: GC runs after every deletion, and a fleet's pods all have owners).
+fn owned_objects(state: &State) -> Vec<(ResourceKey, Arc<Value>)> {
     let mut owned = Vec::new();
     for key in owner_capable(state) {
         for object in state.all(&key) {
             if object["metadata"]["ownerReferences"].as_array().is_some_and(|r| !r.is_empty()) {
-                owned.push((key.clone(), (*object).clone()));
+                owned.push((key.clone(), object));
             }
         }
     }
@@ -65,7 +67,7 @@ fn collect_orphans(state: &mut State) -> bool {
     let uids = all_uids(state);
     let mut changed = false;
     for (key, object) in owned_objects(state) {
-        let refs = object["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let refs = object["metadata"]["ownerReferences"].as_array().map(Vec::as_slice).unwrap_or_default();
         let all_owners_gone = refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()));
         if all_owners_gone && !is_deleting(&object) {
             state.delete_object(&key, &object);
@@ -84,7 +86,7 @@ fn finish_foreground(state: &mut State) -> bool {
                 continue;
             }
             let uid = uid_of(&owner).to_string();
-            let dependents: Vec<(ResourceKey, Value)> =
+            let dependents: Vec<(ResourceKey, Arc<Value>)> =
                 owned_objects(state).into_iter().filter(|(_, o)| owned_by(o, &uid)).collect();
             if dependents.is_empty() {
                 changed |= state.remove_finalizer(&key, &owner, FOREGROUND_DELETION);
@@ -122,7 +124,7 @@ impl State {
             if !owned_by(&object, &owner_uid) {
                 continue;
             }
-            let mut updated = object.clone();
+            let mut updated = (*object).clone();
             let refs: Vec<Value> = object["metadata"]["ownerReferences"]
                 .as_array()
                 .into_iter()
