@@ -658,3 +658,41 @@ fn canonical_json(value: &serde_json::Value) -> String {
         scalar => scalar.to_string(),
     }
 }
+
+#[test]
+fn a_save_told_which_steps_changed_journals_those_and_loads_the_same_record() {
+    let store = store("journal-hinted");
+    let mut run = record_with_steps(50);
+    store.create_run(&run).unwrap();
+    store.save_run(&run).unwrap();
+    let changed: std::collections::BTreeSet<String> = ["step-00003", "step-00007"].map(String::from).into();
+    for id in &changed {
+        run.steps.get_mut(id).unwrap().start();
+    }
+    run.touch();
+    store.save_run_changed(&run, &changed).unwrap();
+    let journal = std::fs::read_to_string(journal_file(&store, &run)).unwrap();
+    let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    let journaled: Vec<&String> = last["steps"].as_object().unwrap().keys().collect();
+    assert_eq!(journaled, ["step-00003", "step-00007"]);
+    assert_eq!(LocalDirStore::new(store.root()).load_run(&run.run_id).unwrap(), run);
+}
+
+#[test]
+fn a_hint_is_not_trusted_once_another_process_saved_the_run() {
+    let store = store("journal-hint-stale");
+    let mut run = record_with_steps(5);
+    store.create_run(&run).unwrap();
+    store.save_run(&run).unwrap();
+    // Another process saves a change this one's hint will not name.
+    let other = LocalDirStore::new(store.root());
+    let mut theirs = run.clone();
+    theirs.steps.get_mut("step-00001").unwrap().attempts = 4;
+    other.save_run(&theirs).unwrap();
+    // This process's record differs from the files in step-00001 too (it never saw that
+    // save): a hint naming only step-00002 must not leave the files with their version.
+    run.steps.get_mut("step-00002").unwrap().start();
+    let changed: std::collections::BTreeSet<String> = ["step-00002".to_string()].into();
+    store.save_run_changed(&run, &changed).unwrap();
+    assert_eq!(LocalDirStore::new(store.root()).load_run(&run.run_id).unwrap(), run);
+}

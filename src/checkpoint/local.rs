@@ -20,7 +20,7 @@
 //! file whose flock is free is only taken over if it names a dead pid on this host; one
 //! naming another host or a live pid is still reported as [`StoreError::Locked`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -135,19 +135,11 @@ impl StateStore for LocalDirStore {
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        let path = self.run_path(&run.run_id)?;
-        if !path.exists() {
-            return Err(StoreError::RunNotFound { run_id: run.run_id.clone(), path });
-        }
-        let mut journals = self.journals();
-        let state = match journals.remove(&run.run_id) {
-            Some(state) if state.matches_disk(&path)? => state,
-            // First save of this run by this process, or another process wrote it since.
-            _ => self.read_journal_state(&run.run_id, &path)?,
-        };
-        let state = self.save_journaled(&path, run, state)?;
-        journals.insert(run.run_id.clone(), state);
-        Ok(())
+        self.save_with_hint(run, None)
+    }
+
+    fn save_run_changed(&self, run: &RunRecord, changed: &BTreeSet<String>) -> Result<(), StoreError> {
+        self.save_with_hint(run, Some(changed))
     }
 
     fn load_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
@@ -264,17 +256,47 @@ impl LocalDirStore {
 
     /// Appends `run`'s changes to the journal, or compacts when the journal has grown
     /// past the base (or a step disappeared, which a journal line cannot express).
-    fn save_journaled(&self, path: &Path, run: &RunRecord, state: JournalState) -> Result<JournalState, StoreError> {
-        let dropped_steps = state.written.keys().any(|id| !run.steps.contains_key(id));
+    /// Saves the run; `hint` (the only steps that can have changed since this process's
+    /// last save) is trusted only while the files are as that save left them.
+    fn save_with_hint(&self, run: &RunRecord, hint: Option<&BTreeSet<String>>) -> Result<(), StoreError> {
+        let path = self.run_path(&run.run_id)?;
+        if !path.exists() {
+            return Err(StoreError::RunNotFound { run_id: run.run_id.clone(), path });
+        }
+        let mut journals = self.journals();
+        let (state, hint) = match journals.remove(&run.run_id) {
+            Some(state) if state.matches_disk(&path)? => (state, hint),
+            // First save of this run by this process, or another process wrote it since.
+            _ => (self.read_journal_state(&run.run_id, &path)?, None),
+        };
+        let state = self.save_journaled(&path, run, state, hint)?;
+        journals.insert(run.run_id.clone(), state);
+        Ok(())
+    }
+
+    fn save_journaled(
+        &self,
+        path: &Path,
+        run: &RunRecord,
+        state: JournalState,
+        hint: Option<&BTreeSet<String>>,
+    ) -> Result<JournalState, StoreError> {
+        // With a hint, steps were only changed (the executor never drops one): comparing
+        // every record of the run on every save was quadratic over a fleet's run.
+        let dropped_steps = hint.is_none() && state.written.keys().any(|id| !run.steps.contains_key(id));
         if dropped_steps || state.journal_len >= COMPACT_AFTER_BYTES.max(state.base_len) {
             return self.compact(path, run, state.seq);
         }
-        let changed: Vec<&str> = run
-            .steps
-            .iter()
-            .filter(|(id, step)| state.written.get(*id) != Some(*step))
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let differs = |id: &str, step: &StepRecord| state.written.get(id) != Some(step);
+        let changed: Vec<&str> = match hint {
+            Some(hint) => hint
+                .iter()
+                .filter_map(|id| run.steps.get_key_value(id))
+                .filter(|(id, step)| differs(id, step))
+                .map(|(id, _)| id.as_str())
+                .collect(),
+            None => run.steps.iter().filter(|(id, step)| differs(id, step)).map(|(id, _)| id.as_str()).collect(),
+        };
         let seq = state.seq + 1;
         let line = encode_entry(seq, run, &changed)
             .map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })?;

@@ -1,5 +1,6 @@
 //! The store interface: where runs are kept and how a run claims its target.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -23,6 +24,15 @@ pub trait StateStore: Send + Sync {
 
     /// Replaces an existing run atomically: a reader sees the old record or the new one, never a mix.
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Saves `run` like [`StateStore::save_run`], told that only the header and the records
+    /// of the `changed` steps can differ from this process's last save of it: a store that
+    /// writes differences may skip comparing the rest (a fleet's run has thousands of steps
+    /// and a save per transition). The default saves the whole run.
+    fn save_run_changed(&self, run: &RunRecord, changed: &BTreeSet<String>) -> Result<(), StoreError> {
+        let _ = changed;
+        self.save_run(run)
+    }
 
     fn load_run(&self, run_id: &str) -> Result<RunRecord, StoreError>;
 

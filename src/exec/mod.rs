@@ -81,19 +81,37 @@ struct Checkpoint {
     store: Arc<dyn StateStore>,
     transitions: u64,
     failpoint: failpoint::Failpoint,
+    /// Steps changed since the last save; `None` until the first save of this process (the
+    /// record handed in may differ from what is stored in any step).
+    changed: Option<BTreeSet<String>>,
 }
 
 impl Checkpoint {
+    fn new(record: RunRecord, store: Arc<dyn StateStore>) -> Checkpoint {
+        let failpoint = failpoint::Failpoint::from_env();
+        Checkpoint { record, store, transitions: 0, failpoint, changed: None }
+    }
+
     /// Saves the record; every transition goes through here.
     fn save(&mut self) -> Result<(), StepError> {
         self.record.touch();
-        self.store.save_run(&self.record).map_err(|e| StepError::failed(format!("cannot write checkpoint: {e}")))?;
+        let saved = match &self.changed {
+            Some(changed) => self.store.save_run_changed(&self.record, changed),
+            None => self.store.save_run(&self.record),
+        };
+        saved.map_err(|e| StepError::failed(format!("cannot write checkpoint: {e}")))?;
+        self.changed = Some(BTreeSet::new());
         self.transitions += 1;
         self.failpoint.after_transition(self.transitions);
         Ok(())
     }
 
     fn step_mut(&mut self, id: &str) -> &mut StepRecord {
+        if let Some(changed) = &mut self.changed
+            && !changed.contains(id)
+        {
+            changed.insert(id.to_string());
+        }
         self.record.steps.entry(id.to_string()).or_default()
     }
 }
@@ -126,8 +144,16 @@ impl StepContext {
     /// Records a value and saves the checkpoint before returning, so what the step is
     /// about to change is known even if the process dies right after changing it.
     pub fn capture(&self, key: &str, value: Value) -> Result<(), StepError> {
+        self.capture_all([(key, value)])
+    }
+
+    /// Records several values with one save: all of them are known after a crash, or none.
+    pub fn capture_all<'k>(&self, values: impl IntoIterator<Item = (&'k str, Value)>) -> Result<(), StepError> {
         let mut checkpoint = self.lock();
-        checkpoint.step_mut(&self.step_id).captured.insert(key.to_string(), value);
+        let captured = &mut checkpoint.step_mut(&self.step_id).captured;
+        for (key, value) in values {
+            captured.insert(key.to_string(), value);
+        }
         checkpoint.save()
     }
 
@@ -193,9 +219,8 @@ pub async fn execute<R: StepRunner>(
     mut cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, StepError> {
     let run_id = record.run_id.clone();
-    let failpoint = failpoint::Failpoint::from_env();
-    let checkpoint = Arc::new(Mutex::new(Checkpoint { record, store, transitions: 0, failpoint }));
-    let mut tasks: JoinSet<(NodeIndex, Result<(), StepError>, Duration)> = JoinSet::new();
+    let checkpoint = Arc::new(Mutex::new(Checkpoint::new(record, store)));
+    let mut tasks: JoinSet<Ended> = JoinSet::new();
     let mut stopping = false;
     let mut failed = Vec::new();
     let mut durations = BTreeMap::new();
@@ -208,6 +233,9 @@ pub async fn execute<R: StepRunner>(
     };
     let mut running = Running::default();
     loop {
+        // Every step that may start now is recorded as started with one save (a group
+        // commit: one fsync for all), and only then run.
+        let mut starting = Vec::new();
         while !stopping && !*cancel.borrow() {
             let Some(index) = frontier.next(running.can_start(&options)) else { break };
             let step = graph.step(index);
@@ -218,6 +246,14 @@ pub async fn execute<R: StepRunner>(
                 frontier.done(&graph, index);
                 continue;
             }
+            running.started(frontier.is_wait(index));
+            starting.push(index);
+        }
+        if !starting.is_empty() {
+            start_steps(&checkpoint, &graph, &starting)?;
+        }
+        for index in starting {
+            let step = graph.step(index);
             let ctx = StepContext {
                 checkpoint: checkpoint.clone(),
                 graph: graph.clone(),
@@ -225,9 +261,7 @@ pub async fn execute<R: StepRunner>(
                 run_id: run_id.clone(),
                 step_id: step.id.clone(),
             };
-            start_step(&ctx)?;
             let _ = events.send(Event::Started { id: step.id.clone(), description: step.describe() });
-            running.started(frontier.is_wait(index));
             let runner = runner.clone();
             let events = events.clone();
             let step = step.clone();
@@ -243,19 +277,30 @@ pub async fn execute<R: StepRunner>(
         tokio::select! {
             joined = tasks.join_next() => {
                 let Some(joined) = joined else { break };
-                let (index, result, elapsed) = joined.map_err(|e| StepError::failed(format!("step task panicked: {e}")))?;
-                running.finished(frontier.is_wait(index));
-                let id = graph.step(index).id.clone();
-                durations.insert(id.clone(), elapsed);
-                let (status, error) = finish_step(&checkpoint, &id, &result)?;
-                match result {
-                    Ok(()) => frontier.done(&graph, index),
-                    Err(e) => {
-                        failed.push((id.clone(), e.message.clone()));
-                        stopping = true;
-                    }
+                // Steps that ended meanwhile are recorded with the same save, before any
+                // step that depends on them starts.
+                let mut ended = vec![joined];
+                while let Some(more) = tasks.try_join_next() {
+                    ended.push(more);
                 }
-                let _ = events.send(Event::Finished { id, status, elapsed, error });
+                let ended = ended
+                    .into_iter()
+                    .map(|j| j.map_err(|e| StepError::failed(format!("step task panicked: {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let outcomes = finish_steps(&checkpoint, &graph, &ended)?;
+                for ((index, result, elapsed), (status, error)) in ended.into_iter().zip(outcomes) {
+                    running.finished(frontier.is_wait(index));
+                    let id = graph.step(index).id.clone();
+                    durations.insert(id.clone(), elapsed);
+                    match result {
+                        Ok(()) => frontier.done(&graph, index),
+                        Err(e) => {
+                            failed.push((id.clone(), e.message.clone()));
+                            stopping = true;
+                        }
+                    }
+                    let _ = events.send(Event::Finished { id, status, elapsed, error });
+                }
             }
             _ = cancel.changed() => {}
         }
@@ -422,27 +467,36 @@ fn skip_step(checkpoint: &Arc<Mutex<Checkpoint>>, id: &str, fallback_of: &str) -
     Ok(StepStatus::Skipped)
 }
 
-fn start_step(ctx: &StepContext) -> Result<(), StepError> {
-    let mut checkpoint = ctx.lock();
-    checkpoint.step_mut(&ctx.step_id).start();
+/// Records the steps as started, with one save.
+fn start_steps(checkpoint: &Arc<Mutex<Checkpoint>>, graph: &StepGraph, steps: &[NodeIndex]) -> Result<(), StepError> {
+    let mut checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+    for &index in steps {
+        checkpoint.step_mut(&graph.step(index).id).start();
+    }
     checkpoint.save()
 }
 
-fn finish_step(
+/// A step task's end: the step, its result and how long it ran.
+type Ended = (NodeIndex, Result<(), StepError>, Duration);
+
+/// Records how the steps ended, with one save; their statuses and errors as recorded.
+fn finish_steps(
     checkpoint: &Arc<Mutex<Checkpoint>>,
-    id: &str,
-    result: &Result<(), StepError>,
-) -> Result<(StepStatus, Option<String>), StepError> {
+    graph: &StepGraph,
+    ended: &[Ended],
+) -> Result<Vec<(StepStatus, Option<String>)>, StepError> {
     let mut checkpoint = checkpoint.lock().unwrap_or_else(|p| p.into_inner());
-    let record = checkpoint.step_mut(id);
-    match result {
-        Ok(()) => record.finish(StepStatus::Succeeded),
-        Err(e) => record.fail(e.message.clone()),
+    let mut outcomes = Vec::with_capacity(ended.len());
+    for (index, result, _) in ended {
+        let record = checkpoint.step_mut(&graph.step(*index).id);
+        match result {
+            Ok(()) => record.finish(StepStatus::Succeeded),
+            Err(e) => record.fail(e.message.clone()),
+        }
+        outcomes.push((record.status, record.error.clone()));
     }
-    let status = record.status;
-    let error = record.error.clone();
     checkpoint.save()?;
-    Ok((status, error))
+    Ok(outcomes)
 }
 
 async fn run_with_retries<R: StepRunner>(
@@ -504,6 +558,79 @@ mod tests {
     }
 
     const ANY: Slots = Slots { work: true, wait: true };
+
+    /// A store that counts the saves it is asked for.
+    struct CountingStore {
+        inner: crate::checkpoint::LocalDirStore,
+        saves: std::sync::atomic::AtomicUsize,
+    }
+
+    impl StateStore for CountingStore {
+        fn lock(
+            &self,
+            key: &str,
+            info: &crate::checkpoint::LockInfo,
+        ) -> Result<Box<dyn crate::checkpoint::LockGuard>, crate::checkpoint::StoreError> {
+            self.inner.lock(key, info)
+        }
+        fn create_run(&self, run: &RunRecord) -> Result<(), crate::checkpoint::StoreError> {
+            self.inner.create_run(run)
+        }
+        fn save_run(&self, run: &RunRecord) -> Result<(), crate::checkpoint::StoreError> {
+            self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.save_run(run)
+        }
+        fn save_run_changed(
+            &self,
+            run: &RunRecord,
+            changed: &BTreeSet<String>,
+        ) -> Result<(), crate::checkpoint::StoreError> {
+            self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.save_run_changed(run, changed)
+        }
+        fn load_run(&self, run_id: &str) -> Result<RunRecord, crate::checkpoint::StoreError> {
+            self.inner.load_run(run_id)
+        }
+        fn list_runs(&self) -> Result<Vec<crate::checkpoint::RunSummary>, crate::checkpoint::StoreError> {
+            self.inner.list_runs()
+        }
+    }
+
+    /// Succeeds at once.
+    struct Instant;
+
+    impl StepRunner for Instant {
+        async fn run(&self, _: &Step, _: &StepContext) -> Result<(), StepError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_that_start_or_end_together_share_one_save() {
+        let root = std::env::temp_dir().join(format!("drplan-exec-group-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store =
+            Arc::new(CountingStore { inner: crate::checkpoint::LocalDirStore::new(&root), saves: Default::default() });
+        let g = graph(10, &[]);
+        let mut record =
+            RunRecord::new("test", String::new(), String::new(), crate::checkpoint::RunMode::Apply, Value::Null);
+        for (_, step) in g.steps() {
+            record.steps.insert(step.id.clone(), StepRecord::default());
+        }
+        store.create_run(&record).unwrap();
+        let (events, _events) = mpsc::unbounded_channel();
+        let (_cancel, cancel) = watch::channel(false);
+        let options = Options { parallelism: 10, ..Options::default() };
+        let outcome =
+            execute(Arc::new(g), record, store.clone(), Arc::new(Instant), options, events, cancel).await.unwrap();
+        assert_eq!(outcome.status, RunStatus::Succeeded);
+        let saves = store.saves.load(std::sync::atomic::Ordering::SeqCst);
+        // One save per transition would be 10 starts + 10 ends + the run's end.
+        assert!(saves <= 12, "{saves} saves for 10 steps started and ended together");
+        let stored = store.load_run(&outcome.record.run_id).unwrap();
+        assert!(stored.steps.values().all(|s| s.status == StepStatus::Succeeded), "every end is recorded");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     fn drain(frontier: &mut Frontier, graph: &StepGraph) -> Vec<usize> {
         let mut ran = Vec::new();

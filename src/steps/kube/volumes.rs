@@ -161,9 +161,8 @@ pub async fn delete_claim(k: &Kube<'_>, claim: &str, accept_data_loss: bool) -> 
     }
     let pv = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).unwrap_or_default();
     if recorded_uid.is_none() {
-        k.ctx.capture("pv", json!(pv))?;
-        k.ctx.capture("claim", clean_manifest(serde_json::to_value(&pvc).unwrap_or_default()))?;
-        k.ctx.capture("uid", json!(uid))?;
+        let manifest = clean_manifest(serde_json::to_value(&pvc).unwrap_or_default());
+        k.ctx.capture_all([("pv", json!(pv)), ("claim", manifest), ("uid", json!(uid))])?;
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
