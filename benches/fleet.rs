@@ -6,7 +6,8 @@
 //! arguments: `DRPLAN_FLEET_ARGS="--kube-qps 0"`). For each size it reports the makespan
 //! against the DAG's critical path (longest chain of the step durations the run itself
 //! recorded), dr's CPU time and peak RSS (getrusage of the child), API requests per step
-//! (from the sim's audit log, watches counted apart), and the checkpoint journal's bytes
+//! (from the sim's audit log, watches counted apart), the simulated cluster's own CPU time
+//! (it shares the machine with dr), and the checkpoint journal's bytes
 //! and appends per transition; and it checks the end state (every claim Bound at 4Gi with
 //! its data, every StatefulSet Ready).
 //!
@@ -65,10 +66,19 @@ fn plan(statefulsets: usize) -> String {
 
 /// CPU seconds and peak RSS (KiB) of the children waited for so far.
 fn children_usage() -> (f64, i64) {
+    usage_of(libc::RUSAGE_CHILDREN)
+}
+
+/// CPU seconds and peak RSS (KiB) of this process: the simulated cluster.
+fn own_usage() -> (f64, i64) {
+    usage_of(libc::RUSAGE_SELF)
+}
+
+fn usage_of(who: libc::c_int) -> (f64, i64) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given.
     let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        libc::getrusage(who, usage.as_mut_ptr());
         usage.assume_init()
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -139,6 +149,17 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Lines in the run's journal files (one appended and fsynced per transition).
+/// Saves the run made: the sequence number of the last journal line (each save appends
+/// one line and fsyncs it; a compaction keeps the number), read from the run's files.
+fn saves(run_dir: &Path) -> u64 {
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap_or_default()).unwrap_or_default();
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
+    let last_line = journal.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let of = |v: Option<&serde_json::Value>, field: &str| v.and_then(|v| v[field].as_u64()).unwrap_or(0);
+    of(Some(&base), "journalSeq").max(of(last_line.as_ref(), "seq"))
+}
+
 fn journal_lines(dir: &Path) -> usize {
     let mut lines = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -188,12 +209,16 @@ struct Figures {
     makespan: Duration,
     critical: Duration,
     cpu: f64,
+    /// CPU seconds the simulated cluster (this process) used while dr ran.
+    sim_cpu: f64,
     rss_kib: i64,
     requests: usize,
     watches: usize,
     writes: usize,
     journal_bytes: u64,
     transitions: usize,
+    /// Checkpoint saves (fsynced journal appends) made.
+    saves: u64,
     journal_lines: usize,
     /// Requests by verb and resource, most first.
     breakdown: Vec<(String, usize)>,
@@ -242,16 +267,22 @@ fn run_size(
     sim.write_kubeconfig(&kubeconfig, "bench").unwrap();
     let (plan, state) = (dir.join("plan.yaml"), dir.join("state"));
     let extra = std::env::var("DRPLAN_FLEET_ARGS").unwrap_or_default();
-    let command = [env!("CARGO_BIN_EXE_dr"), "apply", plan.to_str().unwrap(), "--auto-approve"]
-        .into_iter()
+    // `DRPLAN_FLEET_WRAP="heaptrack -o /tmp/dr"` runs dr under a profiler (its figures then
+    // include the profiler's).
+    let wrap = std::env::var("DRPLAN_FLEET_WRAP").unwrap_or_default();
+    let command = wrap
+        .split_whitespace()
+        .chain([env!("CARGO_BIN_EXE_dr"), "apply", plan.to_str().unwrap(), "--auto-approve"])
         .chain(["--kubeconfig", kubeconfig.to_str().unwrap(), "--context", "bench"])
         .chain(["--output", "plain", "--step-timeout", "5m", "--state-dir", state.to_str().unwrap()])
         .chain(extra.split_whitespace())
         .collect::<Vec<_>>()
         .join("\t");
     let before = sim.requests().len();
+    let (sim_cpu_before, _) = own_usage();
     writeln!(to_launcher, "{command}").unwrap();
     let answer = from_launcher.next().unwrap().unwrap();
+    let sim_cpu = own_usage().0 - sim_cpu_before;
     let [code, wall, cpu, rss] = answer.split(' ').collect::<Vec<_>>()[..] else { panic!("launcher said {answer}") };
     assert_eq!(code, "0", "dr apply failed (its stderr is above)");
     let served: Vec<_> = sim.requests()[before..].to_vec();
@@ -265,12 +296,14 @@ fn run_size(
         makespan: recorded_makespan(&record),
         critical: critical_path(&record),
         cpu: cpu.parse().unwrap(),
+        sim_cpu,
         rss_kib: rss.parse().unwrap(),
         requests: served.len(),
         watches: served.iter().filter(|r| r.verb == "watch").count(),
         writes: served.iter().filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch")).count(),
         journal_bytes: dir_bytes(store.run_path(&run_id).unwrap().parent().unwrap()),
         transitions: transitions(&record),
+        saves: saves(store.run_path(&run_id).unwrap().parent().unwrap()),
         journal_lines: journal_lines(&state),
         breakdown: breakdown(&served),
     };
@@ -304,10 +337,11 @@ fn main() {
             f.makespan.as_secs_f64() / f.critical.as_secs_f64().max(1e-9)
         );
         println!(
-            "  dr CPU {:.2} s ({:.2} s per 100 steps), peak RSS {:.1} MiB",
+            "  dr CPU {:.2} s ({:.2} s per 100 steps), peak RSS {:.1} MiB; the simulated cluster's CPU {:.2} s",
             f.cpu,
             f.cpu * 100.0 / f.steps as f64,
-            f.rss_kib as f64 / 1024.0
+            f.rss_kib as f64 / 1024.0,
+            f.sim_cpu
         );
         println!(
             "  API requests {} ({:.2} per step; {} writes, {} watches)",
@@ -319,8 +353,9 @@ fn main() {
         let listed: Vec<String> = f.breakdown.iter().map(|(what, n)| format!("{what} {n}")).collect();
         println!("    by verb and resource: {}", listed.join(", "));
         println!(
-            "  checkpoint: >= {} transitions, one fsynced journal append each; run directory {} KiB at the end ({} journal lines since the last compaction)",
+            "  checkpoint: >= {} transitions in {} saves (one fsynced journal append each; transitions that happen together share one); run directory {} KiB at the end ({} journal lines since the last compaction)",
             f.transitions,
+            f.saves,
             f.journal_bytes / 1024,
             f.journal_lines
         );
