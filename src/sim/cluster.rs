@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::clock::SimClock;
 use super::config::SimConfig;
-use super::controllers::reconcile;
+use super::controllers::{reconcile, reconcile_after_write};
 use super::error::ApiError;
 use super::manifests;
 use super::state::{RequestRecord, State};
@@ -130,7 +130,8 @@ async fn tick(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
         }
         let mut state = shared.lock();
         if state.next_wakeup.is_some_and(|at| at <= state.now()) {
-            reconcile(&mut state);
+            // The controllers whose deadline passed, and those their changes concern.
+            reconcile_after_write(&mut state);
         }
     }
 }

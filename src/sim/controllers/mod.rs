@@ -151,7 +151,8 @@ pub fn reconcile(state: &mut State) {
     run_until_settled(state, true);
 }
 
-/// Runs the controllers an API write may concern, until none changes anything.
+/// Runs the controllers an API write may concern, or whose wakeup has passed, until none
+/// changes anything.
 pub fn reconcile_after_write(state: &mut State) {
     run_until_settled(state, false);
 }
