@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::record::{FORMAT_VERSION, RunRecord};
 use super::store::StoreError;
@@ -16,17 +17,21 @@ const KIND: &str = "DrplanRun";
 /// Version 1 files predate the journal; they read as a base with nothing journaled.
 const OLDEST_READABLE_FORMAT: u32 = 1;
 
-/// The bytes of `run.json` for `record`, which contains journal lines up to `journal_seq`:
-/// pretty JSON with an embedded checksum.
-pub(super) fn seal(record: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, serde_json::Error> {
-    let mut bytes = serde_json::to_vec_pretty(&sealed_value(record, journal_seq)?)?;
+/// The bytes of `run.json` for a record turned into JSON, which contains journal lines
+/// up to `journal_seq`: pretty JSON with an embedded checksum.
+pub(super) fn seal_value(value: Value, journal_seq: u64) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = serde_json::to_vec_pretty(&stamped(value, journal_seq))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
-/// `record` as JSON with `journalSeq` and the checksum added; [`seal`] without the layout.
+/// `record` as JSON with `journalSeq` and the checksum added; [`seal_value`] without the layout.
 pub(super) fn sealed_value(record: &RunRecord, journal_seq: u64) -> Result<Value, serde_json::Error> {
-    let mut value = serde_json::to_value(record)?;
+    Ok(stamped(serde_json::to_value(record)?, journal_seq))
+}
+
+/// A record's JSON with `journalSeq` and the checksum added.
+fn stamped(mut value: Value, journal_seq: u64) -> Value {
     if let Value::Object(object) = &mut value {
         object.insert(JOURNAL_SEQ_FIELD.to_string(), Value::from(journal_seq));
     }
@@ -34,7 +39,7 @@ pub(super) fn sealed_value(record: &RunRecord, journal_seq: u64) -> Result<Value
     if let Value::Object(object) = &mut value {
         object.insert(CHECKSUM_FIELD.to_string(), Value::String(checksum));
     }
-    Ok(value)
+    value
 }
 
 /// The record in `bytes` read from `path`, if the file is a whole, unaltered drplan run,
@@ -102,49 +107,69 @@ fn check_markers(object: &Map<String, Value>) -> Result<(), String> {
 
 /// `sha256:<hex>` of `value`'s canonical JSON.
 pub(super) fn checksum_of(value: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(value, &mut canonical);
-    format!("{CHECKSUM_PREFIX}{}", super::digest(canonical.as_bytes()))
+    let mut hashing = Hashing(Sha256::new());
+    write_canonical(value, &mut hashing);
+    format!("{CHECKSUM_PREFIX}{}", super::hex(&hashing.0.finalize()))
 }
 
 fn checksum_of_object(object: &Map<String, Value>) -> String {
-    let mut canonical = String::new();
-    write_canonical_object(object, &mut canonical);
-    format!("{CHECKSUM_PREFIX}{}", super::digest(canonical.as_bytes()))
+    let mut hashing = Hashing(Sha256::new());
+    write_canonical_object(object, &mut hashing);
+    format!("{CHECKSUM_PREFIX}{}", super::hex(&hashing.0.finalize()))
+}
+
+/// Where canonical JSON goes: hashed as it is written (a fleet's record is megabytes of
+/// it, and only its digest is wanted), or kept as text.
+trait Canonical {
+    fn text(&mut self, text: &str);
+}
+
+struct Hashing(Sha256);
+
+impl Canonical for Hashing {
+    fn text(&mut self, text: &str) {
+        self.0.update(text.as_bytes());
+    }
+}
+
+impl Canonical for String {
+    fn text(&mut self, text: &str) {
+        self.push_str(text);
+    }
 }
 
 /// Compact JSON with object keys sorted, so the checksum does not depend on key order
 /// or whitespace (serde_json may or may not preserve insertion order, depending on features).
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut impl Canonical) {
     match value {
         Value::Object(object) => write_canonical_object(object, out),
         Value::Array(items) => {
-            out.push('[');
+            out.text("[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.text(",");
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.text("]");
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => out.text(&scalar.to_string()),
     }
 }
 
-fn write_canonical_object(object: &Map<String, Value>, out: &mut String) {
+fn write_canonical_object(object: &Map<String, Value>, out: &mut impl Canonical) {
     let mut entries: Vec<(&String, &Value)> = object.iter().collect();
     entries.sort_by_key(|(key, _)| *key);
-    out.push('{');
+    out.text("{");
     for (i, (key, item)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.text(",");
         }
-        out.push_str(&Value::String(key.clone()).to_string());
-        out.push(':');
+        out.text(&Value::String(key.clone()).to_string());
+        out.text(":");
         write_canonical(item, out);
     }
-    out.push('}');
+    out.text("}");
 }
 
 #[cfg(test)]

@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::integrity::{seal, unseal};
+use super::integrity::{seal_value, unseal};
 use super::journal::{JOURNAL_FILE, Replayed, encode_entry, replay};
 use super::record::{RunRecord, RunSummary, StepRecord};
-use super::redact::without_secrets;
+use super::redact::value_without_secrets;
 use super::store::{LockGuard, LockInfo, StateStore, StoreError, this_host};
 
 const RUN_FILE: &str = "run.json";
@@ -180,7 +180,9 @@ impl LocalDirStore {
 /// The bytes to store for `run`: a copy with Secret data removed from the plan and from
 /// everything steps captured, sealed with its checksum and the journal line it reaches.
 fn sealed_without_secrets(run: &RunRecord, journal_seq: u64) -> Result<Vec<u8>, StoreError> {
-    seal(&without_secrets(run), journal_seq).map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
+    value_without_secrets(run)
+        .and_then(|value| seal_value(value, journal_seq))
+        .map_err(|source| StoreError::Encode { run_id: run.run_id.clone(), source })
 }
 
 // ---------------------------------------------------------------------------
