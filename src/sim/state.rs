@@ -51,6 +51,9 @@ pub struct RequestRecord {
     pub code: u16,
 }
 
+/// What makes two events the same: namespace, involved object's uid, reason, message.
+type EventKey = (String, String, String, String);
+
 pub struct State {
     pub registry: Registry,
     pub store: Store,
@@ -73,6 +76,8 @@ pub struct State {
     pub aws: Option<Arc<super::aws::AwsWorld>>,
     /// ServiceAccount tokens issued (token → namespace and name), see [`super::auth`].
     pub tokens: HashMap<String, (String, String)>,
+    /// The event recorded for each (namespace, involved uid, reason, message), by name.
+    event_names: HashMap<EventKey, String>,
     ids: u64,
 }
 
@@ -94,6 +99,7 @@ impl State {
             exec: ExecState::default(),
             aws: None,
             tokens: HashMap::new(),
+            event_names: HashMap::new(),
             ids: 0,
         }
     }
@@ -203,12 +209,13 @@ impl State {
         let ns = if ns.is_empty() { "default".to_string() } else { ns };
         let uid = involved["metadata"]["uid"].as_str().unwrap_or_default().to_string();
         let now = self.now_text();
-        let events = self.store.list(&keys::events(), Some(&ns));
-        if let Some(existing) = events
-            .iter()
-            .find(|e| e["involvedObject"]["uid"] == uid.as_str() && e["reason"] == reason && e["message"] == message)
-        {
-            let mut updated = (**existing).clone();
+        // A repeat of an event counts up the one recorded (found by its index entry; the
+        // event itself may have been deleted since), where scanning the namespace's events
+        // for each new one was quadratic over a fleet's.
+        let key = (ns.clone(), uid.clone(), reason.to_string(), message.to_string());
+        let recorded = self.event_names.get(&key).and_then(|event| self.store.get(&keys::events(), &ns, event));
+        if let Some(existing) = recorded {
+            let mut updated = (*existing).clone();
             updated["count"] = json!(existing["count"].as_u64().unwrap_or(1) + 1);
             updated["lastTimestamp"] = json!(now);
             self.save(&keys::events(), updated);
@@ -219,7 +226,7 @@ impl State {
         let event = json!({
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": { "name": event_name, "namespace": ns, "uid": event_uid, "creationTimestamp": now },
+            "metadata": { "name": event_name.clone(), "namespace": ns, "uid": event_uid, "creationTimestamp": now },
             "involvedObject": {
                 "apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": name,
                 "namespace": involved["metadata"]["namespace"], "uid": uid,
@@ -235,6 +242,7 @@ impl State {
             "lastTimestamp": now,
         });
         self.save(&keys::events(), event);
+        self.event_names.insert(key, event_name);
     }
 
     /// Events recorded about an object, oldest first.
@@ -268,4 +276,29 @@ pub fn namespace_of(object: &Value) -> &str {
 
 pub fn uid_of(object: &Value) -> &str {
     object["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_event_counts_up_the_one_recorded_and_a_deleted_one_is_recorded_anew() {
+        let mut state =
+            crate::sim::cluster::SimCluster::build_state(Vec::new(), crate::sim::SimConfig::default()).unwrap();
+        let claim =
+            json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "db", "uid": "u1"}});
+        state.record_event(&claim, true, "ProvisioningFailed", "no capacity", "sim");
+        state.record_event(&claim, true, "ProvisioningFailed", "no capacity", "sim");
+        state.record_event(&claim, true, "ProvisioningFailed", "another reason", "sim");
+        let events = state.events_for("db", "data");
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events.iter().map(|e| e["count"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 1]);
+        let first = name_of(&events[0]).to_string();
+        let time = state.now_text();
+        state.store.remove(&keys::events(), "db", &first, &time);
+        state.record_event(&claim, true, "ProvisioningFailed", "no capacity", "sim");
+        let counts: Vec<u64> = state.events_for("db", "data").iter().map(|e| e["count"].as_u64().unwrap()).collect();
+        assert_eq!(counts.iter().sum::<u64>(), 2, "the deleted event is recorded anew with count 1: {counts:?}");
+    }
 }
