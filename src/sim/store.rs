@@ -59,8 +59,9 @@ struct Entry {
     json: Bytes,
 }
 
-/// Objects of one resource type, ordered by (namespace, name) so lists come out sorted.
-type Bucket = BTreeMap<(String, String), Entry>;
+/// Objects of one resource type by namespace, then name, so lists come out sorted and a
+/// lookup by name allocates nothing (controllers make thousands per pass).
+type Bucket = BTreeMap<String, BTreeMap<String, Entry>>;
 
 pub struct Store {
     rv: u64,
@@ -100,7 +101,7 @@ impl Store {
     }
 
     pub fn get(&self, resource: &ResourceKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.buckets.get(resource)?.get(&(namespace.to_string(), name.to_string())).map(|e| e.object.clone())
+        self.buckets.get(resource)?.get(namespace)?.get(name).map(|e| e.object.clone())
     }
 
     /// Whether any object of `resource` changed after resourceVersion `rv`.
@@ -116,10 +117,10 @@ impl Store {
     /// Objects of a resource in `namespace` whose names start with `prefix`: a range of
     /// the ordered store, not a scan of the namespace.
     pub fn list_prefixed(&self, resource: &ResourceKey, namespace: &str, prefix: &str) -> Vec<Arc<Value>> {
-        let Some(bucket) = self.buckets.get(resource) else { return Vec::new() };
-        bucket
-            .range((namespace.to_string(), prefix.to_string())..)
-            .take_while(|((ns, name), _)| ns == namespace && name.starts_with(prefix))
+        let Some(names) = self.buckets.get(resource).and_then(|b| b.get(namespace)) else { return Vec::new() };
+        names
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix))
             .map(|(_, e)| e.object.clone())
             .collect()
     }
@@ -141,18 +142,16 @@ impl Store {
     ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
         let Some(bucket) = self.buckets.get(resource) else { return Box::new(std::iter::empty()) };
         match namespace {
-            Some(ns) => {
-                let ns = ns.to_string();
-                Box::new(
-                    bucket.range((ns.clone(), String::new())..).take_while(move |((n, _), _)| *n == ns).map(|(_, e)| e),
-                )
-            }
-            None => Box::new(bucket.values()),
+            Some(ns) => match bucket.get(ns) {
+                Some(names) => Box::new(names.values()),
+                None => Box::new(std::iter::empty()),
+            },
+            None => Box::new(bucket.values().flat_map(BTreeMap::values)),
         }
     }
 
     pub fn count(&self, resource: &ResourceKey) -> usize {
-        self.buckets.get(resource).map_or(0, BTreeMap::len)
+        self.buckets.get(resource).map_or(0, |b| b.values().map(BTreeMap::len).sum())
     }
 
     /// Stores `object` (new or replacing), stamping a fresh resourceVersion. `time` is sim time.
@@ -164,7 +163,8 @@ impl Store {
         let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
         let object = Arc::new(object);
         let entry = Entry { object: object.clone(), json };
-        let previous = self.buckets.entry(resource.clone()).or_default().insert((ns.clone(), name.clone()), entry);
+        let names = self.buckets.entry(resource.clone()).or_default().entry(ns.clone()).or_default();
+        let previous = names.insert(name.clone(), entry);
         let event_type = if previous.is_some() { EventType::Modified } else { EventType::Added };
         self.record(resource, event_type, object.clone(), ns, name, time);
         object
@@ -172,7 +172,12 @@ impl Store {
 
     /// Removes an object; the DELETED event carries it with a fresh resourceVersion.
     pub fn remove(&mut self, resource: &ResourceKey, namespace: &str, name: &str, time: &str) -> Option<Arc<Value>> {
-        let removed = self.buckets.get_mut(resource)?.remove(&(namespace.to_string(), name.to_string()))?;
+        let bucket = self.buckets.get_mut(resource)?;
+        let names = bucket.get_mut(namespace)?;
+        let removed = names.remove(name)?;
+        if names.is_empty() {
+            bucket.remove(namespace);
+        }
         self.rv += 1;
         let mut last = (*removed.object).clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
