@@ -129,7 +129,7 @@ async fn tick(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         let mut state = shared.lock();
-        if state.next_wakeup.is_some_and(|at| at <= state.now()) {
+        if state.next_wakeup().is_some_and(|at| at <= state.now()) {
             // The controllers whose deadline passed, and those their changes concern.
             reconcile_after_write(&mut state);
         }
@@ -226,7 +226,7 @@ impl SimHandle {
         let mut state = self.shared.lock();
         let target = super::clock::after(state.now(), by);
         reconcile(&mut state);
-        while let Some(next) = state.next_wakeup.filter(|at| *at <= target) {
+        while let Some(next) = state.next_wakeup().filter(|at| *at <= target) {
             let step = next.duration_since(state.now()).unsigned_abs();
             state.clock.advance(step);
             reconcile(&mut state);

@@ -63,8 +63,6 @@ pub struct State {
     pub snapshot_data: HashMap<String, SnapshotData>,
     pub requests: Vec<RequestRecord>,
     pub rng: XorShift,
-    /// The earliest sim time a controller waits for; the ticker reconciles when it passes.
-    pub next_wakeup: Option<Timestamp>,
     /// Set by deletions so garbage collection only scans when something went away.
     pub gc_pending: bool,
     /// What each controller last saw and the wakeups it asked for.
@@ -93,7 +91,6 @@ impl State {
             snapshot_data: HashMap::new(),
             requests: Vec::new(),
             rng: XorShift::new(seed),
-            next_wakeup: None,
             gc_pending: false,
             controller_marks: Default::default(),
             exec: ExecState::default(),
@@ -128,7 +125,11 @@ impl State {
     /// Asks for a reconcile once sim time reaches `at`.
     pub fn wake_at(&mut self, at: Timestamp) {
         self.controller_marks.wake_at(at);
-        self.next_wakeup = Some(self.next_wakeup.map_or(at, |t| t.min(at)));
+    }
+
+    /// The earliest sim time a controller waits for; the ticker reconciles when it passes.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.controller_marks.earliest_wakeup()
     }
 
     pub fn get(&self, key: &ResourceKey, ns: &str, name: &str) -> Option<Arc<Value>> {

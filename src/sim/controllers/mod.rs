@@ -139,15 +139,15 @@ impl ControllerMarks {
         *slot = Some(slot.map_or(at, |t| t.min(at)));
     }
 
-    fn earliest_wakeup(&self) -> Option<Timestamp> {
+    /// The earliest sim time a controller waits for; the ticker reconciles when it passes.
+    pub fn earliest_wakeup(&self) -> Option<Timestamp> {
         self.wakeups.iter().chain([&self.other_wakeup]).flatten().min().copied()
     }
 }
 
-/// Runs every controller until none changes anything (after a change outside the API: a
-/// deadline passed, sim time moved, manifests loaded, a handle changed volumes).
+/// Runs every controller until none changes anything (after a change outside the API:
+/// sim time moved, manifests loaded, a handle changed volumes).
 pub fn reconcile(state: &mut State) {
-    state.controller_marks.other_wakeup = None;
     run_until_settled(state, true);
 }
 
@@ -158,13 +158,19 @@ pub fn reconcile_after_write(state: &mut State) {
 }
 
 fn run_until_settled(state: &mut State, everything: bool) {
+    // A wakeup asked for outside any controller is owed a reconcile of everything; this
+    // is it, so it is spent.
+    let marks = &mut state.controller_marks;
+    let owed = marks.other_wakeup.is_some_and(|at| at <= state.clock.now());
+    if everything || owed {
+        marks.other_wakeup = None;
+    }
     for pass in 0..MAX_PASSES {
-        if !run_pass(state, everything && pass == 0) {
+        if !run_pass(state, (everything || owed) && pass == 0) {
             break;
         }
     }
     state.controller_marks.running = None;
-    state.next_wakeup = state.controller_marks.earliest_wakeup();
     state.store.actor = "api".into();
 }
 
@@ -240,6 +246,18 @@ mod tests {
     }
 
     #[test]
+    fn a_wakeup_asked_for_outside_a_controller_is_spent_by_the_reconcile_it_asked_for() {
+        let mut state = settled_state();
+        let at = crate::sim::clock::after(state.now(), std::time::Duration::from_secs(5));
+        state.wake_at(at);
+        assert_eq!(state.next_wakeup(), Some(at));
+        state.clock.advance(std::time::Duration::from_secs(6));
+        // What the ticker runs once the deadline passed.
+        reconcile_after_write(&mut state);
+        assert_eq!(state.next_wakeup(), None, "a spent wakeup would have the ticker reconcile every 20 ms");
+    }
+
+    #[test]
     fn a_controller_skipped_after_a_write_keeps_the_wakeup_it_asked_for() {
         let mut state = settled_state();
         let snapshots = index_of("controller/snapshot-controller");
@@ -251,7 +269,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}});
         state.save(&ResourceKey::new("", "configmaps"), config_map);
         reconcile_after_write(&mut state);
-        assert_eq!(state.next_wakeup, Some(ready_at), "the ticker must still wake the snapshot controller");
+        assert_eq!(state.next_wakeup(), Some(ready_at), "the ticker must still wake the snapshot controller");
         state.clock.advance(std::time::Duration::from_secs(6));
         assert!(due(&state, snapshots, false, state.now()), "its wakeup has passed");
     }
