@@ -25,13 +25,8 @@ pub(super) fn seal_value(value: Value, journal_seq: u64) -> Result<Vec<u8>, serd
     Ok(bytes)
 }
 
-/// `record` as JSON with `journalSeq` and the checksum added; [`seal_value`] without the layout.
-pub(super) fn sealed_value(record: &RunRecord, journal_seq: u64) -> Result<Value, serde_json::Error> {
-    Ok(stamped(serde_json::to_value(record)?, journal_seq))
-}
-
-/// A record's JSON with `journalSeq` and the checksum added.
-fn stamped(mut value: Value, journal_seq: u64) -> Value {
+/// A record's JSON with `journalSeq` and the checksum added; [`seal_value`] without the layout.
+pub(super) fn stamped(mut value: Value, journal_seq: u64) -> Value {
     if let Value::Object(object) = &mut value {
         object.insert(JOURNAL_SEQ_FIELD.to_string(), Value::from(journal_seq));
     }

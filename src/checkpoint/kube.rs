@@ -42,10 +42,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, PostParams};
 
-use super::integrity::{sealed_value, unseal};
+use super::integrity::{stamped, unseal};
 use super::local::validate_run_id;
 use super::record::{RunRecord, RunSummary};
-use super::redact::without_secrets;
+use super::redact::value_without_secrets;
 use super::store::{LockGuard, LockInfo, StateStore, StoreError};
 
 /// The scheme of a `--state-store` naming a namespace.
@@ -208,7 +208,7 @@ impl KubeStore {
     /// The record's ConfigMap content: sealed, redacted, compact JSON, refused if too large.
     fn encode(&self, run: &RunRecord, location: &str) -> Result<String, StoreError> {
         let encode_error = |source| StoreError::Encode { run_id: run.run_id.clone(), source };
-        let value = sealed_value(&without_secrets(run), 0).map_err(encode_error)?;
+        let value = stamped(value_without_secrets(run).map_err(encode_error)?, 0);
         let payload = serde_json::to_string(&value).map_err(encode_error)?;
         let bytes = RECORD_KEY.len() + payload.len();
         if bytes > CONFIG_MAP_LIMIT {
