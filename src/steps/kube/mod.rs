@@ -186,6 +186,13 @@ impl Kube<'_> {
         self.watches.until_named(&self.step.cluster, api, name, condition).await
     }
 
+    /// Whether `step` acts in the same cluster and namespace as the running one: a plan
+    /// over two clusters may name the same claim or workload in both (a DR cluster
+    /// mirrors the primary).
+    pub fn same_place(&self, step: &Step) -> bool {
+        step.cluster == self.step.cluster && step.namespace == self.step.namespace
+    }
+
     /// A name-safe token of the run id, for object names (`{run}` in templates).
     pub fn run_token(&self) -> String {
         run_token(&self.ctx.run_id)

@@ -18,19 +18,13 @@ pub fn snapshot_resource() -> ApiResource {
     crate::steps::manifests::api_resource("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
 }
 
-/// The step acts in the same cluster and namespace as the running one: a plan over two
-/// clusters may name the same claim in both (a DR cluster mirrors the primary).
-fn same_place(step: &crate::graph::Step, k: &Kube<'_>) -> bool {
-    step.cluster == k.step.cluster && step.namespace == k.step.namespace
-}
-
 /// The snapshot step of `claim` among this step's dependencies.
 fn snapshot_step<'g>(k: &'g Kube<'_>, claim: &str) -> Option<&'g SnapshotPvcParams> {
     let graph = &k.ctx.graph;
     k.ctx.ancestors().into_iter().find_map(|a| {
         let step = graph.step(a);
         match step.action() {
-            Some(Action::SnapshotPvc(p)) if p.claim.value == claim && same_place(step, k) => Some(p),
+            Some(Action::SnapshotPvc(p)) if p.claim.value == claim && k.same_place(step) => Some(p),
             _ => None,
         }
     })
@@ -266,7 +260,7 @@ fn deleted_claim(k: &Kube<'_>, claim: &str) -> Option<Value> {
     k.ctx.ancestors().into_iter().find_map(|a| {
         let step = graph.step(a);
         match step.action() {
-            Some(Action::DeletePvc(p)) if p.claim.value == claim && same_place(step, k) => {
+            Some(Action::DeletePvc(p)) if p.claim.value == claim && k.same_place(step) => {
                 k.ctx.captured_in(&step.id, "claim")
             }
             _ => None,

@@ -56,9 +56,8 @@ pub(super) fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
     let graph = &k.ctx.graph;
     k.ctx.ancestors().into_iter().find_map(|a| {
         let step = graph.step(a);
-        let same_target = step.cluster == k.step.cluster && step.namespace == k.step.namespace;
         match step.action() {
-            Some(Action::Scale(p)) if same_target && &p.workload == w => {
+            Some(Action::Scale(p)) if k.same_place(step) && &p.workload == w => {
                 k.ctx.captured_in(&step.id, original_replicas_key())?.as_i64().map(|r| r as i32)
             }
             _ => None,
@@ -73,10 +72,7 @@ pub(super) fn recorded_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
 pub(super) fn expected_replicas(k: &Kube<'_>, w: &WorkloadRef) -> Option<i32> {
     let graph = &k.ctx.graph;
     let ancestors = k.ctx.ancestors();
-    let targets_w = |a: &petgraph::graph::NodeIndex| {
-        let step = graph.step(*a);
-        step.cluster == k.step.cluster && step.namespace == k.step.namespace
-    };
+    let targets_w = |a: &petgraph::graph::NodeIndex| k.same_place(graph.step(*a));
     let scaled_back = ancestors
         .iter()
         .filter(|a| targets_w(a))
@@ -357,18 +353,17 @@ pub(super) async fn scaled_back_up_by_another(
 ) -> Result<Option<String>, StepError> {
     let graph = &k.ctx.graph;
     let ancestors = k.ctx.ancestors();
-    let same_place = |s: &crate::graph::Step| s.cluster == k.step.cluster && s.namespace == k.step.namespace;
     let restarted: HashSet<&WorkloadRef> = ancestors
         .iter()
         .filter_map(|&a| match graph.step(a).action() {
-            Some(Action::ScaleBack(p)) if same_place(graph.step(a)) => Some(&p.workload),
+            Some(Action::ScaleBack(p)) if k.same_place(graph.step(a)) => Some(&p.workload),
             _ => None,
         })
         .collect();
     for &a in &ancestors {
         let step = graph.step(a);
         let Some(Action::Scale(p)) = step.action() else { continue };
-        if p.replicas != 0 || !same_place(step) || restarted.contains(&p.workload) {
+        if p.replicas != 0 || !k.same_place(step) || restarted.contains(&p.workload) {
             continue;
         }
         if !uses_claim(k, reads, &p.workload, claim).await? {
