@@ -659,13 +659,23 @@ fn canonical_json(value: &serde_json::Value) -> String {
     }
 }
 
-#[test]
-fn a_save_told_which_steps_changed_journals_those_and_loads_the_same_record() {
-    let store = store("journal-hinted");
-    let mut run = record_with_steps(50);
+/// A store holding a run of `steps` steps, saved once by this process.
+fn saved_run(name: &str, steps: usize) -> (LocalDirStore, RunRecord) {
+    let store = store(name);
+    let run = record_with_steps(steps);
     store.create_run(&run).unwrap();
     store.save_run(&run).unwrap();
-    let changed: std::collections::BTreeSet<String> = ["step-00003", "step-00007"].map(String::from).into();
+    (store, run)
+}
+
+fn step_ids(ids: &[&str]) -> std::collections::BTreeSet<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+#[test]
+fn a_save_told_which_steps_changed_journals_those_and_loads_the_same_record() {
+    let (store, mut run) = saved_run("journal-hinted", 50);
+    let changed = step_ids(&["step-00003", "step-00007"]);
     for id in &changed {
         run.steps.get_mut(id).unwrap().start();
     }
@@ -680,10 +690,7 @@ fn a_save_told_which_steps_changed_journals_those_and_loads_the_same_record() {
 
 #[test]
 fn a_hint_is_not_trusted_once_another_process_saved_the_run() {
-    let store = store("journal-hint-stale");
-    let mut run = record_with_steps(5);
-    store.create_run(&run).unwrap();
-    store.save_run(&run).unwrap();
+    let (store, mut run) = saved_run("journal-hint-stale", 5);
     // Another process saves a change this one's hint will not name.
     let other = LocalDirStore::new(store.root());
     let mut theirs = run.clone();
@@ -692,7 +699,6 @@ fn a_hint_is_not_trusted_once_another_process_saved_the_run() {
     // This process's record differs from the files in step-00001 too (it never saw that
     // save): a hint naming only step-00002 must not leave the files with their version.
     run.steps.get_mut("step-00002").unwrap().start();
-    let changed: std::collections::BTreeSet<String> = ["step-00002".to_string()].into();
-    store.save_run_changed(&run, &changed).unwrap();
+    store.save_run_changed(&run, &step_ids(&["step-00002"])).unwrap();
     assert_eq!(LocalDirStore::new(store.root()).load_run(&run.run_id).unwrap(), run);
 }
